@@ -1,0 +1,39 @@
+"""Atomic file writing: nothing half-written is ever left at the destination path."""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Validate an output path before any work: parent exists and is writable, no clobbering."""
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise FileExistsError(f"{p} already exists: choose another output path or pass --overwrite")
+    if p.exists() and p.is_dir():
+        raise IsADirectoryError(f"{p} is a directory: give a file name for the output")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.exists():
+        raise FileNotFoundError(f"the output folder {parent} does not exist: create it first")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"cannot write to {parent}: choose a writable folder")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; it is renamed onto ``path`` only on success."""
+    p = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent if str(p.parent) else ".")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, p)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise

@@ -1,0 +1,35 @@
+"""phonon-ml: lattice dynamics from powder inelastic neutron scattering spectra."""
+from setuptools import find_packages, setup
+
+setup(
+    name="phonon-ml",
+    version="0.1.0",
+    description="Force constants from powder INS spectra: differentiable simulator, VAE and fits",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="GPL-3.0-or-later",
+    python_requires=">=3.10",
+    packages=find_packages(include=["phonon_ml_core", "phonon_ml_core.*"]),
+    package_data={"phonon_ml_core": ["data/*.json"]},
+    include_package_data=True,
+    install_requires=[
+        "torch==2.13.0",
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "phonopy>=2.20",
+        "resins>=0.1.0",
+        "h5py>=3.8",
+        "tqdm>=4.60",
+        "matplotlib>=3.7",
+        "safetensors>=0.4",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "euphonic>=1.3"],
+    },
+    entry_points={"console_scripts": ["phonon-ml=phonon_ml_core.cli:main"]},
+    classifiers=[
+        "License :: OSI Approved :: GNU General Public License v3 or later (GPLv3+)",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Physics",
+    ],
+)
