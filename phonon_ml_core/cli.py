@@ -1,0 +1,56 @@
+"""The ``phonon-ml`` command line (conventions §6).
+
+Each subcommand lives in ``phonon_ml_core/commands/<name>.py`` with two functions,
+``register(subparsers)`` adding its parser and ``run(args) -> int``; the CLI only dispatches to the
+same core functions the Mantid plugins call.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+#: Subcommand modules in the order they appear in ``phonon-ml --help``.
+COMMANDS = ("simulate", "dispersion", "preprocess", "train", "predict", "fit", "evaluate",
+            "latent_analysis", "demo", "mantid_register")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phonon-ml",
+        description="Force constants from powder inelastic neutron scattering spectra.")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"phonon_ml_core.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"phonon_ml_core.commands.{name}":
+                continue  # subcommand not built yet
+            raise
+        p = module.register(sub)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, KeyError) as exc:
+        print(f"phonon-ml {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"phonon-ml {args.command}: interrupted; rerun the same command to resume where supported",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

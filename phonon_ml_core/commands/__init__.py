@@ -1,0 +1,1 @@
+"""Subcommands of the phonon-ml CLI, one module each (register/run)."""
