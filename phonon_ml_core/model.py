@@ -259,4 +259,10 @@ def stability_check(fc: np.ndarray, model: BvKModel, n_grid: int = 12, tol_mev2:
     geo = np.einsum("pl,lkij->kpij", phase, model.bond_basis)  # (K, P, 3, 3)
     d = np.einsum("nk,kpij->npij", fc, geo)
     w2 = np.linalg.eigvalsh(d)
-    return np.all(w2 > tol_mev2, axis=(1, 2))
+    stable = np.all(w2 > tol_mev2, axis=(1, 2))
+    # long-wavelength (Born) stability: the elastic tensor must be positive definite
+    r = model.bond_vectors
+    geo_c = np.einsum("lkag,lb,ld->kabgd", model.bond_basis, r, r)
+    c = np.einsum("nk,kabgd->nabgd", fc, geo_c)
+    c11, c44, c12 = c[:, 0, 0, 0, 0], c[:, 0, 1, 0, 1], 2 * c[:, 0, 0, 1, 1] - c[:, 0, 1, 0, 1]
+    return stable & (c11 > np.abs(c12)) & (c44 > 0) & (c11 + 2 * c12 > 0)

@@ -305,24 +305,42 @@ class PowderSimulator(torch.nn.Module):
         return out.view(b, self.n_g, n_bins)
 
     def _one_phonon_mesh(self, fc: torch.Tensor, a: torch.Tensor, msd: torch.Tensor):
-        """Coherent one-phonon χ'' on G from the reciprocal-space mesh, (B, n_G, n_bins)."""
+        """Coherent one-phonon χ'' on G from the reciprocal-space mesh, (B, n_G, n_bins).
+
+        Each mode (q, j) is a stick at E_qj with weight π (ħ²/2M) tr(P_j T_k(q)) / E_qj in |Q| bin k,
+        where P_j is the mode's spectral projector and T_k(q) = ⟨QQᵀ⟩ over the bin's points with that q.
+        The linear-deposition fractions are folded into P_j so the big (q, mode, bin) weight array is
+        produced directly by one batched matrix product per deposition side.
+        """
+        h = self.settings.energy_step
         b = fc.shape[0]
         dyn = self._squared_energies(self.mesh_phase.expand(b, -1, -1), fc)  # (B, N_q, 6) meV²
         lam = eigvalsh3(dyn)
         bad = lam.amin((1, 2)) < -_LAM_FLOOR
-        proj = _spectral_projectors(dyn, lam) * self.trace_w  # (B, N_q, 3, 6)
         energy = torch.sqrt(lam.clamp_min(_LAM_FLOOR))  # (B, N_q, 3)
+        proj = _spectral_projectors(dyn, lam) * self.trace_w  # (B, N_q, 3, 6)
+        proj = proj * (math.pi * self.recoil / (energy * h))[..., None]
         n_q, n_bins = energy.shape[1], len(self.q_bins)
-        w = energy.new_empty(b, n_q, 3, n_bins)
+        pos = energy / h - 0.5
+        i0 = torch.floor(pos)
+        t = pos - i0
+        i0 = i0.long()
+        out = energy.new_zeros(b * self.n_g, n_bins)
+        base = (torch.arange(b, device=self.device) * self.n_g)[:, None, None]
         for a_val in torch.unique(a.detach()):
             sel = torch.where(a.detach() == a_val)[0]
             tens, q2bar = self._shell_tensors(float(a_val))  # (N_q, 6, 2·n_bins), (n_bins,)
-            pj = proj[sel].permute(1, 0, 2, 3).reshape(n_q, -1, 6)  # (N_q, b·3, 6)
-            tr = torch.bmm(pj, tens).view(n_q, len(sel), 3, 2, n_bins).permute(1, 0, 2, 3, 4)
             u = msd[sel][:, None, None, None]
-            w[sel] = (tr[..., 0, :] - u * tr[..., 1, :]).clamp_min(0) * torch.exp(-q2bar * u)
-        amp = w * (math.pi * self.recoil / energy)[..., None]
-        return self._deposit(energy.reshape(b, -1), amp.reshape(b, n_q * 3, n_bins)), bad
+            for idx, frac in ((i0[sel], 1.0 - t[sel]), (i0[sel] + 1, t[sel])):
+                ok = (idx >= 0) & (idx < self.n_g)
+                pj = (proj[sel] * (frac * ok)[..., None]).permute(1, 0, 2, 3).reshape(n_q, -1, 6)
+                tr = torch.bmm(pj, tens).view(n_q, len(sel), 3, 2 * n_bins).transpose(0, 1)  # (b, N_q, 3, 2K)
+                w = torch.addcmul(tr[..., :n_bins], u, tr[..., n_bins:], value=-1.0)
+                flat = (base[sel] + idx.clamp(0, self.n_g - 1)).reshape(-1)
+                out.index_add_(0, flat, w.reshape(-1, n_bins))
+        out = out.view(b, self.n_g, n_bins)
+        q2 = torch.stack([self._shell_tensors(float(x))[1] for x in a.detach()])  # (B, n_bins)
+        return out * torch.exp(-q2 * msd[:, None])[:, None, :], bad
 
     def _shell_tensors(self, a: float):
         """⟨QQᵀ⟩ per irreducible q and |Q| bin and its |Q|²-slope (for the Debye–Waller factor) at a (Å).
