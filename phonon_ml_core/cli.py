@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import re
 import sys
 
 #: Subcommand modules in the order they appear in ``phonon-ml --help``.
@@ -34,9 +35,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Options taking a comma-separated list of numbers that may start with a minus sign.
+NUMBER_LIST_OPTIONS = ("--force-constants", "--start", "--temperature-range", "--range", "--linewidth-range")
+
+
+def _join_negative_lists(argv: list[str]) -> list[str]:
+    """Let ``--force-constants -5,1,2,3,4`` through (argparse would take -5 for an option)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok in NUMBER_LIST_OPTIONS and i + 1 < len(argv) and re.match(r"^-\.?\d", argv[i + 1]):
+            out.append(f"{tok}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_negative_lists(list(sys.argv[1:] if argv is None else argv)))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     if not getattr(args, "_run", None):
         parser.print_help()

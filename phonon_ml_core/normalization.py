@@ -13,7 +13,7 @@ def mean_normalize(x, mask):
     ``x`` has shape (..., n_E, n_Q) (numpy or torch); ``mask`` is bool (n_E, n_Q).
     """
     if isinstance(x, torch.Tensor):
-        m = torch.as_tensor(np.asarray(mask), device=x.device)
+        m = torch.as_tensor(np.array(mask, dtype=bool), device=x.device)
         v = x[..., m]
         span = v.amax(-1, keepdim=True) - v.amin(-1, keepdim=True)
         v = (v - v.mean(-1, keepdim=True)) / span.clamp_min(torch.finfo(x.dtype).tiny)
@@ -41,7 +41,7 @@ def nmse(measured, simulated, mask):
     if isinstance(measured, torch.Tensor) or isinstance(simulated, torch.Tensor):
         x = torch.as_tensor(measured)
         y = torch.as_tensor(simulated, dtype=x.dtype, device=x.device)
-        m = torch.as_tensor(np.asarray(mask), device=x.device)
+        m = torch.as_tensor(np.array(mask, dtype=bool), device=x.device)
         xv, yv = x[..., m], y[..., m]
         return ((xv - yv) ** 2).sum(-1) / (xv ** 2).sum(-1)
     m = np.asarray(mask, dtype=bool)

@@ -65,7 +65,7 @@ class SimulationSettings:
     """
 
     method: str = "mesh"
-    mesh_density: int = 24
+    mesh_density: int = 16
     n_per_bin: int = 1024
     energy_step: float = 0.1
     debye_waller: bool = True

@@ -1,0 +1,133 @@
+"""Data-set generation: sampling rules, stability rejection, sharding, resume, atomic output, CLI."""
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from phonon_ml_core.cli import main
+from phonon_ml_core.constants import AL_REFERENCE_FC
+from phonon_ml_core.dataset import (SamplingConfig, generate_dataset, merge_shards, parse_shard, sample_parameters,
+                                    shard_slice)
+from phonon_ml_core.model import BvKModel, stability_check
+from phonon_ml_core.normalization import is_mean_normalized
+from phonon_ml_core.simulator import PowderSimulator
+from phonon_ml_core.spectrum import Spectrum
+
+
+def test_sampling_follows_the_study_rule_and_rejects_unstable_sets():
+    p = sample_parameters(400, SamplingConfig(seed=3))
+    lo = np.minimum(0.5 * AL_REFERENCE_FC, 1.5 * AL_REFERENCE_FC)
+    hi = np.maximum(0.5 * AL_REFERENCE_FC, 1.5 * AL_REFERENCE_FC)
+    lo[4], hi[4] = -1.0, 1.0  # 2YY in an absolute range
+    assert p.force_constants.shape == (400, 5)
+    assert np.all(p.force_constants >= lo) and np.all(p.force_constants <= hi)
+    # the draws span the ranges (not a narrow cluster)
+    assert np.all(p.force_constants.max(0) - p.force_constants.min(0) > 0.8 * (hi - lo))
+    assert p.n_rejected > 0  # the 0.5–1.5 box contains unstable sets (e.g. weak 1XX with strong negative 1ZZ)
+    assert stability_check(p.force_constants, BvKModel.aluminium()).all()
+    # reproducible from the seed, different for another seed
+    assert np.array_equal(p.force_constants, sample_parameters(400, SamplingConfig(seed=3)).force_constants)
+    assert not np.array_equal(p.force_constants, sample_parameters(400, SamplingConfig(seed=4)).force_constants)
+
+
+def test_stability_check_flags_known_unstable_constants():
+    model = BvKModel.aluminium()
+    sets = np.array([AL_REFERENCE_FC, [-5.0, 10.38, -2.77, 2.3, -0.25], [10.35, 10.38, -12.0, 2.3, -0.25]])
+    assert stability_check(sets, model).tolist() == [True, False, False]
+
+
+def test_shards_partition_the_indices():
+    assert parse_shard("2/5") == (2, 5)
+    for bad in ("5/5", "x", "1-2", "-1/3"):
+        with pytest.raises(ValueError, match="shard"):
+            parse_shard(bad)
+    parts = [np.arange(103)[shard_slice(103, (i, 4))] for i in range(4)]
+    assert np.array_equal(np.concatenate(parts), np.arange(103))
+
+
+@pytest.fixture(scope="module")
+def small_settings():
+    from phonon_ml_core.simulator import SimulationSettings
+    return SimulationSettings(mesh_density=8)
+
+
+def test_generate_resume_and_shards_agree(tmp_path, small_settings):
+    whole = generate_dataset(tmp_path / "whole.h5", 10, SamplingConfig(seed=5), settings=small_settings,
+                             batch_size=4, progress=False)
+    s = Spectrum.from_hdf5(whole)
+    assert s.intensity.shape == (10, 70, 101) and s.force_constants.shape == (10, 5)
+    assert is_mean_normalized(s.intensity, s.mask)
+    assert np.all(np.isnan(s.intensity[:, ~s.mask]))
+    assert s.metadata["n_total"] == 10 and "sampling" in s.metadata
+    # each spectrum equals a direct simulation of its constants
+    sim = PowderSimulator(settings=small_settings)
+    direct = sim(s.force_constants[:2], s.temperatures()[:2]).numpy()
+    np.testing.assert_allclose(s.intensity[:2][:, s.mask], direct[:, s.mask], atol=2e-5)
+    # shards merge to the same data set
+    a = generate_dataset(tmp_path / "a.h5", 10, SamplingConfig(seed=5), shard=(0, 2), settings=small_settings,
+                         progress=False)
+    b = generate_dataset(tmp_path / "b.h5", 10, SamplingConfig(seed=5), shard=(1, 2), settings=small_settings,
+                         progress=False)
+    merged = Spectrum.from_hdf5(merge_shards([b, a], tmp_path / "m.h5"))
+    np.testing.assert_allclose(merged.force_constants, s.force_constants)
+    np.testing.assert_allclose(merged.intensity[:, s.mask], s.intensity[:, s.mask], atol=1e-6)
+    # an interrupted run (partial file with 4 done) resumes to the same result
+    out = tmp_path / "resumed.h5"
+    generate_dataset(tmp_path / "tmp.h5", 10, SamplingConfig(seed=5), settings=small_settings, batch_size=4,
+                     progress=False)
+    partial = out.with_name(out.name + ".partial")
+    (tmp_path / "tmp.h5").rename(partial)
+    with h5py.File(partial, "a") as f:
+        f.attrs["completed"] = 4
+        f["intensity"][4:] = 0.0
+        f.attrs["signature"] = f.attrs["signature"]
+    with h5py.File(partial, "r") as f:
+        sig = f.attrs["signature"]
+    with h5py.File(partial, "a") as f:  # the signature names the output's own settings, so resume accepts it
+        f.attrs["signature"] = sig
+    generate_dataset(out, 10, SamplingConfig(seed=5), settings=small_settings, batch_size=4, progress=False)
+    assert not partial.exists()
+    r = Spectrum.from_hdf5(out)
+    np.testing.assert_allclose(r.intensity[:, s.mask], s.intensity[:, s.mask], atol=1e-6)
+
+
+def test_existing_output_and_mismatched_partial_are_refused(tmp_path, small_settings):
+    out = tmp_path / "x.h5"
+    out.write_text("not mine")
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        generate_dataset(out, 4, settings=small_settings, progress=False)
+    assert out.read_text() == "not mine"
+    out2 = tmp_path / "y.h5"
+    generate_dataset(out2, 4, SamplingConfig(seed=1), settings=small_settings, progress=False)
+    partial = tmp_path / "z.h5.partial"
+    out2.rename(partial)
+    with pytest.raises(ValueError, match="different settings"):
+        generate_dataset(tmp_path / "z.h5", 4, SamplingConfig(seed=2), settings=small_settings, progress=False)
+
+
+def test_cli_simulate_one_spectrum_and_errors(tmp_path, capsys):
+    out = tmp_path / "one.h5"
+    assert main(["simulate", "--force-constants", "10.35,10.38,-2.77,2.30,-0.25", "--temperature", "300",
+                 "--output", str(out), "--mesh-density", "8", "--plot", str(tmp_path / "one.png")]) == 0
+    s = Spectrum.from_hdf5(out)
+    assert s.intensity.shape == (70, 101) and s.temperature == 300.0 and s.quantity == "chi''"
+    np.testing.assert_allclose(s.force_constants, AL_REFERENCE_FC)
+    assert (tmp_path / "one.png").stat().st_size > 1000
+    cases = [(["--force-constants", "1,2,3", "--temperature", "300"], "expected 5 force constants"),
+             (["--force-constants", "10.35,10.38,-2.77,2.30,nan", "--temperature", "300"], "finite"),
+             (["--force-constants", "10.35,10.38,-2.77,2.30,-0.25", "--temperature", "-5"], "positive"),
+             (["--force-constants", "-5,10.38,-2.77,2.30,-0.25", "--temperature", "300"], "unstable"),
+             (["--force-constants", "10.35,10.38,-2.77,2.30,-0.25"], "--temperature"),
+             (["--count", "3", "--force-constants", "1,2,3,4,5"], "either"),
+             (["--force-constants", "10.35,10.38,-2.77,2.30,-0.25", "--temperature", "300", "--ei", "8"],
+              "below the grid"),
+             ]
+    for extra, message in cases:
+        target = tmp_path / "bad.h5"
+        assert main(["simulate", "--output", str(target), "--mesh-density", "8", *extra]) == 2
+        assert message in capsys.readouterr().err
+        assert not target.exists()
+    assert main(["simulate", "--output", str(out), "--force-constants", "10.35,10.38,-2.77,2.30,-0.25",
+                 "--temperature", "300"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
