@@ -14,6 +14,7 @@ simulator call), scaled by the residual variance σ² = SSR / (n_pixels − n_pa
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -372,11 +373,11 @@ def _fit_gradient(prob: _Problem, u0: np.ndarray, max_evaluations: int, n_starts
                 cache[key] = (UNSTABLE_PENALTY, np.zeros(p))
             else:
                 val.sum().backward()
-                cache[key] = (float(val[0]), t.grad[0].double().numpy().copy())
+                cache[key] = (float(val[0]), t.grad[0].detach().double().numpy().copy())
         return cache[key]
 
     res = scipy.optimize.minimize(fun_grad, u_best, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * p,
-                                  options={"maxfun": remaining, "ftol": 1e-9, "gtol": 1e-7, "maxcor": 20})
+                                  options={"maxfun": remaining, "ftol": 1e-8, "gtol": 1e-6, "maxcor": 20})
     u_final, f_final = np.clip(res.x, 0, 1), float(res.fun)
     if best_f[order[0]] < f_final:
         u_final, f_final = u_best, float(best_f[order[0]])
@@ -390,10 +391,10 @@ def _fit_gradient(prob: _Problem, u0: np.ndarray, max_evaluations: int, n_starts
 def fit_spectrum(spectrum: Spectrum, method: str = "nelder-mead", start=None, bounds=None,
                  fit_linewidth: bool = False, temperature: float | None = None,
                  lattice_parameter: float | None = None, seed: int = 0, max_evaluations: int | None = None,
-                 n_starts: int = 4, adam_steps: int = 40, linewidth: float | None = None,
+                 n_starts: int = 4, adam_steps: int = 10, linewidth: float | None = None,
                  linewidth_bounds: tuple[float, float] = LINEWIDTH_BOUNDS,
                  settings: SimulationSettings | None = None, simulator: PowderSimulator | None = None,
-                 uncertainty: bool = True) -> FitResult:
+                 uncertainty: bool = True, threads: int | None = 1) -> FitResult:
     """Fit the five force constants (and optionally γ) to one measured or simulated spectrum.
 
     Args:
@@ -405,12 +406,35 @@ def fit_spectrum(spectrum: Spectrum, method: str = "nelder-mead", start=None, bo
         temperature: K; default the spectrum's own.
         lattice_parameter: Å; default the simulator's a(T).
         seed: seeds the extra starts of the gradient fit (Nelder–Mead is deterministic anyway).
-        max_evaluations: simulator-call budget (default 600 for Nelder–Mead, 120 for gradient).
+        max_evaluations: simulator-call budget (default 200 per parameter for Nelder–Mead, 150 for gradient).
         n_starts, adam_steps: multi-start batch size and batched Adam steps of the gradient fit.
         linewidth: the fixed γ when not fitted (None = no intrinsic linewidth), else its start.
         settings / simulator: simulator settings, or a ready simulator on the spectrum's grid.
         uncertainty: compute the std (one extra batched simulator call).
+        threads: torch intra-op threads during the fit (default 1: the per-call work is small and several
+            threads are slower when the cores are shared; None = leave torch's setting).
     """
+    with _torch_threads(threads):
+        return _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, lattice_parameter, seed,
+                             max_evaluations, n_starts, adam_steps, linewidth, linewidth_bounds, settings,
+                             simulator, uncertainty)
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int | None):
+    old = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        if n:
+            torch.set_num_threads(old)
+
+
+def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, lattice_parameter, seed,
+                  max_evaluations, n_starts, adam_steps, linewidth, linewidth_bounds, settings, simulator,
+                  uncertainty) -> FitResult:
     method = method.lower().replace("_", "-")
     if method in ("nm", "neldermead"):
         method = "nelder-mead"
@@ -441,9 +465,9 @@ def fit_spectrum(spectrum: Spectrum, method: str = "nelder-mead", start=None, bo
     if prob.nmse_np(u0) >= UNSTABLE_PENALTY:
         notes.append("the start is dynamically unstable")
     if method == "nelder-mead":
-        u, f, conv, msg = _fit_nelder_mead(prob, u0, int(max_evaluations or 600), rng)
+        u, f, conv, msg = _fit_nelder_mead(prob, u0, int(max_evaluations or 400 * prob.n_params // 2), rng)
     else:
-        u, f, conv, msg = _fit_gradient(prob, u0, int(max_evaluations or 120), n_starts, adam_steps, rng)
+        u, f, conv, msg = _fit_gradient(prob, u0, int(max_evaluations or 150), n_starts, adam_steps, rng)
     theta = prob.to_theta(u)
     if f >= UNSTABLE_PENALTY:
         raise ValueError("no dynamically stable force constants were found within the bounds: check the start "

@@ -204,8 +204,10 @@ def test_debye_waller_matches_euphonic_on_same_qpoints(tiny_grid):
         inp = sim.prepare(torch.tensor(AL_REF), t)
         ours = mean_square_displacement(torch.sqrt(sim.bz_energies(inp)), inp.temperature, sim.recoil).item()
         dw = modes.calculate_debye_waller(t * ureg("K"), symmetrise=False).debye_waller.to("angstrom**2").magnitude
-        np.testing.assert_allclose(2 * np.diag(dw[0]), ours, rtol=1e-6)
-        np.testing.assert_allclose(dw[0] - np.diag(np.diag(dw[0])), 0.0, atol=1e-12)  # isotropic (cubic)
+        # the simulator's ⟨u_x²⟩ is the mode average ⟨coth/E⟩ = tr(⟨u uᵀ⟩)/3; the shifted primitive-basis grid is
+        # not itself cubic-symmetric, so euphonic's unsymmetrised tensor is only nearly isotropic
+        assert 2 * np.trace(dw[0]) / 3 == pytest.approx(ours, rel=1e-6)
+        np.testing.assert_allclose(2 * np.diag(dw[0]), ours, rtol=2e-3)
 
 
 def test_debye_waller_high_and_low_temperature_limits():
@@ -220,7 +222,9 @@ def test_debye_waller_high_and_low_temperature_limits():
 
     def ours(t):
         inp = sim.prepare(torch.tensor(AL_REF), t)
-        np.testing.assert_allclose(np.sort(sim.bz_energies(inp).numpy().ravel()), np.sort(e ** 2), rtol=1e-9)
+        # rtol 2e-6: the closed-form 3×3 eigenvalues (eigen3.eigvalsh3) split exact degeneracies by ~3e-7
+        # relative in float64 (acos argument clamped at 1 − 1e-12)
+        np.testing.assert_allclose(np.sort(sim.bz_energies(inp).numpy().ravel()), np.sort(e ** 2), rtol=2e-6)
         return mean_square_displacement(torch.sqrt(sim.bz_energies(inp)), inp.temperature, sim.recoil).item()
 
     for t in (2000.0, 5000.0):
@@ -354,13 +358,58 @@ def test_batch_equals_single(tiny_grid, method):
                                                                       bz_grid=4), dtype=torch.float64)
     fcs = np.array([AL_REF, [12.0, 9.0, -1.5, 3.1, 0.6], [9.0, 11.0, -2.0, 1.5, -0.5]])
     temps = np.array([50.0, 300.0, 640.0])
-    gammas = np.array([0.0, 0.05, 0.1])
-    batch = sim(torch.tensor(fcs), torch.tensor(temps), linewidth=torch.tensor(gammas)).numpy()
-    assert batch.shape == (3, 4, 3)
-    for i in range(3):
-        single = sim(torch.tensor(fcs[i]), temps[i], linewidth=gammas[i]).numpy()[0]
-        np.testing.assert_allclose(batch[i], single, rtol=1e-10, atol=1e-12)
-    assert not np.allclose(batch[0], batch[1])
+    for gammas in (None, np.array([0.02, 0.05, 0.1])):
+        lw = None if gammas is None else torch.tensor(gammas)
+        batch = sim(torch.tensor(fcs), torch.tensor(temps), linewidth=lw).numpy()
+        assert batch.shape == (3, 4, 3)
+        for i in range(3):
+            single = sim(torch.tensor(fcs[i]), temps[i], linewidth=None if gammas is None else gammas[i]).numpy()[0]
+            # 1e-9: the multiphonon order count and FFT length follow the batch maximum of 2W and E
+            np.testing.assert_allclose(batch[i], single, rtol=1e-9, atol=1e-11)
+        assert not np.allclose(batch[0], batch[1])
+
+
+@pytest.mark.xfail(strict=True, reason="BUG powder.py forward(): when any γ in a batch is > 0 the whole batch goes "
+                   "through _dho_kernel, and a γ = 0 entry is computed as a DHO with Γ clamped to 1e-3·h, sampled "
+                   "pointwise on the 0.1 meV grid: that spectrum comes out ≈ 318× too intense instead of equal "
+                   "to the stick (γ = 0) result")
+def test_batch_mixed_zero_linewidth_equals_single(tiny_grid):
+    sim = PowderSimulator(grid=tiny_grid, settings=SimulationSettings(method="sphere", n_per_bin=32, bz_grid=4,
+                                                                      normalize=False, quantity="S"),
+                          dtype=torch.float64)
+    fcs = torch.tensor(np.stack([AL_REF, AL_REF]))
+    batch = sim(fcs, 300.0, linewidth=torch.tensor([0.0, 0.05])).numpy()
+    single = sim(torch.tensor(AL_REF), 300.0).numpy()[0]
+    np.testing.assert_allclose(batch[0], single, rtol=1e-6)
+
+
+def _f_sum_with_linewidth(gamma):
+    energy = np.arange(-100.0, 100.0, 0.5) + 0.25
+    qs = np.array([2.0, 3.0, 4.0])
+    grid = Grid(q=qs, energy=energy, mask=np.ones((len(energy), 3), bool), ei_mev=120.0)
+    sim = PowderSimulator(grid=grid, dtype=torch.float64, settings=SimulationSettings(
+        method="sphere", n_per_bin=256, multiphonon=False, debye_waller=False, normalize=False, quantity="S",
+        resolution_scale=0.0))
+    s = sim(torch.tensor(AL_REF), 300.0, linewidth=gamma)[0].numpy()
+    q2 = qs ** 2 + np.diff(grid.q_edges) ** 2 / 12
+    return (s * energy[:, None]).sum(0) * 0.5 / (RECOIL_AL * q2)
+
+
+@pytest.mark.parametrize("gamma", [0.01, 0.05])
+def test_f_sum_rule_with_linewidth(gamma):
+    """The damped-harmonic-oscillator line shape keeps ∫E S dE = ħ²Q²/2M (exact over all E; the Lorentzian tails
+    beyond ±100 meV remove ≈ (4/π)·γ·⟨E⟩/100 ≲ 2 %)."""
+    ratio = _f_sum_with_linewidth(gamma)
+    assert np.all(ratio < 1.003) and np.all(ratio > 1 - 0.5 * gamma - 0.004)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG powder.py _dho_kernel: the DHO line shape is sampled pointwise on the "
+                   "fine energy grid (h = 0.1 meV) instead of integrated over its cells, so for Γ = γE ≲ h the "
+                   "Lorentzian is undersampled: the f-sum ratio is ≈ 1.6–1.8 at γ = 1e-3 and ≈ 13–15 at γ = 1e-4 "
+                   "(should be 1; γ → 0 must approach the stick spectrum)")
+@pytest.mark.parametrize("gamma", [1e-4, 1e-3])
+def test_f_sum_rule_small_linewidth(gamma):
+    np.testing.assert_allclose(_f_sum_with_linewidth(gamma), 1.0, rtol=0.01)
 
 
 # -- 8. mask -------------------------------------------------------------------------------------------------
