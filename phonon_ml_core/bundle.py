@@ -266,7 +266,8 @@ def load_bundle(path: str | os.PathLike, grid: Grid | None = None, family: str |
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{meta_path} is unreadable or not valid JSON: {exc}") from exc
     if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
-        raise ValueError(f"{p} is not a phonon-ml model bundle (metadata format {meta.get('format') if isinstance(meta, dict) else None!r})")
+        found = meta.get("format") if isinstance(meta, dict) else None
+        raise ValueError(f"{p} is not a phonon-ml model bundle (metadata format {found!r})")
     if meta.get("format_version") != BUNDLE_VERSION:
         raise ValueError(f"{p} has bundle format version {meta.get('format_version')}; this phonon-ml reads "
                          f"version {BUNDLE_VERSION}: retrain or upgrade phonon-ml")

@@ -351,7 +351,7 @@ def regressor_loss(sample: bool) -> LossFn:
 
 @torch.no_grad()
 def encode_all(model: SpectrumAutoencoder, x: torch.Tensor, batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior means and log-variances of all spectra (logvar = −inf-free zeros-variance for AEs)."""
+    """Posterior means and log-variances (B, latent) of all spectra; logvar = −30 (no spread) for plain AEs."""
     model.eval()
     mus, lvs = [], []
     for i in range(0, x.shape[0], batch):
@@ -400,7 +400,7 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> None:
         ax.set_xlabel("epoch")
         ax.set_title(s)
         ax.legend()
-    axes[0][0].set_ylabel("loss (standardised units)")
+    axes[0][0].set_ylabel("loss (AE: MSE + KL·w; regressor: MSE of z-scores)")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
@@ -511,12 +511,14 @@ def evaluate(ae: SpectrumAutoencoder, reg: ForceConstantRegressor, x: torch.Tens
         if idx.size == 0:
             continue
         ae.eval()
-        losses = ae.loss(x[idx])
-        mu, _ = ae.encode(x[idx])
+        xs = x[idx]
+        mse = sum(float(ae.loss(xs[i:i + 256])["mse"]) * xs[i:i + 256].shape[0]
+                  for i in range(0, xs.shape[0], 256)) / xs.shape[0]
+        mu, _ = encode_all(ae, xs)
         pred = reg(mu).numpy() * y_std + y_mean
         r2 = r2_score(y[idx], pred)
-        out[name] = {"n": int(idx.size), "reconstruction_mse": float(losses["mse"]),
-                     "r2": {k: float(v) for k, v in zip(FORCE_CONSTANT_NAMES, r2)},
+        out[name] = {"n": int(idx.size), "reconstruction_mse": mse,
+                     "r2": {k: (float(v) if np.isfinite(v) else None) for k, v in zip(FORCE_CONSTANT_NAMES, r2)},
                      "rmse_n_per_m": {k: float(v) for k, v in
                                       zip(FORCE_CONSTANT_NAMES, np.sqrt(((pred - y[idx]) ** 2).mean(0)))}}
     return out

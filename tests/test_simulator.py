@@ -7,7 +7,6 @@ measured ARCS mask, and torch.autograd.gradcheck.
 """
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest
@@ -76,7 +75,7 @@ def rel_l2_of_shapes(a, b):
 def euphonic_al():
     """euphonic ForceConstants of the reference Al model at 300 K, built from the phonopy force constants,
     and a euphonic Debye–Waller factor on a 16³ Monkhorst–Pack grid."""
-    euphonic = pytest.importorskip("euphonic")
+    pytest.importorskip("euphonic")
     from euphonic import Crystal, ForceConstants, ureg
     from euphonic.util import mp_grid
 
@@ -369,11 +368,8 @@ def test_batch_equals_single(tiny_grid, method):
         assert not np.allclose(batch[0], batch[1])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG powder.py forward(): when any γ in a batch is > 0 the whole batch goes "
-                   "through _dho_kernel, and a γ = 0 entry is computed as a DHO with Γ clamped to 1e-3·h, sampled "
-                   "pointwise on the 0.1 meV grid: that spectrum comes out ≈ 318× too intense instead of equal "
-                   "to the stick (γ = 0) result")
 def test_batch_mixed_zero_linewidth_equals_single(tiny_grid):
+    """A γ = 0 entry in a batch with γ > 0 entries equals the undamped spectrum (cell-integrated DHO kernel)."""
     sim = PowderSimulator(grid=tiny_grid, settings=SimulationSettings(method="sphere", n_per_bin=32, bz_grid=4,
                                                                       normalize=False, quantity="S"),
                           dtype=torch.float64)
@@ -403,12 +399,9 @@ def test_f_sum_rule_with_linewidth(gamma):
     assert np.all(ratio < 1.003) and np.all(ratio > 1 - 0.5 * gamma - 0.004)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG powder.py _dho_kernel: the DHO line shape is sampled pointwise on the "
-                   "fine energy grid (h = 0.1 meV) instead of integrated over its cells, so for Γ = γE ≲ h the "
-                   "Lorentzian is undersampled: the f-sum ratio is ≈ 1.6–1.8 at γ = 1e-3 and ≈ 13–15 at γ = 1e-4 "
-                   "(should be 1; γ → 0 must approach the stick spectrum)")
 @pytest.mark.parametrize("gamma", [1e-4, 1e-3])
 def test_f_sum_rule_small_linewidth(gamma):
+    """Γ = γE far below the 0.1 meV energy step: the cell-integrated DHO line keeps the f-sum rule."""
     np.testing.assert_allclose(_f_sum_with_linewidth(gamma), 1.0, rtol=0.01)
 
 

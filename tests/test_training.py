@@ -69,6 +69,8 @@ def test_resume_gives_same_weights(tiny_set: Spectrum, tmp_path: Path) -> None:
         return model
 
     full = run(tmp_path / "a.pt")
+    again = run(tmp_path / "c.pt")  # same seed → same weights
+    assert all(torch.equal(v, w) for v, w in zip(full.state_dict().values(), again.state_dict().values()))
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "b.pt", stop_at=2)
     assert load_checkpoint(tmp_path / "b.pt")["epoch"] == 2

@@ -161,7 +161,9 @@ class PowderSimulator(torch.nn.Module):
             self.register_buffer("mesh_phase", self._t(1.0 - np.cos(2 * np.pi * self.mesh.q @ bonds[keep].T)),
                                  persistent=False)
             self.register_buffer("trace_w", self._t(TRACE_WEIGHTS), persistent=False)
-            self._shell_cache: dict[float, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+            self._shell_cache: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
+            self._mesh_tensor = torch.as_tensor(self.mesh.tensor).permute(1, 0, 2).reshape(
+                self.mesh.tensor.shape[1], -1).contiguous()
         else:
             raise ValueError(f"unknown powder-average method {s.method!r}: choose 'mesh' or 'sphere'")
         # Brillouin-zone sample (phases are independent of a)
@@ -327,19 +329,25 @@ class PowderSimulator(torch.nn.Module):
         i0 = i0.long()
         out = energy.new_zeros(b * self.n_g, n_bins)
         base = (torch.arange(b, device=self.device) * self.n_g)[:, None, None]
-        for a_val in torch.unique(a.detach()):
-            sel = torch.where(a.detach() == a_val)[0]
-            tens, q2bar = self._shell_tensors(float(a_val))  # (N_q, 6, 2·n_bins), (n_bins,)
-            u = msd[sel][:, None, None, None]
-            for idx, frac in ((i0[sel], 1.0 - t[sel]), (i0[sel] + 1, t[sel])):
-                ok = (idx >= 0) & (idx < self.n_g)
-                pj = (proj[sel] * (frac * ok)[..., None]).permute(1, 0, 2, 3).reshape(n_q, -1, 6)
-                tr = torch.bmm(pj, tens).view(n_q, len(sel), 3, 2 * n_bins).transpose(0, 1)  # (b, N_q, 3, 2K)
-                w = torch.addcmul(tr[..., :n_bins], u, tr[..., n_bins:], value=-1.0)
-                flat = (base[sel] + idx.clamp(0, self.n_g - 1)).reshape(-1)
-                out.index_add_(0, flat, w.reshape(-1, n_bins))
+        a_key = torch.round(a.detach() / _A_QUANTUM) * _A_QUANTUM  # shells only need a to ~1e-4 relative
+        keys = [float(x) for x in a_key]
+        shared = len(set(keys)) == 1
+        tens = self._shell_tensors(keys[0])[0] if shared else \
+            torch.stack([self._shell_tensors(k)[0] for k in keys])  # (N_q, 6, 2K) or (B, N_q, 6, 2K)
+        u = msd[:, None, None, None]
+        for idx, frac in ((i0, 1.0 - t), (i0 + 1, t)):
+            ok = (idx >= 0) & (idx < self.n_g)
+            pj = proj * (frac * ok)[..., None]  # (B, N_q, 3, 6)
+            if shared:
+                tr = torch.bmm(pj.permute(1, 0, 2, 3).reshape(n_q, -1, 6), tens)
+                tr = tr.view(n_q, b, 3, 2 * n_bins).transpose(0, 1)  # (B, N_q, 3, 2K)
+            else:
+                tr = torch.bmm(pj.reshape(b * n_q, 3, 6), tens.reshape(b * n_q, 6, -1)).view(b, n_q, 3, -1)
+            w = torch.addcmul(tr[..., :n_bins], u, tr[..., n_bins:], value=-1.0)
+            flat = (base + idx.clamp(0, self.n_g - 1)).reshape(-1)
+            out.index_add_(0, flat, w.reshape(-1, n_bins))
         out = out.view(b, self.n_g, n_bins)
-        q2 = torch.stack([self._shell_tensors(float(x))[1] for x in a.detach()])  # (B, n_bins)
+        q2 = torch.stack([self._shell_tensors(k)[1] for k in keys])  # (B, n_bins)
         return out * torch.exp(-q2 * msd[:, None])[:, None, :], bad
 
     def _shell_tensors(self, a: float):
@@ -348,7 +356,11 @@ class PowderSimulator(torch.nn.Module):
         Returns (N_q, 6, 2·n_bins) packed tensors [⟨QQᵀ⟩ | ⟨(Q² − Q̄²) QQᵀ⟩] and Q̄² (n_bins,).
         """
         key = round(a, 6)
-        if key not in self._shell_cache:
+        if key in self._shell_cache:
+            self._shell_cache[key] = self._shell_cache.pop(key)  # most recently used last
+        else:
+            while len(self._shell_cache) >= _SHELL_CACHE_SIZE:
+                self._shell_cache.pop(next(iter(self._shell_cache)))
             if not self.a_range[0] <= a <= self.a_range[1]:
                 raise ValueError(f"lattice parameter {a} Å is outside the range this simulator was built for "
                                  f"({self.a_range[0]:.3f}–{self.a_range[1]:.3f} Å): build it with a model of that a")
@@ -360,12 +372,19 @@ class PowderSimulator(torch.nn.Module):
             count = mesh.count @ frac
             ok = count > 0
             q2bar = np.where(ok, (mesh.count * q2) @ frac / np.where(ok, count, 1), 0.0)
-            ten = torch.as_tensor(mesh.tensor, dtype=torch.float64)
-            fr = torch.as_tensor(frac / np.where(ok, count, 1)[None, :], dtype=torch.float64)
-            t0 = torch.einsum("qsm,sk->qkm", ten, fr) * scale**2  # (N_q, n_bins, 6)
-            # slope: Σ (Q² − Q̄²) QQᵀ / count
-            t1 = torch.einsum("qsm,sk->qkm", ten * torch.as_tensor(q2)[None, :, None], fr) * scale**2 \
-                - t0 * torch.as_tensor(q2bar)[None, :, None]
+            ten = self._mesh_tensor  # (n_sub, N_q·6) float32, sub-shells as rows
+            n_q = mesh.q.shape[0]
+            # each sub-shell overlaps ≤ 2 bins: a sparse product, rows gathered and added
+            s_idx, k_idx = np.nonzero(frac)
+            wgt = frac[s_idx, k_idx] / count[k_idx].clip(min=1) * scale**2
+            rows = ten[torch.as_tensor(s_idx)]
+            k_t = torch.as_tensor(k_idx)
+            zeros = rows.new_zeros(len(self.q_bins), rows.shape[1])
+            t0 = zeros.index_add(0, k_t, rows * torch.as_tensor(wgt, dtype=rows.dtype)[:, None])
+            t1 = zeros.index_add(0, k_t, rows * torch.as_tensor(wgt * q2[s_idx], dtype=rows.dtype)[:, None])
+            t1 = t1 - t0 * torch.as_tensor(q2bar, dtype=rows.dtype)[:, None]
+            t0 = t0.view(-1, n_q, 6).permute(1, 0, 2)  # (N_q, n_bins, 6)
+            t1 = t1.view(-1, n_q, 6).permute(1, 0, 2)
             both = torch.cat((t0, t1), 1).permute(0, 2, 1).contiguous()  # (N_q, 6, 2·n_bins)
             self._shell_cache[key] = (both.to(self.dtype).to(self.device), self._t(q2bar))
         return self._shell_cache[key]
@@ -386,13 +405,22 @@ class PowderSimulator(torch.nn.Module):
         return self._deposit(energy.reshape(b, -1), amp_bins.reshape(b, -1, len(self.q_bins))), bad
 
     def _dho_kernel(self, gamma: torch.Tensor) -> torch.Tensor:
-        """M[b, g, f] = h (2E_g/π) DHO(F_f; E_g, Γ = γ_b E_g): damped χ'' on F from sticks on G."""
+        """M[b, g, f]: fraction of a damped-harmonic-oscillator line of a mode at E_g (HWHM Γ = γ_b E_g) in cell f of F.
+
+        χ''_DHO(E) = (2E₀/π)·2EΓ/((E₀² − E²)² + 4E²Γ²) (unit weight; odd in E) integrated exactly over each
+        cell [F_f − h/2, F_f + h/2]: with x = E², c = E₀² − 2Γ², d = 2Γ√(E₀² − Γ²), the antiderivative is
+        (E₀/(π√(E₀² − Γ²))) atan((x − c)/d). Exact for any Γ, so Γ → 0 recovers the undamped line.
+        """
         h = self.settings.energy_step
         e0 = self.g_t[None, :, None]
-        e = self.fine_t[None, None, :]
-        gam = (gamma[:, None, None] * e0).clamp_min(1e-3 * h)
-        dho = 2 * e * gam / ((e0 ** 2 - e ** 2) ** 2 + 4 * e ** 2 * gam ** 2)
-        return h * (2 * e0 / math.pi) * dho
+        gam = (gamma[:, None, None].clamp(0.0, 0.99) * e0).clamp_min(1e-6 * h)
+        root = torch.sqrt(e0 ** 2 - gam ** 2)
+        c = e0 ** 2 - 2 * gam ** 2
+        d = 2 * gam * root
+        lo = (self.fine_t.abs() - 0.5 * h)[None, None, :]
+        hi = (self.fine_t.abs() + 0.5 * h)[None, None, :]
+        mass = (e0 / (math.pi * root)) * (torch.atan((hi ** 2 - c) / d) - torch.atan((lo ** 2 - c) / d))
+        return mass * self.f_sign
 
     def _multiphonon(self, e_bz: torch.Tensor, temp: torch.Tensor, msd: torch.Tensor) -> torch.Tensor:
         """Multiphonon S (orders ≥ 2, incoherent approximation) on F, (B, n_F, n_bins)."""
@@ -420,6 +448,8 @@ class PowderSimulator(torch.nn.Module):
 
 
 _LAM_FLOOR = 1e-6  # meV²: squared energies below this count as unstable
+_A_QUANTUM = 2e-4  # Å: lattice parameters are rounded to this for the |Q|-shell tensors
+_SHELL_CACHE_SIZE = 96  # lattice parameters whose shell tensors are kept (≈ 3 MB each at mesh_density 16)
 
 
 def _packed_square(d: torch.Tensor) -> torch.Tensor:
