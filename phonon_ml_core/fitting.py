@@ -323,9 +323,13 @@ def _fit_nelder_mead(prob: _Problem, u0: np.ndarray, max_evaluations: int, rng: 
 WALL = 10.0  # NMSE per (unit-box distance)² outside the bounds, gradient polish
 
 
-def _whitening(prob: _Problem, u: np.ndarray) -> np.ndarray:
-    """A with Aᵀ H A ≈ 1 for the Gauss–Newton NMSE Hessian H at u (one-sided differences, one batched call)."""
+def _whitening(prob: _Problem, u: np.ndarray, free: np.ndarray | None = None) -> np.ndarray:
+    """A (P, n_free) with Aᵀ H A ≈ 1 for the Gauss–Newton NMSE Hessian H of the free parameters at u.
+
+    One-sided differences, one batched simulator call; rows of fixed parameters are zero.
+    """
     p = prob.n_params
+    free = np.ones(p, bool) if free is None else np.asarray(free, bool)
     h = 1e-3
     pts = np.repeat(u[None], p + 1, 0)
     for i in range(p):
@@ -334,12 +338,44 @@ def _whitening(prob: _Problem, u: np.ndarray) -> np.ndarray:
         r, bad = prob.residuals(prob.to_theta(torch.as_tensor(pts, dtype=prob.sim.dtype)))
     r = r.double().numpy()
     if bad.any():
-        return np.eye(p) * 0.1
-    jac = (r[1:] - r[0]).T / (pts[1:] - u).sum(1)
+        return np.eye(p)[:, free] * 0.1
+    jac = ((r[1:] - r[0]).T / (pts[1:] - u).sum(1))[:, free]
     hess = 2 * jac.T @ jac / prob.sum_x2
     lam, vec = np.linalg.eigh(hess)
     lam = np.maximum(lam, 1e-6 * lam.max() + 1e-12)
-    return vec / np.sqrt(lam)
+    out = np.zeros((p, int(free.sum())))
+    out[free] = vec / np.sqrt(lam)
+    return out
+
+
+def _whitened_lbfgs(prob: _Problem, u_s: np.ndarray, free: np.ndarray, max_calls: int):
+    """L-BFGS with autograd gradients over the ``free`` parameters, whitened at ``u_s``; clip + quadratic wall."""
+    p = prob.n_params
+    dtype = prob.sim.dtype
+    a_mat = _whitening(prob, u_s, free)
+    cache: dict[bytes, tuple[float, np.ndarray]] = {}
+
+    def fun_grad(z):
+        key = np.asarray(z, dtype=float).tobytes()
+        if key not in cache:
+            uu = u_s + a_mat @ z
+            uc = np.clip(uu, 0.0, 1.0)
+            wall = WALL * float(((uu - uc) ** 2).sum())
+            t = torch.tensor(uc[None], dtype=dtype, requires_grad=True)
+            val, bad = prob.nmse_u(t)
+            if bool(bad[0]):
+                cache[key] = (UNSTABLE_PENALTY + wall, a_mat.T @ (2 * WALL * (uu - uc)))
+            else:
+                val.sum().backward()
+                g = t.grad[0].detach().double().numpy() * (uu == uc) + 2 * WALL * (uu - uc)
+                cache[key] = (float(val.detach()[0]) + wall, a_mat.T @ g)
+        return cache[key]
+
+    res = scipy.optimize.minimize(fun_grad, np.zeros(a_mat.shape[1]), jac=True, method="L-BFGS-B",
+                                  options={"maxfun": max(max_calls, 3), "ftol": 1e-7, "gtol": 1e-4, "maxcor": 20})
+    u_res = np.clip(u_s + a_mat @ res.x, 0.0, 1.0)
+    f_res = prob.nmse_np(u_res)
+    return u_res, f_res, bool(res.success), f"{f_res:.4f} {res.message}"
 
 
 def _fit_gradient(prob: _Problem, u0: np.ndarray, max_evaluations: int, n_starts: int, adam_steps: int,
@@ -362,6 +398,7 @@ def _fit_gradient(prob: _Problem, u0: np.ndarray, max_evaluations: int, n_starts
     best_f = np.full(len(starts), np.inf)
     best_u = np.array(starts)
     last_good = u.detach().clone()
+    t_adam = time.perf_counter()
     budget_adam = max(0, min(adam_steps, max_evaluations // 4))
     for _ in range(budget_adam):
         opt.zero_grad()
@@ -384,6 +421,8 @@ def _fit_gradient(prob: _Problem, u0: np.ndarray, max_evaluations: int, n_starts
             v, _ = prob.nmse_u(u)
         best_f, best_u = v.numpy(), u.detach().numpy()
     order = np.argsort(best_f)
+    t_adam = time.perf_counter() - t_adam
+    calls_adam = prob.calls
     # --- L-BFGS polish of the best `n_polish` starts with exact (autograd) gradients, in coordinates whitened by
     #     the Gauss–Newton curvature at the start (the valley trading first against second shell is long and
     #     narrow in the raw parameters, where L-BFGS stalls); the box is kept by clipping plus a quadratic wall.
@@ -391,34 +430,25 @@ def _fit_gradient(prob: _Problem, u0: np.ndarray, max_evaluations: int, n_starts
     n_sel = min(n_polish, len(order))
     for k, j in enumerate(order[:n_sel]):
         remaining = max((max_evaluations - prob.calls) // (n_sel - k), 5)
-        u_s = best_u[j]
-        a_mat = _whitening(prob, u_s)
-        cache: dict[bytes, tuple[float, np.ndarray]] = {}
-
-        def fun_grad(z, u_s=u_s, a_mat=a_mat, cache=cache):
-            key = np.asarray(z, dtype=float).tobytes()
-            if key not in cache:
-                uu = u_s + a_mat @ z
-                uc = np.clip(uu, 0.0, 1.0)
-                wall = WALL * float(((uu - uc) ** 2).sum())
-                t = torch.tensor(uc[None], dtype=dtype, requires_grad=True)
-                val, bad = prob.nmse_u(t)
-                if bool(bad[0]):
-                    cache[key] = (UNSTABLE_PENALTY + wall, a_mat.T @ (2 * WALL * (uu - uc)))
-                else:
-                    val.sum().backward()
-                    g = t.grad[0].detach().double().numpy() * (uu == uc) + 2 * WALL * (uu - uc)
-                    cache[key] = (float(val.detach()[0]) + wall, a_mat.T @ g)
-            return cache[key]
-
-        res = scipy.optimize.minimize(fun_grad, np.zeros(p), jac=True, method="L-BFGS-B",
-                                      options={"maxfun": remaining, "ftol": 1e-10, "gtol": 1e-7, "maxcor": 20})
-        u_res = np.clip(u_s + a_mat @ res.x, 0.0, 1.0)
-        f_res = prob.nmse_np(u_res)
-        lb_msgs.append(f"start {int(j)}: NMSE {f_res:.4f} ({res.message})")
+        u_s, fixed, f_res, ok, rounds = best_u[j], np.zeros(p, bool), math.inf, False, []
+        calls0 = prob.calls
+        for _round in range(3):  # active set: constants that end on a bound are held there and the rest re-whitened
+            left = remaining - (prob.calls - calls0)
+            if fixed.all() or left < 4:
+                break
+            u_new, f_new, ok_new, m = _whitened_lbfgs(prob, u_s, ~fixed, left - 2)
+            rounds.append(m)
+            if f_new <= f_res:
+                u_s, f_res, ok = u_new, f_new, ok_new
+            at_bound = (u_s <= 1e-9) | (u_s >= 1 - 1e-9)
+            if not (at_bound & ~fixed).any():
+                break
+            fixed = fixed | at_bound
+        lb_msgs.append(f"start {int(j)}: NMSE {f_res:.4f} ({' → '.join(rounds)})")
         if f_res <= f_final:
-            u_final, f_final, converged = u_res, f_res, bool(res.success)
-    msg = (f"{len(starts)} start(s), {budget_adam} batched Adam steps; L-BFGS from the best {n_sel}: "
+            u_final, f_final, converged = u_s, f_res, ok
+    msg = (f"{len(starts)} start(s), {budget_adam} batched Adam steps ({t_adam:.1f} s, {calls_adam} calls); "
+           f"L-BFGS from the best {n_sel}: "
            + "; ".join(lb_msgs))
     return u_final, f_final, converged, msg
 
@@ -427,7 +457,7 @@ def _fit_gradient(prob: _Problem, u0: np.ndarray, max_evaluations: int, n_starts
 def fit_spectrum(spectrum: Spectrum, method: str = "nelder-mead", start=None, bounds=None,
                  fit_linewidth: bool = False, temperature: float | None = None,
                  lattice_parameter: float | None = None, seed: int = 0, max_evaluations: int | None = None,
-                 n_starts: int = 6, adam_steps: int = 10, n_polish: int = 2, linewidth: float | None = None,
+                 n_starts: int = 6, adam_steps: int = 8, n_polish: int = 2, linewidth: float | None = None,
                  linewidth_bounds: tuple[float, float] = LINEWIDTH_BOUNDS,
                  settings: SimulationSettings | None = None, simulator: PowderSimulator | None = None,
                  uncertainty: bool = True, threads: int | None = 1) -> FitResult:
@@ -442,7 +472,7 @@ def fit_spectrum(spectrum: Spectrum, method: str = "nelder-mead", start=None, bo
         temperature: K; default the spectrum's own.
         lattice_parameter: Å; default the simulator's a(T).
         seed: seeds the extra starts of the gradient fit (Nelder–Mead is deterministic anyway).
-        max_evaluations: simulator-call budget (default 300 per parameter for Nelder–Mead, 120 for gradient).
+        max_evaluations: simulator-call budget (default 300 per parameter for Nelder–Mead, 200 for gradient).
         n_starts, adam_steps, n_polish: multi-start batch size, batched Adam steps, and how many of the best
             starts L-BFGS-B polishes (gradient fit).
         linewidth: the fixed γ when not fitted (None = no intrinsic linewidth), else its start.
@@ -504,7 +534,7 @@ def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, l
     if method == "nelder-mead":
         u, f, conv, msg = _fit_nelder_mead(prob, u0, int(max_evaluations or 300 * prob.n_params), rng)
     else:
-        u, f, conv, msg = _fit_gradient(prob, u0, int(max_evaluations or 120), n_starts, adam_steps, n_polish, rng)
+        u, f, conv, msg = _fit_gradient(prob, u0, int(max_evaluations or 200), n_starts, adam_steps, n_polish, rng)
     theta = prob.to_theta(u)
     if f >= UNSTABLE_PENALTY:
         raise ValueError("no dynamically stable force constants were found within the bounds: check the start "

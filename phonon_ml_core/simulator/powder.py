@@ -14,7 +14,7 @@ Physics (per atom, S in 1/meV, the coherent b² factored out):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import numpy as np

@@ -1,0 +1,180 @@
+"""Stand-in for ``mantid.kernel`` (tests only); each name cites its source in mantidproject/mantid."""
+from __future__ import annotations
+
+import numpy as np
+
+
+class Direction:  # mantid/kernel/src/Exports/Property.cpp (Direction enum)
+    Input, Output, InOut, None_ = 0, 1, 2, 3
+
+
+class Property:  # mantid/kernel/src/Exports/Property.cpp; EMPTY_DBL/EMPTY_INT sentinels (mantid_api.md §1)
+    EMPTY_DBL = 8.9884656743115785e307   # DBL_MAX / 2 (Framework/Kernel/inc/MantidKernel/EmptyValues.h)
+    EMPTY_INT = 2147483647               # INT_MAX
+
+    def __init__(self, name, value, validator=None, direction=Direction.Input, doc=""):
+        self.name, self.direction, self.documentation = name, direction, doc
+        self.validator = validator
+        self._default = value
+        self._value = value
+        self._set = False
+
+    @property
+    def value(self):
+        return self._value
+
+    @property
+    def valueAsStr(self):
+        v = self._value
+        if isinstance(v, np.ndarray):
+            return ",".join(repr(float(x)) if v.dtype.kind == "f" else str(x) for x in v)
+        if isinstance(v, bool):
+            return "1" if v else "0"
+        return "" if v is None else str(v)
+
+    @property
+    def isDefault(self):
+        return not self._set
+
+    def isValid(self):
+        """'' when valid, else the message (Framework/Kernel/src/PropertyWithValue.tcc: isValid)."""
+        return "" if self.validator is None else self.validator.check(self._value)
+
+    def _assign(self, value):
+        self._value = self._convert(value)
+        self._set = True
+        msg = self.isValid()
+        if msg:
+            raise ValueError(msg)
+
+    def _convert(self, value):
+        d = self._default
+        if isinstance(d, bool):
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true")
+            return bool(value)
+        if isinstance(d, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(f"Cannot convert {value} to int for property {self.name}")
+            return int(value)
+        if isinstance(d, float):
+            return float(value)
+        if isinstance(d, str):
+            if not isinstance(value, str):
+                raise ValueError(f"Property {self.name} expects a str, got {type(value).__name__}")
+            return value
+        return value
+
+
+class _Validator:
+    def check(self, value):  # pragma: no cover - abstract
+        return ""
+
+
+class FloatBoundedValidator(_Validator):  # mantid/kernel/src/Exports/BoundedValidator.cpp
+    def __init__(self, lower=None, upper=None, exclusive=False):
+        self.lower, self.upper, self.exclusive = lower, upper, exclusive
+
+    def check(self, value):
+        v = float(value)
+        if v == Property.EMPTY_DBL or (isinstance(value, int) and value == Property.EMPTY_INT):
+            return ""
+        if self.lower is not None and (v < self.lower or (self.exclusive and v == self.lower)):
+            return f"Selected value {v} is < the lower bound of {self.lower}"
+        if self.upper is not None and (v > self.upper or (self.exclusive and v == self.upper)):
+            return f"Selected value {v} is > the upper bound of {self.upper}"
+        return ""
+
+
+class IntBoundedValidator(FloatBoundedValidator):  # mantid/kernel/src/Exports/BoundedValidator.cpp
+    pass
+
+
+class StringListValidator(_Validator):  # mantid/kernel/src/Exports/ListValidator.cpp
+    def __init__(self, values=None):
+        self.allowed = list(values or [])
+
+    def allowedValues(self):
+        return list(self.allowed)
+
+    def check(self, value):
+        return "" if value in self.allowed else f"The value \"{value}\" is not in the list of allowed values"
+
+
+class FloatArrayLengthValidator(_Validator):  # mantid/kernel/src/Exports/ArrayLengthValidator.cpp
+    def __init__(self, lenmin, lenmax=None):
+        self.lo, self.hi = (lenmin, lenmin) if lenmax is None else (lenmin, lenmax)
+
+    def check(self, value):
+        n = len(value)
+        if self.lo == self.hi and n != self.lo:
+            return f"Incorrect size. Should be {self.lo}"
+        if n < self.lo:
+            return "Array size too short"
+        if n > self.hi:
+            return "Array size too long"
+        return ""
+
+
+def _array(values, dtype):
+    if isinstance(values, str):
+        values = [x for x in values.replace(" ", "").split(",") if x]
+    return np.asarray(values if values is not None else [], dtype=dtype)
+
+
+class _ArrayProperty(Property):  # mantid/kernel/src/Exports/ArrayProperty.cpp: (name, values, validator, direction)
+    DTYPE = float
+
+    def __init__(self, name, values=None, validator=None, direction=Direction.Input):
+        if isinstance(values, int) and validator is None and not isinstance(values, bool):  # (name, direction)
+            values, direction = [], values
+        elif isinstance(values, _Validator):  # (name, validator, direction)
+            values, validator, direction = [], values, (validator if isinstance(validator, int) else direction)
+        super().__init__(name, _array(values, self.DTYPE), validator, direction)
+
+    def _convert(self, value):
+        return _array(value, self.DTYPE)
+
+
+class FloatArrayProperty(_ArrayProperty):
+    DTYPE = float
+
+
+class IntArrayProperty(_ArrayProperty):
+    DTYPE = int
+
+
+class StringArrayProperty(_ArrayProperty):
+    DTYPE = object
+
+    def _convert(self, value):
+        if isinstance(value, str):
+            value = [x for x in value.split(",") if x]
+        return np.asarray([str(x) for x in (value or [])], dtype=object)
+
+
+class Logger:  # mantid/kernel/src/Exports/Logger.cpp
+    def __init__(self, name):
+        self.name = name
+        self.messages = []
+
+    def _log(self, level, msg):
+        self.messages.append((level, str(msg)))
+
+    def information(self, msg):
+        self._log("information", msg)
+
+    def notice(self, msg):
+        self._log("notice", msg)
+
+    def warning(self, msg):
+        self._log("warning", msg)
+
+    def error(self, msg):
+        self._log("error", msg)
+
+    def debug(self, msg):
+        self._log("debug", msg)
+
+
+logger = Logger("Python")  # mantid/kernel/_aliases.py
