@@ -9,8 +9,10 @@ setup(
     long_description_content_type="text/markdown",
     license="GPL-3.0-or-later",
     python_requires=">=3.10",
-    packages=find_packages(include=["phonon_ml_core", "phonon_ml_core.*"]),
-    package_data={"phonon_ml_core": ["data/*.json"]},
+    packages=find_packages(include=["phonon_ml_core", "phonon_ml_core.*"]) + ["phonon_ml_core.mantid_algorithms"],
+    # the Mantid algorithms in plugins/ ship as data (Mantid runs every .py in a plugin folder itself)
+    package_dir={"phonon_ml_core.mantid_algorithms": "plugins"},
+    package_data={"phonon_ml_core": ["data/*.json"], "phonon_ml_core.mantid_algorithms": ["*.py"]},
     include_package_data=True,
     install_requires=[
         "torch==2.13.0",

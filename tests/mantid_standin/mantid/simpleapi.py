@@ -120,12 +120,12 @@ def CreateWorkspace(OutputWorkspace=None, DataX=None, DataY=None, DataE=None, NS
     ax0._unit = _Unit(UnitX) if UnitX in ("DeltaE", "DeltaE_inWavenumber", "DeltaE_inFrequency", "MomentumTransfer",
                                            "QSquared", "TOF", "Wavelength", "Energy", "dSpacing") else _Unit("Label")
     if VerticalAxisUnit == "Text":
-        vals = list(VerticalAxisValues or [])
+        vals = [] if VerticalAxisValues is None else list(VerticalAxisValues)
         ax = Axis(np.zeros(len(vals)), "text")
         ax._labels = [str(v) for v in vals]
         ws._axes[1] = ax
     elif VerticalAxisUnit != "SpectraNumber":
-        vals = np.asarray([float(v) for v in (VerticalAxisValues or [])])
+        vals = np.asarray([] if VerticalAxisValues is None else VerticalAxisValues, dtype=float).reshape(-1)
         if vals.size == nspec:
             ax = NumericAxis.create(nspec)
         elif vals.size == nspec + 1:
