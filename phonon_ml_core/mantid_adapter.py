@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from .prediction import predict_spectra, shipped_bundle_path  # noqa: F401  (core; used by the plugins)
+
 #: The algorithms in ``plugins/``, one file each, named after the algorithm (= the Python class name).
 PLUGIN_ALGORITHMS: tuple[str, ...] = ("SimulatePowderINS", "PreprocessForML", "TrainPhononVAE",
                                       "PredictForceConstants", "FitForceConstantsNelderMead")
@@ -393,17 +395,8 @@ def check_output_bundle(path: str, overwrite: bool) -> str | None:
 
 
 def default_bundle_path() -> Path | None:
-    """The bundle shipped in the repository's ``models/`` (first directory with metadata.json), or None."""
-    here = Path(__file__).resolve().parent
-    for root in (here.parent / "models", here / "models"):
-        if (root / "metadata.json").is_file():
-            return root
-        if root.is_dir():
-            found = sorted(p.parent for p in root.glob("*/metadata.json"))
-            preferred = [p for p in found if p.name.startswith("default")]
-            if preferred or found:
-                return (preferred or found)[0]
-    return None
+    """The bundle shipped in the repository's ``models/``, or None."""
+    return shipped_bundle_path()
 
 
 def bundle_grid_description(path: str | os.PathLike) -> dict[str, Any]:
@@ -614,31 +607,3 @@ def train_bundle(args: dict[str, Any], measured: Sequence[Any] = (), measured_na
         shutil.rmtree(workdir, ignore_errors=True)
     return out
 
-
-# ------------------------------------------------------------------------------------------ prediction
-def predict_spectra(bundle: Any, spectra: Sequence[Any], n_samples: int = 10000, seed: int = 0,
-                    simulate: bool = True) -> list[dict[str, Any]]:
-    """Force constants from a loaded bundle for each spectrum (already on the bundle grid via :func:`on_grid`).
-
-    Per spectrum: force_constants (the mean over latent draws, as ``phonon-ml predict``), std,
-    mean_code_prediction and, when ``simulate`` and the temperature is known, the spectrum simulated from
-    the constants on the bundle grid (``reconstruction``) and its NMSE against the input (conventions §3).
-    """
-    from .normalization import nmse
-    from .simulator import SimulationSettings, simulate_spectrum
-
-    out = []
-    for s in spectra:
-        pred = bundle.predict(s, n_samples=n_samples, seed=seed)
-        entry: dict[str, Any] = {"force_constants": pred["mean"], "std": pred["std"],
-                                 "mean_code_prediction": pred["mean_code_prediction"], "nmse": float("nan"),
-                                 "temperature": float("nan") if s.temperature is None else float(s.temperature),
-                                 "reconstruction": None}
-        if simulate and s.temperature is not None and np.isfinite(s.temperature):
-            rec = simulate_spectrum(pred["mean"], float(s.temperature), grid=bundle.grid,
-                                    settings=SimulationSettings(quantity=s.quantity, normalize=True))
-            x = s if s.normalization == "mean" else s.normalized()
-            entry["nmse"] = float(nmse(x.intensity, rec.intensity, bundle.grid.mask))
-            entry["reconstruction"] = rec
-        out.append(entry)
-    return out
