@@ -166,6 +166,8 @@ def _prepare_spectrum(spectrum: Spectrum, notes: list[str]) -> Spectrum:
 
 
 def _resolve_start_and_bounds(start, bounds, notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    if start is not None and np.size(start) == 0:  # an empty list (e.g. an unset Mantid property) = default
+        start = None
     x0 = AL_REFERENCE_FC.copy() if start is None else np.asarray(start, dtype=float).reshape(-1)
     if x0.shape != (5,) or not np.all(np.isfinite(x0)):
         raise ValueError(f"start must be 5 finite force constants [1XX, 1XY, 1ZZ, 2XX, 2YY] in N/m, got {x0}")
@@ -350,7 +352,6 @@ def _whitening(prob: _Problem, u: np.ndarray, free: np.ndarray | None = None) ->
 
 def _whitened_lbfgs(prob: _Problem, u_s: np.ndarray, free: np.ndarray, max_calls: int):
     """L-BFGS with autograd gradients over the ``free`` parameters, whitened at ``u_s``; clip + quadratic wall."""
-    p = prob.n_params
     dtype = prob.sim.dtype
     a_mat = _whitening(prob, u_s, free)
     cache: dict[bytes, tuple[float, np.ndarray]] = {}
