@@ -156,12 +156,16 @@ def generate_dataset(output: str | os.PathLike, n: int, config: SamplingConfig |
     log.info("simulating %d spectra (%d rejected as unstable while sampling)%s", idx.size, params.n_rejected,
              f", resuming after {done}" if done else "")
     bar = tqdm(total=idx.size, initial=done, unit="spectra", disable=not progress, desc="simulate")
+    # simulate in order of temperature: neighbouring batches then share lattice parameters (and the
+    # simulator's |Q|-shell tensors); results go to their own rows
+    order = np.argsort(params.temperature[idx], kind="stable")
     with torch.no_grad(), h5py.File(partial, "a") as f:
         for start in range(done, idx.size, batch_size):
-            sel = idx[start:start + batch_size]
+            rows = np.sort(order[start:start + batch_size])
+            sel = idx[rows]
             lw = params.linewidth[sel] if config.linewidth_range is not None else None
             y = sim(params.force_constants[sel], params.temperature[sel], linewidth=lw)
-            f["intensity"][start:start + len(sel)] = y.cpu().numpy().astype(np.float32)
+            f["intensity"][rows] = y.cpu().numpy().astype(np.float32)
             f.attrs["completed"] = start + len(sel)
             f.flush()
             bar.update(len(sel))
