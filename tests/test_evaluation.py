@@ -1,0 +1,161 @@
+"""The evaluation report (phonon-ml evaluate) and the latent analysis, on a tiny budget."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from phonon_ml_core.constants import AL_REFERENCE_FC
+from phonon_ml_core.evaluation import EvaluationBudget, monotonicity, run_evaluation
+from phonon_ml_core.latent import analyse_latent, write_latent_analysis
+from phonon_ml_core.spectrum import Spectrum
+
+TINY_FIT = {"max_evaluations": 6, "n_starts": 2, "adam_steps": 1, "n_polish": 1}
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> dict[str, Path]:
+    """64 simulated, labelled spectra (T 40–660 K, γ 0–0.06) and two 'measured' files (simulated, 100/500 K)."""
+    from phonon_ml_core.dataset import SamplingConfig, generate_dataset
+    from phonon_ml_core.fitting import get_simulator
+    from phonon_ml_core.grid import standard_grid
+
+    torch.set_num_threads(1)
+    d = tmp_path_factory.mktemp("evaluation_data")
+    sim_path = generate_dataset(d / "sim.h5", 64, SamplingConfig(temperature_range=(40, 660),
+                                                                 linewidth_range=(0, 0.06), seed=1),
+                                progress=False)
+    grid = standard_grid()
+    sim = get_simulator(grid, "chi''")
+    fc = np.stack([AL_REFERENCE_FC * 0.95, AL_REFERENCE_FC * 0.9])
+    with torch.no_grad():
+        y = sim(fc, np.array([100.0, 500.0]), linewidth=np.array([0.02, 0.03])).numpy()
+    measured = []
+    for k, t in enumerate((100.0, 500.0)):
+        p = d / f"meas_{t:.0f}K.h5"
+        Spectrum(intensity=y[k], grid=grid, temperature=t, normalization="mean").to_hdf5(p)
+        measured.append(p)
+    return {"sim": Path(sim_path), "measured": measured}
+
+
+@pytest.fixture(scope="module")
+def report(tiny_data, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("report")
+    budget = EvaluationBudget(name="test", n_simulated=64, families=("fcvae",), latent_dims=(4,),
+                              pretrain_epochs=2, finetune_epochs=2, extended_epochs=1, regressor_epochs=2,
+                              batch_size=32, n_samples=50, fit=TINY_FIT)
+    summary = run_evaluation(out, measured_files=tiny_data["measured"], data=tiny_data["sim"], budget=budget,
+                             progress=False)
+    return out, summary
+
+
+def test_report_builds(report) -> None:
+    out, summary = report
+    page = (out / "report.html").read_text()
+    imgs = re.findall(r'<img src="([^"]+)"', page)
+    assert len(imgs) >= 6
+    for src in imgs:
+        assert not src.startswith("/") and (out / src).is_file(), src
+    assert (out / "summary.json").is_file() and json.loads((out / "summary.json").read_text())["best_model"]
+    with open(out / "table1_nmse.csv") as f:
+        rows = list(csv.DictReader(f))
+    # three strategies + the fit benchmark, one NMSE column per measured temperature
+    assert [r["model"] for r in rows] == ["fcvae-4-sim-only", "fcvae-4-fine-tuned", "fcvae-4-extended",
+                                          "fit (gradient, γ free)"]
+    for r in rows:
+        vals = [float(r[k]) for k in ("nmse_100K", "nmse_500K", "mean_nmse")]
+        assert all(np.isfinite(vals)) and all(v >= 0 for v in vals)
+    with open(out / "r2_simulated_test.csv") as f:
+        r2 = list(csv.DictReader(f))
+    assert len(r2) == 3 and all(np.isfinite(float(r["r2_1XX"])) for r in r2)
+    assert summary["monotonicity_1XX"]["fit"]["temperatures"] == [100.0, 500.0]
+    assert (out / "models" / "fcvae-4-extended" / "metadata.json").is_file()
+    assert not (out / "work").exists()
+
+
+def test_monotonicity_check() -> None:
+    m = monotonicity(np.array([640, 50, 280]), np.array([7.8, 9.7, 8.4]), np.array([0.1, 0.1, 0.1]))
+    assert m["non_increasing"] and m["temperatures"] == [50, 280, 640] and m["slope_per_100K"] < 0
+    m = monotonicity(np.array([50, 280, 350]), np.array([9.7, 8.4, 8.6]), np.array([0.3, 0.3, 0.3]))
+    assert not m["non_increasing"] and m["n_increasing_steps"] == 1 and m["n_significant_increasing_steps"] == 0
+
+
+def test_latent_analysis(report, tiny_data, tmp_path) -> None:
+    from phonon_ml_core.bundle import load_bundle
+
+    out, _ = report
+    bundle = load_bundle(out / "models" / "fcvae-4-sim-only")
+    data = Spectrum.from_hdf5(tiny_data["sim"])
+    res = analyse_latent(bundle, data, threshold=0.01)
+    L = bundle.autoencoder.latent_dim
+    assert res.kl.shape == (L,) and np.all(res.kl >= 0)
+    assert res.n_active == int((res.kl > 0.01).sum())
+    assert list(res.kl[res.order]) == sorted(res.kl, reverse=True)
+    assert res.fc_correlation.shape == (L, 6)  # 5 constants + T (temperatures vary)
+    assert np.allclose(np.diag(res.latent_correlation), 1.0)
+    assert np.all(np.abs(res.fc_correlation[np.isfinite(res.fc_correlation)]) <= 1.0)
+    assert np.all(res.sensitivity_rms > 0)
+
+    # a dimension the decoder ignores: zero its first-layer weights
+    with torch.no_grad():
+        bundle.autoencoder.decoder[0].weight[:, 1] = 0.0
+    res = analyse_latent(bundle, data, threshold=0.01)
+    assert res.sensitivity_rms[1] == 0.0 and res.sensitivity_max[1] == 0.0
+    assert np.all(np.delete(res.sensitivity_rms, 1) > 0)
+    summary = write_latent_analysis(res, tmp_path / "latent")
+    for name in summary["files"].values():
+        assert (tmp_path / "latent" / name).is_file()
+    with open(tmp_path / "latent" / summary["files"]["latent_correlation_csv"]) as f:
+        rows = list(csv.reader(f))
+    assert len(rows) == L + 1 and all(float(rows[1 + d][1 + d]) == 1.0 for d in range(L))
+
+
+def test_latent_analysis_cli(report, tiny_data, tmp_path) -> None:
+    from phonon_ml_core.cli import main
+
+    out, _ = report
+    rc = main(["latent-analysis", "--model", str(out / "models" / "fcvae-4-fine-tuned"), "--data",
+               str(tiny_data["sim"]), "--output-dir", str(tmp_path / "la"), "--max-spectra", "20", "--no-figures"])
+    assert rc == 0
+    s = json.loads((tmp_path / "la" / "latent_summary.json").read_text())
+    assert len(s["kl_per_dimension"]) == 4 and s["n_spectra"] == 20
+    assert s["n_active"] == sum(v > 0.01 for v in s["kl_per_dimension"])
+
+
+def test_latent_analysis_deterministic_family(tiny_data) -> None:
+    """fcae has no posterior: activity = relative variance of the codes (max 1), same threshold."""
+    from phonon_ml_core.bundle import Bundle
+    from phonon_ml_core.models import ForceConstantRegressor, build_autoencoder
+
+    data = Spectrum.from_hdf5(tiny_data["sim"])
+    torch.manual_seed(0)
+    ae = build_autoencoder("fcae", data.grid.mask, latent_dim=3)
+    bundle = Bundle(ae, ForceConstantRegressor(3), data.grid, AL_REFERENCE_FC, np.ones(5))
+    res = analyse_latent(bundle, data)
+    assert res.activity_measure == "relative_code_variance" and res.logvar is None
+    assert res.kl.shape == (3,) and np.isclose(res.kl.max(), 1.0) and np.all(res.kl >= 0)
+    assert res.n_active == int((res.kl > 0.01).sum()) >= 1
+    assert np.allclose(np.diag(res.latent_correlation), 1.0)
+
+
+def test_evaluate_cli_without_measured(tiny_data, tmp_path) -> None:
+    """The command line, simulated part only (`--measured` with no file): sim-only models, R² table, latent."""
+    from phonon_ml_core.cli import main
+
+    out = tmp_path / "ev"
+    rc = main(["evaluate", "--measured", "--data", str(tiny_data["sim"]), "--output-dir", str(out),
+               "--latent-dims", "3", "--epochs", "1", "--regressor-epochs", "1", "--no-models", "--no-progress"])
+    assert rc == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["strategies"] == ["sim-only"] and any("no measured" in n for n in s["notes"])
+    assert [m["name"] for m in s["models"]] == ["fcvae-3-sim-only"]
+    page = (out / "report.html").read_text()
+    assert "No measured spectra" in page
+    for src in re.findall(r'<img src="([^"]+)"', page):
+        assert (out / src).is_file()
+    assert s["latent"]["latent_dim"] == 3 and not (out / "models").exists()
