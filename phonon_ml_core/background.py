@@ -6,11 +6,11 @@ and returns the background b(E) with shape (..., n_E), in the unit of ``x``; sub
 
 Estimators (see docs/preprocess.md):
 
+* ``"minimum"`` (default) — per energy, the minimum (0th percentile) of the valid |Q| pixels;
 * ``"percentile"`` — per energy, a low percentile (default 5 %) of the valid |Q| pixels;
-  ``"minimum"`` is the 0th percentile.
 * ``"low_region"`` — per energy, a constant fitted (least squares = mean) to the low-intensity |Q|
   region: the valid pixels at or below the given quantile (default the lowest 20 %).
-* ``"polynomial"`` (default) — a smooth polynomial in E (default degree 2) fitted, weighted by the
+* ``"polynomial"`` — a smooth polynomial in E (default degree 2) fitted, weighted by the
   number of valid pixels per row, to the per-energy low percentiles (default 10 %).
 * ``"none"`` — zero.
 """
@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-DEFAULT_BACKGROUND = "polynomial"
+DEFAULT_BACKGROUND = "minimum"
 
 
 def _rows(x: np.ndarray, valid: np.ndarray) -> np.ndarray:

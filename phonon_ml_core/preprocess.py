@@ -243,7 +243,7 @@ def preprocess(spectrum: Spectrum, grid: Grid | None = None, temperature: float 
         spectrum: S(|Q|,E) or χ''(|Q|,E) on any grid (e.g. from :func:`phonon_ml_core.readers.read_spectrum`).
         grid: target grid, default :func:`phonon_ml_core.grid.standard_grid`.
         temperature: sample temperature (K), overriding the spectrum's; needed when the input is S.
-        background: estimator name (:data:`phonon_ml_core.background.ESTIMATORS`), default "polynomial".
+        background: estimator name (:data:`phonon_ml_core.background.ESTIMATORS`), default "minimum" (docs/preprocess.md: chosen by the downstream fit NMSE).
         **options: ``background_options`` (dict), ``min_coverage`` (0.0), ``normalize`` (True),
             ``max_lost_fraction`` (None).
 

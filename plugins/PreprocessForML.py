@@ -4,7 +4,7 @@ from mantid.api import AlgorithmFactory, MatrixWorkspaceProperty, Progress, Pyth
 from mantid.kernel import Direction, FloatBoundedValidator, Property, StringListValidator
 
 #: = sorted(phonon_ml_core.background.ESTIMATORS), default first.
-BACKGROUNDS = ["polynomial", "low_region", "minimum", "none", "percentile"]
+BACKGROUNDS = ["minimum", "polynomial", "percentile", "low_region", "none"]  # first = core default
 
 
 def _core():
@@ -40,7 +40,7 @@ class PreprocessForML(PythonAlgorithm):
         self.declareProperty("ModelBundle", "",
                              doc="model bundle directory whose grid is the target (default: the standard ARCS "
                                  "Ei = 50 meV grid, 70 energies x 101 |Q|)")
-        self.declareProperty("Background", "polynomial", StringListValidator(BACKGROUNDS),
+        self.declareProperty("Background", "minimum", StringListValidator(BACKGROUNDS),
                              doc="energy-dependent background estimator")
         self.declareProperty("MinCoverage", 0.0, FloatBoundedValidator(lower=0.0, upper=1.0),
                              doc="mask target bins covered by less than this fraction of their area")

@@ -139,7 +139,8 @@ def test_plugin_literals_match_core():
     for n in ("SimulatePowderINS", "FitForceConstantsNelderMead"):
         assert literal(n, "AL_REFERENCE_FC") == AL_REFERENCE_FC.tolist()
     assert sorted(literal("PreprocessForML", "BACKGROUNDS")) == sorted(ESTIMATORS)
-    assert literal("PreprocessForML", "BACKGROUNDS")[0] == "polynomial"
+    from phonon_ml_core.background import DEFAULT_BACKGROUND
+    assert literal("PreprocessForML", "BACKGROUNDS")[0] == DEFAULT_BACKGROUND
     assert literal("TrainPhononVAE", "FAMILIES") == list(FAMILIES)
 
 
