@@ -82,7 +82,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    throughput(args.device, [1, 8, 32, 128] if not args.device.startswith("cuda") else [256, 1024, 4096],
+    throughput(args.device, [1, 4, 8, 32, 128] if not args.device.startswith("cuda") else [256, 1024, 4096],
                2 if args.quick else 5)
     accuracy(6 if args.quick else 12)
     dataset_memory(1000 if args.quick else 10000)

@@ -118,7 +118,7 @@ def shard_slice(n_total: int, shard: tuple[int, int]) -> slice:
 
 def generate_dataset(output: str | os.PathLike, n: int, config: SamplingConfig | None = None,
                      shard: tuple[int, int] = (0, 1), grid: Grid | None = None,
-                     settings: SimulationSettings | None = None, batch_size: int = 32,
+                     settings: SimulationSettings | None = None, batch_size: int = 8,
                      overwrite: bool = False, progress: bool = True, device: str = "cpu") -> Path:
     """Simulate a data set of ``n`` spectra (this shard's part of it) into ``output``.
 

@@ -7,7 +7,9 @@ spectrum the :class:`~phonon_ml_core.simulator.powder.PowderSimulator` gives for
 * ``"gradient"``: torch autograd through the simulator: several starts optimised together (projected Adam on
   one batched simulator call per step), then the best start polished by L-BFGS-B with exact gradients.
 
-Optionally the intrinsic linewidth γ (HWHM = γ·E) is a sixth, nuisance parameter. Unstable trial constants
+Optionally the intrinsic linewidth γ (HWHM = γ·E) is a sixth, nuisance parameter, and a residual background
+linear in energy transfer is profiled out (``fit_background``: the model is normalise(y_sim + b0 + b1·(E − Ē)), b1
+solved exactly at each evaluation by a 1-D search; b0 cancels in the normalisation). Unstable trial constants
 (imaginary frequencies) get a large penalty, never a NaN. Standard deviations come from the Gauss–Newton
 curvature JᵀJ of the sum of squared residuals at the optimum (J by central finite differences, one batched
 simulator call), scaled by the residual variance σ² = SSR / (n_pixels − n_params). See docs/fitting.md.
@@ -40,6 +42,9 @@ UNSTABLE_PENALTY = 1.0e3
 #: Default start and bounds of the linewidth γ (HWHM = γ·E) when it is fitted.
 LINEWIDTH_START = 0.03
 LINEWIDTH_BOUNDS = (1.0e-3, 0.3)
+#: Default bound on |b1| (background slope, simulated-span units per meV) times the energy range of the valid pixels:
+#: the background may change by up to two spans of the simulated spectrum across the energy range.
+BACKGROUND_SLOPE_LIMIT = 2.0
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -62,7 +67,13 @@ class FitResult:
         temperature, lattice_parameter: those used (K, Å; lattice None = the simulator's a(T)).
         start: the starting constants.
         correlation: correlation matrix of the free parameters (5 or 6).
-        simulated: the simulated spectrum at the best point (mean-normalised, same grid).
+        simulated: the model spectrum at the best point (mean-normalised, same grid; with ``fit_background`` it
+            includes the fitted background, i.e. it is exactly what the NMSE compares with the input).
+        background: with ``fit_background``, the coefficients (b0, b1) of b(E) = b0 + b1·(E − Ē) added to the
+            mean-normalised simulated spectrum before normalisation (units: its span; b1 per meV). b0 cancels in the
+            mean normalisation (it is not identifiable) and is reported as 0. None without ``fit_background``.
+        background_std: (b0_std, b1_std) (b0_std None: not identifiable), or None.
+        background_energy_mean: Ē (meV), the mean energy transfer over the valid pixels, or None.
     """
 
     force_constants: np.ndarray
@@ -81,6 +92,9 @@ class FitResult:
     start: np.ndarray | None = None
     correlation: np.ndarray | None = None
     simulated: Spectrum | None = None
+    background: tuple[float, float] | None = None
+    background_std: tuple[float | None, float | None] | None = None
+    background_energy_mean: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary (the RESULT.json entry of ``phonon-ml fit``)."""
@@ -103,6 +117,13 @@ class FitResult:
             else float(self.linewidth_std),
             "start": None if self.start is None else [float(x) for x in self.start],
             "mean_square_frequency_combination": float(msq_combination(self.force_constants)),
+            "background": None if self.background is None else {
+                "b0": float(self.background[0]), "b1": float(self.background[1]),
+                "b1_std": None if self.background_std is None or self.background_std[1] is None
+                or not np.isfinite(self.background_std[1]) else float(self.background_std[1]),
+                "energy_mean": None if self.background_energy_mean is None else float(self.background_energy_mean),
+                "model": "normalise(y_sim + b0 + b1*(E - energy_mean)); b in units of the span of the mean-normalised "
+                         "simulated spectrum, b1 per meV; b0 cancels in the normalisation and is reported as 0"},
         }
 
 
@@ -194,7 +215,8 @@ class _Problem:
     """The objective on the unit box u ∈ [0, 1]^P ↔ physical parameters θ = lo + u (hi − lo)."""
 
     def __init__(self, sim: PowderSimulator, spectrum: Spectrum, temperature: float, lattice_parameter,
-                 bounds: np.ndarray, fit_linewidth: bool, fixed_linewidth: float | None):
+                 bounds: np.ndarray, fit_linewidth: bool, fixed_linewidth: float | None, fit_background: bool = False,
+                 background_bounds: tuple[float, float] | None = None):
         self.sim = sim
         self.mask_np = spectrum.grid.mask
         self.mask = torch.as_tensor(self.mask_np.copy())
@@ -209,6 +231,18 @@ class _Problem:
         self.n_params = len(self.lo)
         self.calls = 0
         self.spectra = 0
+        self.fit_background = bool(fit_background)
+        self.energy_mean = None
+        if self.fit_background:
+            e = np.broadcast_to(np.asarray(spectrum.grid.energy, float)[:, None], spectrum.grid.shape)[self.mask_np]
+            self.energy_mean = float(e.mean())
+            self.e = torch.as_tensor(e - self.energy_mean, dtype=sim.dtype)
+            if background_bounds is None:
+                lim = BACKGROUND_SLOPE_LIMIT / max(float(np.ptp(e)), 1e-12)
+                background_bounds = (-lim, lim)
+            self.b_bounds = (float(background_bounds[0]), float(background_bounds[1]))
+            if not self.b_bounds[1] > self.b_bounds[0]:
+                raise ValueError(f"background_bounds must be (low, high) with low < high, got {background_bounds}")
 
     def to_theta(self, u):
         if isinstance(u, torch.Tensor):
@@ -232,10 +266,59 @@ class _Problem:
         return self.sim(fc, self.temperature, lattice_parameter=self.lattice_parameter, linewidth=lw,
                         allow_unstable=True)
 
-    def residuals(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Residuals y − x on the valid pixels (B, n_pix) and a bool (B,) of unstable sets."""
+    def model(self, y: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """normalise(y + b·(E − Ē)) over the valid pixels: y (..., n_pix), b (...) → (..., n_pix)."""
+        z = y + b[..., None] * self.e
+        span = (z.amax(-1, keepdim=True) - z.amin(-1, keepdim=True)).clamp_min(torch.finfo(z.dtype).tiny)
+        return (z - z.mean(-1, keepdim=True)) / span
+
+    def best_background(self, y: torch.Tensor, points: int = 41, rounds: int = 6) -> torch.Tensor:
+        """The slope b1 (B,) in the background bounds that minimises Σ (x − normalise(y + b1·(E − Ē)))².
+
+        Variable projection: the NMSE is minimised exactly over b1 for the given simulated pixels y (B, n_pix) by
+        a nested grid search (``points`` values, then ±2 grid steps around the best, ``rounds`` times; final
+        resolution ≈ 10⁻⁶ of the bound width). The objective is not smooth in b1 (the span max − min), so no
+        Newton step. No simulator calls; no gradient (envelope theorem: ∂NMSE/∂θ at fixed b1* is the gradient of
+        the profiled NMSE).
+        """
+        lo, hi = self.b_bounds
+        with torch.no_grad():
+            y = y.detach()
+            y = torch.where(torch.isfinite(y), y, torch.zeros_like(y))
+            n = y.shape[0]
+            # the NMSE numerator from moments: with c = y − ȳ + b·e (e has zero mean) and s = span(y + b·e),
+            # Σ (x − c/s)² = Σx² − 2 (Σxc)/s + (Σc²)/s²; only the span needs the pixels for each trial b
+            yc = y - y.mean(1, keepdim=True)
+            sxy, syy, sye = (self.x * yc).sum(1, keepdim=True), (yc * yc).sum(1, keepdim=True), \
+                (yc * self.e).sum(1, keepdim=True)
+            sxe, see = float((self.x * self.e).sum()), float((self.e * self.e).sum())
+            centre = torch.full((n,), 0.5 * (lo + hi), dtype=y.dtype)
+            half = 0.5 * (hi - lo)
+            grid = torch.linspace(-1.0, 1.0, points, dtype=y.dtype)
+            rows = torch.arange(n)
+            for _ in range(rounds):
+                bs = (centre[:, None] + half * grid).clamp(lo, hi)  # (B, K)
+                z = y[:, None, :] + bs[..., None] * self.e
+                span = (z.amax(-1) - z.amin(-1)).clamp_min(torch.finfo(y.dtype).tiny)
+                f = -2 * (sxy + bs * sxe) / span + (syy + 2 * bs * sye + bs * bs * see) / span ** 2
+                f = torch.where(torch.isfinite(f), f, torch.full_like(f, math.inf))
+                centre = bs[rows, f.argmin(1)]
+                half = half * 4.0 / (points - 1)
+        return centre
+
+    def residuals(self, theta: torch.Tensor, background: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Residuals model − x on the valid pixels (B, n_pix) and a bool (B,) of unstable sets.
+
+        With ``fit_background`` the model is normalise(y + b1·(E − Ē)) with b1 given (``background``, (B,)) or
+        profiled (the best one for each row, :meth:`best_background`).
+        """
         y = self.simulate(theta)[:, self.mask]
         bad = ~torch.isfinite(y).all(1)
+        if self.fit_background:
+            y = torch.where(bad[:, None], torch.zeros_like(y), y)
+            b = self.best_background(y) if background is None else background
+            y = self.model(y, b)
         r = torch.where(bad[:, None], torch.zeros_like(y), y - self.x)
         return r, bad
 
@@ -263,7 +346,20 @@ def _uncertainty(prob: _Problem, theta: np.ndarray) -> tuple[np.ndarray, np.ndar
         pts[1 + 2 * i, i] += h[i]
         pts[2 + 2 * i, i] -= h[i]
     with torch.no_grad():
-        r, bad = prob.residuals(torch.as_tensor(pts, dtype=prob.sim.dtype))
+        if prob.fit_background:  # b1 as an explicit extra parameter at its optimum (no extra simulator call)
+            y = prob.simulate(torch.as_tensor(pts, dtype=prob.sim.dtype))[:, prob.mask]
+            bad = ~torch.isfinite(y).all(1)
+            y = torch.where(bad[:, None], torch.zeros_like(y), y)
+            b_hat = prob.best_background(y[:1])[0]
+            hb = 1e-3 * (prob.b_bounds[1] - prob.b_bounds[0])
+            r = torch.where(bad[:, None], torch.zeros_like(y), prob.model(y, b_hat.expand(len(y))) - prob.x)
+            rb = prob.model(y[:1].expand(2, -1), torch.stack([b_hat + hb, b_hat - hb])) - prob.x
+            r = torch.cat([r, rb])
+            bad = torch.cat([bad, bad[:1], bad[:1]])
+            h = np.append(h, hb)
+            p += 1
+        else:
+            r, bad = prob.residuals(torch.as_tensor(pts, dtype=prob.sim.dtype))
     r = r.double().numpy()
     bad = bad.numpy()
     n = r.shape[1]
@@ -461,7 +557,8 @@ def fit_spectrum(spectrum: Spectrum, method: str = "nelder-mead", start=None, bo
                  n_starts: int = 6, adam_steps: int = 8, n_polish: int = 2, linewidth: float | None = None,
                  linewidth_bounds: tuple[float, float] = LINEWIDTH_BOUNDS,
                  settings: SimulationSettings | None = None, simulator: PowderSimulator | None = None,
-                 uncertainty: bool = True, threads: int | None = 1) -> FitResult:
+                 uncertainty: bool = True, threads: int | None = 1, fit_background: bool = False,
+                 background_bounds: tuple[float, float] | None = None) -> FitResult:
     """Fit the five force constants (and optionally γ) to one measured or simulated spectrum.
 
     Args:
@@ -481,11 +578,16 @@ def fit_spectrum(spectrum: Spectrum, method: str = "nelder-mead", start=None, bo
         uncertainty: compute the std (one extra batched simulator call).
         threads: torch intra-op threads during the fit (default 1: the per-call work is small and several
             threads are slower when the cores are shared; None = leave torch's setting).
+        fit_background: model a residual background b(E) = b0 + b1·(E − Ē), flat in |Q| and linear in energy
+            transfer (units: the span of the mean-normalised simulated spectrum; b1 per meV), as
+            normalise(y_sim + b(E)). b1 is profiled out exactly at each evaluation (variable projection, no extra
+            optimiser parameter); b0 cancels in the mean normalisation and is reported as 0.
+        background_bounds: (low, high) for b1 (per meV); default ±2 spans over the energy range of the pixels.
     """
     with _torch_threads(threads):
         return _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, lattice_parameter, seed,
                              max_evaluations, n_starts, adam_steps, n_polish, linewidth, linewidth_bounds, settings,
-                             simulator, uncertainty)
+                             simulator, uncertainty, fit_background, background_bounds)
 
 
 @contextlib.contextmanager
@@ -502,7 +604,7 @@ def _torch_threads(n: int | None):
 
 def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, lattice_parameter, seed,
                   max_evaluations, n_starts, adam_steps, n_polish, linewidth, linewidth_bounds, settings, simulator,
-                  uncertainty) -> FitResult:
+                  uncertainty, fit_background=False, background_bounds=None) -> FitResult:
     method = method.lower().replace("_", "-")
     if method in ("nm", "neldermead"):
         method = "nelder-mead"
@@ -526,7 +628,8 @@ def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, l
         sim = simulator
         if not sim.grid.same_as(spectrum.grid):
             raise ValueError("the given simulator is on another grid than the spectrum")
-    prob = _Problem(sim, spectrum, t, lattice_parameter, b, fit_linewidth, None if fit_linewidth else linewidth)
+    prob = _Problem(sim, spectrum, t, lattice_parameter, b, fit_linewidth, None if fit_linewidth else linewidth,
+                    fit_background, background_bounds)
     rng = np.random.default_rng(seed)
     u0 = prob.to_u(x0)
     t0 = time.perf_counter()
@@ -544,14 +647,25 @@ def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, l
     if len(at_bound):
         names = list(FORCE_CONSTANT_NAMES) + ["linewidth"]
         notes.append("at a bound: " + ", ".join(names[i] for i in at_bound))
-    std = np.full(len(theta), np.nan)
+    std = np.full(len(theta) + int(fit_background), np.nan)
     corr = None
     if uncertainty:
         std, corr, _, unote = _uncertainty(prob, theta)
         if unote:
             notes.append(unote)
+    background = background_std = None
     with torch.no_grad():
-        y = prob.simulate(torch.as_tensor(theta[None], dtype=sim.dtype))[0].double().numpy()
+        y = prob.simulate(torch.as_tensor(theta[None], dtype=sim.dtype))[0]
+        if fit_background:
+            ym = y[prob.mask][None]
+            b1 = prob.best_background(ym)
+            y = y.clone()
+            y[prob.mask] = prob.model(ym, b1)[0]
+            background = (0.0, float(b1[0]))
+            background_std = (None, float(std[-1]))
+            if abs(background[1]) >= (1 - 1e-4) * max(abs(prob.b_bounds[0]), abs(prob.b_bounds[1])):
+                notes.append("background slope b1 at its bound")
+        y = y.double().numpy()
     seconds = time.perf_counter() - t0
     yv, xv = y[spectrum.grid.mask], np.asarray(spectrum.intensity, float)[spectrum.grid.mask]
     nm = float(((xv - yv) ** 2).sum() / (xv ** 2).sum())
@@ -562,12 +676,14 @@ def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, l
     lw = float(theta[5]) if fit_linewidth else (None if linewidth is None else float(linewidth))
     simulated = Spectrum(intensity=y, grid=spectrum.grid, temperature=t, quantity=spectrum.quantity,
                          normalization="mean", force_constants=fc, instrument=spectrum.instrument,
-                         sample=spectrum.sample, metadata={"fit_method": method, "linewidth": lw})
+                         sample=spectrum.sample, metadata={"fit_method": method, "linewidth": lw,
+                                                           "background": background})
     return FitResult(force_constants=fc, std=std[:5].copy(), linewidth=lw, nmse=nm, evaluations=prob.calls,
                      seconds=seconds, converged=conv, message=message, method=method, temperature=float(t),
                      lattice_parameter=lattice_parameter,
                      linewidth_std=float(std[5]) if fit_linewidth else None, spectra_simulated=prob.spectra,
-                     start=x0[:5].copy(), correlation=corr, simulated=simulated)
+                     start=x0[:5].copy(), correlation=corr, simulated=simulated, background=background,
+                     background_std=background_std, background_energy_mean=prob.energy_mean)
 
 
 # ---------------------------------------------------------------------------------------------- series

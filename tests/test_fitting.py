@@ -149,6 +149,46 @@ def test_series_and_cli_round_trip(sim, grid, tmp_path):
     assert not (tmp_path / "x.json").exists()
 
 
+def test_background_recovers_constants_and_slope(sim, grid, tmp_path):
+    """A linear-in-E residual background biases the plain fit; fit_background=True recovers the constants and b1."""
+    from phonon_ml_core.cli import main
+
+    with torch.no_grad():
+        y = sim(torch.as_tensor(TRUE_FC)[None], T_K)[0].double().numpy()  # mean-normalised: span 1
+    e = np.broadcast_to(grid.energy[:, None], grid.shape)
+    b0, b1 = 0.3, -0.012  # per meV: the background falls by ~0.4 spans across 10-45 meV
+    rng = np.random.default_rng(8)
+    x = np.where(grid.mask, y + b0 + b1 * (e - e[grid.mask].mean()) + 0.005 * rng.standard_normal(y.shape), np.nan)
+    s = Spectrum(intensity=mean_normalize(x, grid.mask), grid=grid, temperature=T_K, normalization="mean")
+    kw = dict(simulator=sim, n_starts=3, adam_steps=5, n_polish=1)
+    plain = fit_spectrum(s, "gradient", **kw)
+    bg = fit_spectrum(s, "gradient", fit_background=True, **kw)
+    assert plain.background is None and plain.to_dict()["background"] is None
+    err_plain = np.abs(plain.force_constants - TRUE_FC)
+    err_bg = np.abs(bg.force_constants - TRUE_FC)
+    assert err_bg[0] < 0.2 and err_bg[1] < 0.3 and err_bg[0] < 0.5 * err_plain[0], (bg.force_constants,
+                                                                                        plain.force_constants)
+    assert abs(msq_combination(bg.force_constants) / msq_combination(TRUE_FC) - 1) < 0.01
+    assert bg.nmse < 0.5 * plain.nmse
+    assert bg.background[0] == 0.0 and abs(bg.background[1] / b1 - 1) < 0.05, bg.background  # b0 cancels
+    assert 0 < bg.background_std[1] < 0.05 * abs(b1) and bg.correlation.shape == (6, 6)
+    # the reported NMSE is the conventions' NMSE of the returned (background-including) model spectrum
+    m = grid.mask
+    assert np.isclose(bg.nmse, ((s.intensity[m] - bg.simulated.intensity[m]) ** 2).sum() / (s.intensity[m] ** 2).sum())
+    assert abs(bg.simulated.intensity[m].mean()) < 1e-12 and np.isclose(np.ptp(bg.simulated.intensity[m]), 1.0)
+    nm = fit_spectrum(s, "nelder-mead", simulator=sim, fit_background=True, max_evaluations=300, uncertainty=False)
+    assert abs(nm.force_constants[0] - TRUE_FC[0]) < 0.3 and abs(nm.background[1] / b1 - 1) < 0.05
+    f = tmp_path / "bg.h5"
+    s.to_hdf5(f)
+    out = tmp_path / "RESULT.json"
+    assert main(["fit", "--method", "gradient", "--input", str(f), "--output", str(out), "--max-evaluations", "15",
+                 "--fit-background"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["fit_background"] is True
+    e0 = doc["results"][0]["background"]
+    assert e0["b0"] == 0.0 and e0["b1"] < 0 and e0["b1_std"] > 0 and 10 < e0["energy_mean"] < 45
+
+
 def test_real_spectrum_quick_fit():
     path = DATA / "al_50K.h5"
     if not path.exists():

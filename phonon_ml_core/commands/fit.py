@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--output", required=True, help="RESULT.json (one entry per input spectrum)")
     p.add_argument("--temperature", type=float, default=None, help="K; overrides the temperature in the files")
     p.add_argument("--fit-linewidth", action="store_true", help="fit the linewidth γ (HWHM = γ·E) as well")
+    p.add_argument("--fit-background", action="store_true",
+                   help="profile out a residual background b0 + b1·(E − Ē), flat in |Q| and linear in energy transfer")
     p.add_argument("--start", default=None, help="starting constants F1,...,F5 in N/m (default: reference)")
     p.add_argument("--max-evaluations", type=int, default=None, help="simulator-call budget per spectrum")
     p.add_argument("--seed", type=int, default=0, help="seed of the gradient fit's extra starts")
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     temps = None if args.temperature is None else [args.temperature] * len(items)
     t0 = time.perf_counter()
     series = fit_series(items, method=args.method, temperatures=temps, start=start, fit_linewidth=args.fit_linewidth,
-                        seed=args.seed, max_evaluations=args.max_evaluations, plot=args.plot,
+                        fit_background=args.fit_background, seed=args.seed, max_evaluations=args.max_evaluations, plot=args.plot,
                         overwrite=args.overwrite)
     entries = []
     for src, r in zip(sources, series.results):
@@ -75,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
         idx = "" if src["index"] is None else f"[{src['index']}]"
         print(f"{src['input']}{idx}: T = {r.temperature:.0f} K, NMSE {r.nmse:.4f}, "
               f"fc = {np.round(r.force_constants, 3).tolist()} ± {np.round(r.std, 3).tolist()} N/m, "
-              f"{r.evaluations} simulator calls, {r.seconds:.1f} s{'' if r.converged else ' (NOT converged)'}")
+              + ("" if r.background is None else f"background slope b1 {r.background[1]:.5f}/meV, ")
+              + f"{r.evaluations} simulator calls, {r.seconds:.1f} s{'' if r.converged else ' (NOT converged)'}")
     doc = {"results": entries, "method": args.method, "fit_linewidth": bool(args.fit_linewidth),
+           "fit_background": bool(args.fit_background),
            "total_seconds": time.perf_counter() - t0,
            "series": series.to_dict() if len(entries) > 1 else None}
     with atomic_path(out) as tmp:

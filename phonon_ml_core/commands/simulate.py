@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--chopper-frequency", type=int, default=300, help="Fermi chopper frequency, Hz (default 300)")
     p.add_argument("--mesh-density", type=int, default=SimulationSettings.mesh_density,
                    help="reciprocal-space points per 2π/a (accuracy; default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=32, help="spectra per simulator call (default 32)")
+    p.add_argument("--batch-size", type=int, default=8, help="spectra per simulator call (default 8: fits the CPU cache)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
     p.add_argument("--plot", help="one spectrum: also save a PNG of the spectrum")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
