@@ -43,7 +43,9 @@ class FitForceConstantsNelderMead(PythonAlgorithm):
         self.declareProperty(FloatArrayProperty("UpperBounds", [], FloatArrayLengthValidator(0, 5),
                                                 direction=Direction.Input),
                              doc="5 upper bounds, N/m")
-        self.declareProperty("FitLinewidth", False, doc="fit the linewidth gamma (HWHM = gamma * E) too")
+        self.declareProperty("FitLinewidth", True, doc="fit the linewidth gamma (HWHM = gamma * E) as a nuisance parameter")
+        self.declareProperty("FitBackground", True, doc="fit a residual background slope in energy transfer "
+                             "(flat in |Q|) as a nuisance parameter")
         self.declareProperty("Linewidth", 0.0, FloatBoundedValidator(lower=0.0),
                              doc="fixed gamma, or its start when fitted; 0 = none")
         positive = FloatBoundedValidator(lower=0.0, exclusive=True)
@@ -100,6 +102,7 @@ class FitForceConstantsNelderMead(PythonAlgorithm):
         lw = float(self.getProperty("Linewidth").value)
         r = fit_spectrum(s, method=self.getPropertyValue("Method"), start=self.getProperty("StartValues").value,
                          bounds=bounds, fit_linewidth=bool(self.getProperty("FitLinewidth").value),
+                         fit_background=bool(self.getProperty("FitBackground").value),
                          linewidth=lw if lw > 0 else None,
                          lattice_parameter=None if self.getProperty("LatticeParameter").isDefault
                          else float(self.getProperty("LatticeParameter").value),

@@ -26,9 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, nargs="+", help="phonon-ml HDF5 spectrum file(s), one spectrum or a set")
     p.add_argument("--output", required=True, help="RESULT.json (one entry per input spectrum)")
     p.add_argument("--temperature", type=float, default=None, help="K; overrides the temperature in the files")
-    p.add_argument("--fit-linewidth", action="store_true", help="fit the linewidth γ (HWHM = γ·E) as well")
-    p.add_argument("--fit-background", action="store_true",
-                   help="profile out a residual background b0 + b1·(E − Ē), flat in |Q| and linear in energy transfer")
+    p.add_argument("--fit-linewidth", action=argparse.BooleanOptionalAction, default=True,
+                   help="fit the intrinsic linewidth γ (HWHM = γ·E) as a nuisance parameter (default: on)")
+    p.add_argument("--fit-background", action=argparse.BooleanOptionalAction, default=True,
+                   help="fit a residual background slope in energy (default: on; docs/fitting.md)")
     p.add_argument("--start", default=None, help="starting constants F1,...,F5 in N/m (default: reference)")
     p.add_argument("--max-evaluations", type=int, default=None, help="simulator-call budget per spectrum")
     p.add_argument("--seed", type=int, default=0, help="seed of the gradient fit's extra starts")
