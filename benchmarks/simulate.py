@@ -67,6 +67,7 @@ def dataset_memory(n: int) -> None:
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "set.h5")
         code = ("import resource,time; from phonon_ml_core.dataset import generate_dataset; t=time.time(); "
+                f"import torch; torch.set_num_threads({torch.get_num_threads()}); "
                 f"generate_dataset({out!r}, {n}, progress=False); "
                 "print(time.time()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
         res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -80,7 +81,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     throughput(args.device, [1, 4, 8, 32, 128] if not args.device.startswith("cuda") else [256, 1024, 4096],
                2 if args.quick else 5)

@@ -129,11 +129,16 @@ class SpectrumAutoencoder(nn.Module):
         z = self.sample(mu, logvar, generator) if sample else mu
         return self._decode_valid(z), mu, logvar
 
-    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """{'loss', 'mse', 'kl'}: MSE over finite valid pixels (+ kl_weight × batch-mean KL for VAEs)."""
+    def loss(self, x: torch.Tensor, generator: torch.Generator | None = None,
+             target: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """{'loss', 'mse', 'kl'}: MSE over finite valid pixels (+ kl_weight × batch-mean KL for VAEs).
+
+        ``target`` (default ``x``) is what the reconstruction is compared with: a clean spectrum when ``x``
+        is an augmented (noisy) copy, which trains a denoising extractor.
+        """
         x = self._check_input(x)
         recon, mu, logvar = self(x, generator=generator)
-        target = flatten_valid(x, self.mask)
+        target = flatten_valid(x if target is None else self._check_input(target), self.mask)
         finite = torch.isfinite(target)
         diff = torch.where(finite, recon - torch.nan_to_num(target, nan=0.0), torch.zeros_like(recon))
         mse = diff.pow(2).sum() / finite.sum().clamp_min(1)

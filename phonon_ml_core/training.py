@@ -104,6 +104,10 @@ class PipelineConfig:
             stages; they reuse ``pretrain`` settings with the learning rate × ``finetune_lr_factor``.
         regressor: settings of the regressor stage.
         regressor_codes: "sample" (z ~ q(z|x), fresh each epoch) or "mean" (z = mu).
+        augment_noise: on simulated stages, Gaussian pixel noise added to each input spectrum, in units of its
+            span (measured data: ≈ 0.03–0.06); the reconstruction target stays the clean spectrum.
+        augment_background: on simulated stages, a random residual background b1·(E − Ē), flat in |Q|, with
+            |b1·(E_max − E_min)| uniform up to this many spans; inputs are then re-normalised.
         seed: seeds the weights, the split, the shuffling and the sampling.
     """
 
@@ -116,11 +120,15 @@ class PipelineConfig:
     finetune_lr_factor: float = 0.1
     regressor: StageConfig = field(default_factory=lambda: StageConfig(epochs=300, batch_size=128, patience=30))
     regressor_codes: str = "sample"
+    augment_noise: float = 0.0
+    augment_background: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.regressor_codes not in ("sample", "mean"):
             raise ValueError(f"regressor_codes must be 'sample' or 'mean', got {self.regressor_codes!r}")
+        if not (self.augment_noise >= 0 and self.augment_background >= 0):
+            raise ValueError("augment_noise and augment_background must be ≥ 0")
         if not 0 < self.finetune_lr_factor <= 1:
             raise ValueError(f"finetune_lr_factor must be in (0, 1], got {self.finetune_lr_factor}")
 
@@ -338,6 +346,30 @@ def autoencoder_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, ...],
     return model.loss(batch[0], generator=gen)
 
 
+def augmented_autoencoder_loss(noise: float, background: float, mask: np.ndarray,
+                               energy: np.ndarray) -> LossFn:
+    """Denoising loss: the input is the spectrum with pixel noise and a residual background slope added and
+    re-normalised; the target is the clean spectrum (nuisance variation of measured data, issue 4)."""
+    from .normalization import mean_normalize
+
+    if noise == 0 and background == 0:
+        return autoencoder_loss
+    m = torch.as_tensor(np.array(mask, dtype=bool))
+    e = torch.as_tensor(np.asarray(energy, dtype=float), dtype=torch.float32)
+    ramp = ((e - e[m.any(1)].mean()) / float(np.ptp(energy) or 1.0))[:, None]  # (n_E, 1), span 1
+
+    def fn(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], gen: torch.Generator | None):
+        x = batch[0]
+        if gen is None:  # validation: the clean loss, so early stopping is deterministic
+            return model.loss(x)
+        b = x.shape[0]
+        slope = (torch.rand((b, 1, 1), generator=gen) * 2 - 1) * background
+        noisy = x + noise * torch.randn(x.shape, generator=gen) + slope * ramp
+        noisy = mean_normalize(torch.where(m, noisy, torch.full_like(noisy, float("nan"))), np.asarray(mask))
+        return model.loss(noisy, generator=gen, target=x)
+    return fn
+
+
 def regressor_loss(sample: bool) -> LossFn:
     """MSE on standardised targets; batch = (mu, logvar, y). Codes are drawn from q(z|x) when ``sample``."""
     def fn(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], gen: torch.Generator | None):
@@ -443,6 +475,7 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
     history: list[dict[str, Any]] = []
     seconds: dict[str, float] = {}
     sig = {"family": cfg.family, "latent_dim": cfg.latent_dim, "kl_weight": cfg.kl_weight, "seed": cfg.seed,
+           "augment": [cfg.augment_noise, cfg.augment_background],
            "grid": grid.mask_hash(), "n_data": int(x.shape[0]),
            "data_checksum": float(np.nansum(x[: min(64, x.shape[0])].numpy(), dtype=np.float64))}
 
@@ -466,8 +499,9 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
         return res
 
     xv = (x[va],) if va.size else None
+    sim_loss = augmented_autoencoder_loss(cfg.augment_noise, cfg.augment_background, grid.mask, grid.energy)
     if cfg.pretrain.epochs > 0:
-        run_stage("pretrain", ae, autoencoder_loss, (x[tr],), xv, cfg.pretrain,
+        run_stage("pretrain", ae, sim_loss, (x[tr],), xv, cfg.pretrain,
                   cfg.pretrain.learning_rate(cfg.family), 1)
     if xm is not None and cfg.finetune_epochs > 0:
         fcfg = cfg.finetune_stage(cfg.finetune_epochs)
@@ -475,7 +509,7 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
         run_stage("finetune", ae, autoencoder_loss, (xm,), None, fcfg, fcfg.learning_rate(cfg.family), 2)
         if cfg.extended_epochs > 0:
             ecfg = cfg.finetune_stage(cfg.extended_epochs)
-            run_stage("extended", ae, autoencoder_loss, (x[tr],), xv, ecfg, ecfg.learning_rate(cfg.family), 3)
+            run_stage("extended", ae, sim_loss, (x[tr],), xv, ecfg, ecfg.learning_rate(cfg.family), 3)
     for p in ae.parameters():
         p.requires_grad_(False)
     ae.eval()

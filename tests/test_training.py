@@ -182,3 +182,42 @@ def test_cli_train(tiny_set: Spectrum, tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["train", "--data", str(data), "--output", str(out), "--latent-dim", "0"]) == 2
     pred = bundle.predict(tiny_set[0], n_samples=10)
     np.testing.assert_array_equal(pred["std"], 0.0)
+
+
+def test_augmented_loss_is_denoising_and_seeded():
+    """Augmentation perturbs the inputs (noise, background slope, re-normalised) but not the targets, is
+    reproducible from the generator, and falls back to the clean loss for validation (no generator)."""
+    import numpy as np
+    import torch
+
+    from phonon_ml_core.grid import standard_grid
+    from phonon_ml_core.models import build_autoencoder
+    from phonon_ml_core.training import augmented_autoencoder_loss, autoencoder_loss
+
+    g = standard_grid()
+    torch.manual_seed(0)
+    ae = build_autoencoder("fcae", g.mask, latent_dim=4)
+    x = torch.as_tensor(np.where(g.mask, np.random.default_rng(0).normal(size=(3, *g.shape)), np.nan),
+                        dtype=torch.float32)
+    from phonon_ml_core.normalization import mean_normalize
+    x = mean_normalize(x, g.mask)
+    assert augmented_autoencoder_loss(0.0, 0.0, g.mask, g.energy) is autoencoder_loss
+    fn = augmented_autoencoder_loss(0.05, 0.1, g.mask, g.energy)
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def loss(self, inp, generator=None, target=None):
+            seen.append((inp, target))
+            return {"loss": torch.zeros(())}
+
+    fn(Spy(), (x,), torch.Generator().manual_seed(1))
+    fn(Spy(), (x,), torch.Generator().manual_seed(1))
+    (a, ta), (b, tb) = seen
+    assert ta is x and tb is x                                  # targets are the clean spectra
+    assert torch.allclose(a, b, equal_nan=True)                 # same generator state → same augmentation
+    valid = torch.as_tensor(g.mask)
+    assert not torch.allclose(a[:, valid], x[:, valid])         # the inputs were perturbed ...
+    assert torch.all(torch.abs(a[:, valid].mean(-1)) < 1e-5)    # ... and re-normalised
+    assert torch.isnan(a[:, ~valid]).all()
+    clean = fn(ae, (x,), None)["loss"]                          # validation: clean loss
+    assert torch.allclose(clean, ae.loss(x)["loss"])

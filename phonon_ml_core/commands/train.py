@@ -38,6 +38,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs (adam; default 20)")
     p.add_argument("--regressor-codes", default="sample", choices=("sample", "mean"),
                    help="train the regressor on sampled latent codes (default) or posterior means")
+    p.add_argument("--augment-noise", type=float, default=0.0,
+                   help="denoising training: pixel noise added to simulated inputs, in spans (e.g. 0.04; default 0)")
+    p.add_argument("--augment-background", type=float, default=0.0,
+                   help="random residual background slope added to simulated inputs, up to this many spans "
+                        "across the energy range (e.g. 0.1; default 0)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--checkpoint-every", type=int, default=5, help="checkpoint interval in epochs (default 5)")
     p.add_argument("--checkpoint-dir", default=None,
@@ -90,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         finetune_epochs=args.finetune_epochs, extended_epochs=args.extended_epochs,
         regressor=make(epochs=args.regressor_epochs, batch_size=128, checkpoint_every=args.checkpoint_every,
                        **({} if args.optimizer == "sgd" else {"patience": max(args.patience, 30)})),
-        regressor_codes=args.regressor_codes, seed=args.seed)
+        regressor_codes=args.regressor_codes, augment_noise=args.augment_noise,
+        augment_background=args.augment_background, seed=args.seed)
     ckdir = Path(args.checkpoint_dir) if args.checkpoint_dir else out.with_name(out.name + ".checkpoints")
     if args.resume and not ckdir.exists():
         print(f"no checkpoints in {ckdir}: starting from scratch")
