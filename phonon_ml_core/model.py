@@ -251,15 +251,43 @@ def bz_sample(lattice: str, lattice_parameter: float, n: int) -> np.ndarray:
     return frac @ recip
 
 
+def stability_q_points(lattice: str, lattice_parameter: float, n_grid: int = 12, mesh_density: int = 16) -> np.ndarray:
+    """Symmetry-distinct wavevectors (Cartesian, 1/Å) where stability is checked.
+
+    The n_grid³ Brillouin-zone sample and the simulator's reciprocal-space mesh (mesh_density points per
+    2π/a), each reduced to one representative per set of cubic images (energies are equal at R q).
+    """
+    q = bz_sample(lattice, lattice_parameter, n_grid)
+    j = (np.arange(mesh_density) + 0.5) / mesh_density
+    a, b, c = np.meshgrid(j, j, j, indexing="ij")
+    keep = (a >= b) & (b >= c)
+    mesh = np.stack((a[keep], b[keep], c[keep]), -1) * (2 * np.pi / lattice_parameter)
+    canon = np.sort(np.abs(np.concatenate([q, mesh])), axis=1)[:, ::-1]
+    return np.unique(np.round(canon, 10), axis=0)
+
+
 def stability_check(fc: np.ndarray, model: BvKModel, n_grid: int = 12, tol_mev2: float = 1e-6) -> np.ndarray:
-    """For each force-constant set (N, n_constants), True when all ω² > 0 on a BZ sampling."""
+    """For each force-constant set (N, n_constants), True when the set is dynamically stable.
+
+    Stable means ω² > 0 at the symmetry-distinct points of the Brillouin-zone sample and of the simulator's
+    mesh (:func:`stability_q_points`), and a positive-definite elastic tensor (Born criteria, the
+    long-wavelength limit). Closed-form 3×3 eigenvalues, chunked: fast and bounded in memory.
+    """
+    import torch
+
+    from .simulator.eigen3 import PACKED, eigvalsh3
+
     fc = validate_force_constants(fc, len(model.names))
-    q = bz_sample(model.lattice, model.lattice_parameter, n_grid)
+    q = stability_q_points(model.lattice, model.lattice_parameter, n_grid)
     phase = 1.0 - np.cos(q @ model.bond_vectors.T)  # (P, L)
     geo = np.einsum("pl,lkij->kpij", phase, model.bond_basis)  # (K, P, 3, 3)
-    d = np.einsum("nk,kpij->npij", fc, geo)
-    w2 = np.linalg.eigvalsh(d)
-    stable = np.all(w2 > tol_mev2, axis=(1, 2))
+    geo6 = torch.as_tensor(np.stack([geo[..., i, j] for i, j in PACKED], -1))  # (K, P, 6)
+    fct = torch.as_tensor(fc)
+    stable = np.empty(len(fc), dtype=bool)
+    for start in range(0, len(fc), 2048):  # chunks bound the memory
+        d = torch.einsum("nk,kpm->npm", fct[start:start + 2048], geo6)
+        lam = eigvalsh3(d) * (FC_TO_MEV2 / model.mass)
+        stable[start:start + 2048] = (lam.amin((1, 2)) > tol_mev2).numpy()
     # long-wavelength (Born) stability: the elastic tensor must be positive definite
     r = model.bond_vectors
     geo_c = np.einsum("lkag,lb,ld->kabgd", model.bond_basis, r, r)
