@@ -108,6 +108,9 @@ class PipelineConfig:
             span (measured data: ≈ 0.03–0.06); the reconstruction target stays the clean spectrum.
         augment_background: on simulated stages, a random residual background b1·(E − Ē), flat in |Q|, with
             |b1·(E_max − E_min)| uniform up to this many spans; inputs are then re-normalised.
+        on_the_fly: when > 0, pretraining draws this many fresh spectra from the simulator every epoch
+            (sampling ranges of the data set's metadata, seeded by epoch) instead of reusing the file's
+            training split; validation still uses the file's held-out split.
         seed: seeds the weights, the split, the shuffling and the sampling.
     """
 
@@ -122,11 +125,14 @@ class PipelineConfig:
     regressor_codes: str = "sample"
     augment_noise: float = 0.0
     augment_background: float = 0.0
+    on_the_fly: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
         if self.regressor_codes not in ("sample", "mean"):
             raise ValueError(f"regressor_codes must be 'sample' or 'mean', got {self.regressor_codes!r}")
+        if int(self.on_the_fly) < 0:
+            raise ValueError("on_the_fly must be ≥ 0 (spectra simulated per epoch)")
         if not (self.augment_noise >= 0 and self.augment_background >= 0):
             raise ValueError("augment_noise and augment_background must be ≥ 0")
         if not 0 < self.finetune_lr_factor <= 1:
@@ -245,13 +251,15 @@ def _evaluate(model: torch.nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor,
     return total / n
 
 
-def fit(model: torch.nn.Module, loss_fn: LossFn, train: tuple[torch.Tensor, ...],
+def fit(model: torch.nn.Module, loss_fn: LossFn,
+        train: tuple[torch.Tensor, ...] | Callable[[int], tuple[torch.Tensor, ...]],
         val: tuple[torch.Tensor, ...] | None, cfg: StageConfig, lr: float, *, stage: str, seed: int,
         checkpoint: Path | None = None, resume: bool = False, signature: dict[str, Any] | None = None,
         on_epoch: Callable[[dict[str, Any]], None] | None = None, progress: bool = True) -> FitResult:
     """Minimise ``loss_fn`` over mini-batches of ``train``; validation, early stopping, checkpoints.
 
     ``loss_fn(model, batch, generator)`` returns a dict with a scalar 'loss' (and optional scalars).
+    ``train`` may be a function of the epoch index returning that epoch's tensors (on-the-fly data).
     With a validation set the best-validation weights are restored at the end. ``on_epoch`` sees each
     epoch record (a test may raise from it to simulate an interruption).
     """
@@ -261,7 +269,9 @@ def fit(model: torch.nn.Module, loss_fn: LossFn, train: tuple[torch.Tensor, ...]
              if cfg.schedule == "cosine" else None)
     history: list[dict[str, Any]] = []
     best_loss, best_state, bad, start = math.inf, None, 0, 0
-    signature = json.loads(json.dumps(dict(signature or {}, stage=stage, lr=lr, n_train=int(train[0].shape[0]),
+    source = train if callable(train) else None  # on-the-fly: fresh training tensors every epoch
+    n_train = "on-the-fly" if source is not None else int(train[0].shape[0])
+    signature = json.loads(json.dumps(dict(signature or {}, stage=stage, lr=lr, n_train=n_train,
                                            n_val=0 if val is None else int(val[0].shape[0]),
                                            stage_config=asdict(cfg))))
     if resume and checkpoint is not None and checkpoint.exists():
@@ -286,12 +296,14 @@ def fit(model: torch.nn.Module, loss_fn: LossFn, train: tuple[torch.Tensor, ...]
                 "scheduler": None if sched is None else sched.state_dict(), "generator": gen.get_state(),
                 "history": history, "best_loss": best_loss, "best_state": best_state, "bad_epochs": bad}
 
-    n = train[0].shape[0]
     stopped = False
     bar = tqdm(range(start, cfg.epochs), desc=stage, disable=not progress, leave=False, initial=start,
                total=cfg.epochs)
     for epoch in bar:
         t0 = time.perf_counter()
+        if source is not None:
+            train = source(epoch)
+        n = train[0].shape[0]
         model.train()
         perm = torch.randperm(n, generator=gen)
         sums: dict[str, float] = {}
@@ -355,7 +367,7 @@ def augmented_autoencoder_loss(noise: float, background: float, mask: np.ndarray
     if noise == 0 and background == 0:
         return autoencoder_loss
     m = torch.as_tensor(np.array(mask, dtype=bool))
-    e = torch.as_tensor(np.asarray(energy, dtype=float), dtype=torch.float32)
+    e = torch.as_tensor(np.array(energy, dtype=float), dtype=torch.float32)
     ramp = ((e - e[m.any(1)].mean()) / float(np.ptp(energy) or 1.0))[:, None]  # (n_E, 1), span 1
 
     def fn(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], gen: torch.Generator | None):
@@ -368,6 +380,35 @@ def augmented_autoencoder_loss(noise: float, background: float, mask: np.ndarray
         noisy = mean_normalize(torch.where(m, noisy, torch.full_like(noisy, float("nan"))), np.asarray(mask))
         return model.loss(noisy, generator=gen, target=x)
     return fn
+
+
+def simulator_source(simulated: Spectrum, n: int, seed: int, batch: int = 8) -> Callable[[int], tuple[torch.Tensor]]:
+    """Fresh simulated spectra each epoch, drawn like the data set ``simulated`` (its sampling metadata).
+
+    Returns ``draw(epoch) -> (x,)`` with x (n, n_E, n_Q) mean-normalised float32; deterministic per epoch.
+    """
+    from .dataset import SamplingConfig, sample_parameters
+    from .simulator import PowderSimulator, SimulationSettings
+
+    meta = dict(simulated.metadata.get("sampling") or {})
+    for key in ("relative_range", "temperature_range", "linewidth_range"):
+        if meta.get(key) is not None:
+            meta[key] = tuple(meta[key])
+    meta["absolute_ranges"] = {k: tuple(v) for k, v in (meta.get("absolute_ranges") or {"2YY": (-1.0, 1.0)}).items()}
+    base = SamplingConfig(**meta) if meta else SamplingConfig()
+    sim_settings = (simulated.metadata.get("simulator") or {}).get("settings") or {}
+    sim = PowderSimulator(grid=simulated.grid, settings=SimulationSettings(**sim_settings) if sim_settings else None)
+
+    def draw(epoch: int) -> tuple[torch.Tensor]:
+        p = sample_parameters(n, replace(base, seed=int(seed) * 100_003 + epoch))
+        lw = p.linewidth if base.linewidth_range is not None else None
+        out = []
+        with torch.no_grad():
+            for i in range(0, n, batch):
+                out.append(sim(p.force_constants[i:i + batch], p.temperature[i:i + batch],
+                               linewidth=None if lw is None else lw[i:i + batch]).float())
+        return (torch.cat(out),)
+    return draw
 
 
 def regressor_loss(sample: bool) -> LossFn:
@@ -475,7 +516,7 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
     history: list[dict[str, Any]] = []
     seconds: dict[str, float] = {}
     sig = {"family": cfg.family, "latent_dim": cfg.latent_dim, "kl_weight": cfg.kl_weight, "seed": cfg.seed,
-           "augment": [cfg.augment_noise, cfg.augment_background],
+           "augment": [cfg.augment_noise, cfg.augment_background], "on_the_fly": int(cfg.on_the_fly),
            "grid": grid.mask_hash(), "n_data": int(x.shape[0]),
            "data_checksum": float(np.nansum(x[: min(64, x.shape[0])].numpy(), dtype=np.float64))}
 
@@ -500,8 +541,9 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
 
     xv = (x[va],) if va.size else None
     sim_loss = augmented_autoencoder_loss(cfg.augment_noise, cfg.augment_background, grid.mask, grid.energy)
+    pre_train = simulator_source(simulated, int(cfg.on_the_fly), cfg.seed) if cfg.on_the_fly else (x[tr],)
     if cfg.pretrain.epochs > 0:
-        run_stage("pretrain", ae, sim_loss, (x[tr],), xv, cfg.pretrain,
+        run_stage("pretrain", ae, sim_loss, pre_train, xv, cfg.pretrain,
                   cfg.pretrain.learning_rate(cfg.family), 1)
     if xm is not None and cfg.finetune_epochs > 0:
         fcfg = cfg.finetune_stage(cfg.finetune_epochs)

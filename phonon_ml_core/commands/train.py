@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--augment-background", type=float, default=0.0,
                    help="random residual background slope added to simulated inputs, up to this many spans "
                         "across the energy range (e.g. 0.1; default 0)")
+    p.add_argument("--on-the-fly", type=int, default=0, metavar="N",
+                   help="pretrain on N fresh spectra simulated every epoch (data set's sampling ranges) "
+                        "instead of the file's training split (default 0 = off)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--checkpoint-every", type=int, default=5, help="checkpoint interval in epochs (default 5)")
     p.add_argument("--checkpoint-dir", default=None,
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         regressor=make(epochs=args.regressor_epochs, batch_size=128, checkpoint_every=args.checkpoint_every,
                        **({} if args.optimizer == "sgd" else {"patience": max(args.patience, 30)})),
         regressor_codes=args.regressor_codes, augment_noise=args.augment_noise,
-        augment_background=args.augment_background, seed=args.seed)
+        augment_background=args.augment_background, on_the_fly=args.on_the_fly, seed=args.seed)
     ckdir = Path(args.checkpoint_dir) if args.checkpoint_dir else out.with_name(out.name + ".checkpoints")
     if args.resume and not ckdir.exists():
         print(f"no checkpoints in {ckdir}: starting from scratch")
