@@ -57,7 +57,7 @@ def main() -> None:
     ap.add_argument("--regressor-epochs", type=int, default=300)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--optimizer", default="adam", choices=("adam", "sgd"))
-    ap.add_argument("--regressor-codes", default="mean", choices=("sample", "mean"))
+    ap.add_argument("--regressor-codes", default="sample", choices=("sample", "mean"))
     ap.add_argument("--n-samples", type=int, default=1000, help="latent samples per test spectrum")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")

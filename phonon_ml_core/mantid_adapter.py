@@ -588,7 +588,7 @@ def train_bundle(args: dict[str, Any], measured: Sequence[Any] = (), measured_na
         finetune_epochs=int(args["finetune_epochs"]), extended_epochs=int(args["extended_epochs"]),
         regressor=make(epochs=int(args["regressor_epochs"]), batch_size=128, checkpoint_every=5,
                        **({} if sgd else {"patience": max(int(args.get("patience", 20)), 30)})),
-        regressor_codes=args.get("regressor_codes", "mean"), seed=int(args.get("seed", 0)))
+        regressor_codes=args.get("regressor_codes", "sample"), seed=int(args.get("seed", 0)))
     workdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".checkpoints",
                                     dir=out.parent if str(out.parent) else "."))
     try:

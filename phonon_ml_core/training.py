@@ -103,7 +103,7 @@ class PipelineConfig:
         finetune_epochs, extended_epochs: epochs of the fine-tuning (measured) and extended (simulated)
             stages; they reuse ``pretrain`` settings with the learning rate × ``finetune_lr_factor``.
         regressor: settings of the regressor stage.
-        regressor_codes: "mean" (z = mu; default: better held-out R², docs/training.md) or "sample" (z ~ q(z|x), fresh each epoch).
+        regressor_codes: "sample" (z ~ q(z|x), fresh each epoch; default: more robust on measured data) or "mean" (z = mu; better simulated R²), docs/training.md.
         augment_noise: on simulated stages, Gaussian pixel noise added to each input spectrum, in units of its
             span (measured data: ≈ 0.03–0.06); the reconstruction target stays the clean spectrum.
         augment_background: on simulated stages, a random residual background b1·(E − Ē), flat in |Q|, with
@@ -122,7 +122,7 @@ class PipelineConfig:
     extended_epochs: int = 50
     finetune_lr_factor: float = 0.1
     regressor: StageConfig = field(default_factory=lambda: StageConfig(epochs=300, batch_size=128, patience=30))
-    regressor_codes: str = "mean"
+    regressor_codes: str = "sample"
     augment_noise: float = 0.0
     augment_background: float = 0.0
     on_the_fly: int = 0

@@ -64,7 +64,7 @@ class TrainPhononVAE(PythonAlgorithm):
                              doc="autoencoder learning rate (default per optimiser and family)")
         self.declareProperty("BatchSize", 64, IntBoundedValidator(lower=1), doc="autoencoder batch size")
         self.declareProperty("Patience", 20, IntBoundedValidator(lower=1), doc="early-stopping patience (adam)")
-        self.declareProperty("RegressorCodes", "mean", StringListValidator(["mean", "sample"]),
+        self.declareProperty("RegressorCodes", "sample", StringListValidator(["sample", "mean"]),
                              doc="train the regressor on sampled latent codes or posterior means")
         self.declareProperty("Seed", 0, IntBoundedValidator(lower=0), doc="random seed")
         self.declareProperty("BundleDirectory", "", direction=Direction.Output, doc="the bundle written")

@@ -335,7 +335,7 @@ def test_train_matches_core(mantid, tiny_dataset, tmp_path):
     assert Path(got) == out and (out / "metadata.json").is_file()
     args = {"data": str(tiny_dataset), "output": str(tmp_path / "core"), "family": "fcvae", "latent_dim": 3,
             "kl_weight": 1e-6, "epochs": 2, "finetune_epochs": 1, "extended_epochs": 1, "regressor_epochs": 2,
-            "optimizer": "adam", "lr": None, "batch_size": 4, "patience": 20, "regressor_codes": "mean", "seed": 3}
+            "optimizer": "adam", "lr": None, "batch_size": 4, "patience": 20, "regressor_codes": "sample", "seed": 3}
     train_bundle(args, [meas], ["meas0"])
     a = json.loads((out / "metadata.json").read_text())
     b = json.loads((tmp_path / "core" / "metadata.json").read_text())
@@ -370,7 +370,7 @@ def tiny_bundle(tiny_dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("bundles") / "tiny"
     args = {"data": str(tiny_dataset), "output": str(out), "family": "fcvae", "latent_dim": 3, "kl_weight": 1e-6,
             "epochs": 2, "finetune_epochs": 0, "extended_epochs": 0, "regressor_epochs": 2, "optimizer": "adam",
-            "lr": None, "batch_size": 4, "patience": 20, "regressor_codes": "mean", "seed": 0}
+            "lr": None, "batch_size": 4, "patience": 20, "regressor_codes": "sample", "seed": 0}
     return train_bundle(args)
 
 

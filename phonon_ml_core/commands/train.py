@@ -36,8 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="autoencoder learning rate (default per optimiser/family)")
     p.add_argument("--batch-size", type=int, default=64, help="autoencoder batch size (default 64)")
     p.add_argument("--patience", type=int, default=20, help="early-stopping patience in epochs (adam; default 20)")
-    p.add_argument("--regressor-codes", default="mean", choices=("sample", "mean"),
-                   help="train the regressor on posterior means (default: best held-out R², docs/training.md) or on sampled codes")
+    p.add_argument("--regressor-codes", default="sample", choices=("sample", "mean"),
+                   help="train the regressor on sampled latent codes (default: more robust on measured data) or on posterior means (better simulated R²; docs/training.md)")
     p.add_argument("--augment-noise", type=float, default=0.0,
                    help="denoising training: pixel noise added to simulated inputs, in spans (e.g. 0.04; default 0)")
     p.add_argument("--augment-background", type=float, default=0.0,
