@@ -23,6 +23,17 @@ def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
     return p
 
 
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """Validate an output folder before any work: not a file, and its parent exists."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} exists and is not a folder: choose another output folder")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"the parent folder {parent} of the output folder does not exist: create it first")
+    return out
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; it is renamed onto ``path`` only on success."""

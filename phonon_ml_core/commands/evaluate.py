@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 
 def _list(text: str | None, cast=str):
@@ -54,14 +53,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..fileio import check_output_dir
     from ..evaluation import get_budget, run_evaluation
 
-    out = Path(args.output_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} exists and is not a folder")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise FileNotFoundError(f"the parent folder {parent} of --output-dir does not exist: create it first")
+    out = check_output_dir(args.output_dir)
     fit = {}
     if args.fit_max_evaluations is not None:
         fit["max_evaluations"] = args.fit_max_evaluations

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..latent import DEFAULT_DELTA, DEFAULT_THRESHOLD
 
@@ -30,17 +29,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..fileio import check_output_dir
     from ..latent import analyse_latent, write_latent_analysis
     from ..prediction import resolve_bundle
     from ..readers import read_spectrum
     from ..spectrum import Spectrum
 
-    out = Path(args.output_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"{out} exists and is not a folder")
-    parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir():
-        raise FileNotFoundError(f"the output folder's parent {parent} does not exist: create it first")
+    out = check_output_dir(args.output_dir)
     bundle = resolve_bundle(args.model)
     sets = []
     for path in args.data:
