@@ -258,31 +258,10 @@ def workspace_to_spectrum(ws: Any, temperature: float | None = None, ei_mev: flo
 
 
 def on_grid(spectrum, grid):
-    """``spectrum`` re-expressed on ``grid`` (same axes required): intensity NaN outside ``grid.mask``.
+    """``spectrum`` on a model's ``grid`` (same axes): :func:`phonon_ml_core.prediction.onto_bundle_grid`."""
+    from .prediction import onto_bundle_grid
 
-    ValueError when the axes differ or when the spectrum lacks some of the grid's valid pixels (these
-    cannot be predicted from), naming how many and the fix.
-    """
-    from dataclasses import replace
-
-    g = spectrum.grid
-    if g.shape != grid.shape or not (np.allclose(g.q, grid.q, atol=1e-6) and np.allclose(g.energy, grid.energy, atol=1e-6)):
-        raise ValueError(f"the workspace is on another grid (n_E × n_Q = {g.shape[0]} × {g.shape[1]}, E "
-                         f"{g.energy[0]:.4g}–{g.energy[-1]:.4g} meV, |Q| {g.q[0]:.4g}–{g.q[-1]:.4g} 1/Å) than the "
-                         f"model ({grid.shape[0]} × {grid.shape[1]}, E {grid.energy[0]:.4g}–{grid.energy[-1]:.4g} meV, "
-                         f"|Q| {grid.q[0]:.4g}–{grid.q[-1]:.4g} 1/Å): run PreprocessForML with this ModelBundle first")
-    finite = np.isfinite(spectrum.intensity)
-    finite = finite.all(0) if finite.ndim == 3 else finite
-    missing = int((grid.mask & ~finite).sum())
-    if missing:
-        raise ValueError(f"the workspace lacks {missing} of the model grid's {grid.n_valid} valid pixels (NaN): "
-                         "the data do not cover the model's kinematic range; use data reduced over the model's "
-                         "range (Ei, angles)")
-    inten = np.where(grid.mask, spectrum.intensity, np.nan)
-    err = None if spectrum.errors is None else np.where(grid.mask, spectrum.errors, np.nan)
-    norm = spectrum.normalization if np.array_equal(g.mask, grid.mask) else "none"
-    return replace(spectrum, grid=grid, intensity=inten, errors=err, normalization=norm,
-                   metadata=dict(spectrum.metadata))
+    return onto_bundle_grid(spectrum, grid)
 
 
 # ------------------------------------------------------------------------------------------ output

@@ -57,3 +57,36 @@ def test_shipped_bundle_predicts_demo_constants():
         assert abs(fc[1] - DEMO_TRUE_FC[1]) < 0.10 * DEMO_TRUE_FC[1], (t, fc)
         msq = lambda f: 4 * (2 * f[0] + f[2]) + 2 * (f[3] + 2 * f[4])  # noqa: E731
         assert abs(msq(fc) - msq(DEMO_TRUE_FC)) < 0.10 * msq(DEMO_TRUE_FC), (t, fc)
+
+
+def test_spectrum_missing_a_few_pixels_is_put_on_the_bundle_grid():
+    """Preprocessed data whose low-|Q| edge misses a few of the model grid's pixels are predicted from (the
+    missing pixels at the mean), while a spectrum lacking many pixels or on other axes is refused."""
+    from dataclasses import replace
+
+    from phonon_ml_core.grid import Grid, standard_grid
+    from phonon_ml_core.normalization import is_mean_normalized
+    from phonon_ml_core.prediction import onto_bundle_grid
+    from phonon_ml_core.simulator import simulate_spectrum
+
+    g = standard_grid()
+    s = simulate_spectrum(DEMO_TRUE_FC, 300.0, grid=g)
+    assert onto_bundle_grid(s, g) is s
+    lost = g.mask.copy()
+    cols = np.where(lost.any(0))[0]
+    lost[:, cols[0]] = False  # the lowest-|Q| column: a few dozen pixels
+    part = replace(s, grid=Grid(q=g.q, energy=g.energy, mask=lost, ei_mev=g.ei_mev),
+                   intensity=np.where(lost, s.intensity * 3.0 + 1.0, np.nan), normalization="none")
+    on = onto_bundle_grid(part, g)
+    n_missing = int(g.mask.sum() - lost.sum())
+    assert 0 < n_missing < 0.02 * g.n_valid and on.metadata["filled_pixels"] == n_missing
+    assert on.grid is g and is_mean_normalized(on.intensity, g.mask)
+    assert np.all(on.intensity[g.mask & ~lost] == 0.0)
+    few = g.mask.copy()
+    few[:, cols[:10]] = False
+    with pytest.raises(ValueError, match="lacks"):
+        onto_bundle_grid(replace(s, grid=Grid(q=g.q, energy=g.energy, mask=few, ei_mev=g.ei_mev),
+                                 intensity=np.where(few, s.intensity, np.nan)), g)
+    other = Grid.from_axes(g.q[:50], g.energy)
+    with pytest.raises(ValueError, match="preprocess"):
+        onto_bundle_grid(replace(s, grid=other, intensity=s.intensity[:, :50]), g)

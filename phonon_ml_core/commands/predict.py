@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..fileio import check_output_path
-from ..prediction import predict_spectra, resolve_bundle, result_records, write_results
+from ..prediction import onto_bundle_grid, predict_spectra, resolve_bundle, result_records, write_results
 from ..readers import read_spectrum
 from ..spectrum import Spectrum
 
@@ -34,9 +34,10 @@ def run(args: argparse.Namespace) -> int:
     spectra, names = [], []
     for path in args.input:
         s = read_spectrum(path)
-        if not s.grid.same_as(bundle.grid):
-            raise ValueError(f"{path} is not on the bundle's grid {bundle.grid.shape} with its mask: run "
-                             f"`phonon-ml preprocess --input {path} --output ON_GRID.h5` first")
+        try:
+            s = onto_bundle_grid(s, bundle.grid)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
         for i, one in enumerate(s):
             if args.temperature is not None:
                 one.temperature = args.temperature
