@@ -215,7 +215,7 @@ def test_augmented_loss_is_denoising_and_seeded():
     (a, ta), (b, tb) = seen
     assert ta is x and tb is x                                  # targets are the clean spectra
     assert torch.allclose(a, b, equal_nan=True)                 # same generator state → same augmentation
-    valid = torch.as_tensor(g.mask)
+    valid = torch.as_tensor(g.mask.copy())
     assert not torch.allclose(a[:, valid], x[:, valid])         # the inputs were perturbed ...
     assert torch.all(torch.abs(a[:, valid].mean(-1)) < 1e-5)    # ... and re-normalised
     assert torch.isnan(a[:, ~valid]).all()
