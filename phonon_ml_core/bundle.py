@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from .bundle_metadata import json_default, read_bundle_metadata
 from .constants import AL_REFERENCE_FC, FORCE_CONSTANT_NAMES
 from .grid import Grid
 from .models import (FAMILIES, ForceConstantRegressor, SpectrumAutoencoder, autoencoder_from_config,
@@ -218,7 +219,7 @@ class Bundle:
                 "weights_sha256": {n: sha256_file(tmp / n) for n in WEIGHT_FILES}})
             meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
             meta.setdefault("library_versions", library_versions())
-            (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+            (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=json_default))
             for f in tmp.iterdir():  # mkdtemp/mkstemp-style private modes → the usual umask modes
                 f.chmod(0o666 & ~umask)
             tmp.chmod(0o777 & ~umask)
@@ -236,16 +237,6 @@ class Bundle:
         return target
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, Path):
-        return os.fspath(o)
-    raise TypeError(f"not JSON serialisable: {type(o)}")
-
-
 def load_bundle(path: str | os.PathLike, grid: Grid | None = None, family: str | None = None) -> Bundle:
     """Load and validate a bundle directory.
 
@@ -254,20 +245,10 @@ def load_bundle(path: str | os.PathLike, grid: Grid | None = None, family: str |
     recorded architecture, a mask that does not match the recorded grid hash, a bundle on another grid than
     ``grid``, or of another family than ``family``.
     """
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"model bundle {p} does not exist")
+    p, meta = read_bundle_metadata(path)
     meta_path = p / "metadata.json"
-    if not p.is_dir() or not meta_path.is_file():
-        raise ValueError(f"{p} is not a phonon-ml model bundle (a directory with metadata.json and safetensors "
-                         "weights, written by `phonon-ml train`)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{meta_path} is unreadable or not valid JSON: {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != BUNDLE_FORMAT:
-        found = meta.get("format") if isinstance(meta, dict) else None
-        raise ValueError(f"{p} is not a phonon-ml model bundle (metadata format {found!r})")
+    if meta.get("format") != BUNDLE_FORMAT:
+        raise ValueError(f"{p} is not a phonon-ml model bundle (metadata format {meta.get('format')!r})")
     if meta.get("format_version") != BUNDLE_VERSION:
         raise ValueError(f"{p} has bundle format version {meta.get('format_version')}; this phonon-ml reads "
                          f"version {BUNDLE_VERSION}: retrain or upgrade phonon-ml")

@@ -383,23 +383,16 @@ def bundle_grid_description(path: str | os.PathLike) -> dict[str, Any]:
 
     FileNotFoundError / ValueError with the reason for a missing directory or a non-bundle.
     """
-    import json
+    from .bundle_metadata import read_bundle_metadata
 
-    p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"model bundle {p} does not exist")
-    meta = p / "metadata.json"
-    if not p.is_dir() or not meta.is_file():
-        raise ValueError(f"{p} is not a phonon-ml model bundle (a directory with metadata.json, written by "
-                         "`phonon-ml train` or TrainPhononVAE)")
+    _, data = read_bundle_metadata(path)
     try:
-        data = json.loads(meta.read_text())
         grid = data["grid"]
         return {"q": np.asarray(grid["q"], float), "energy": np.asarray(grid["energy"], float),
                 "ei_mev": float(grid["ei_mev"]), "mask_sha256": grid.get("mask_sha256"),
                 "family": data.get("autoencoder", {}).get("family")}
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise ValueError(f"{meta} is unreadable or lacks the grid description: {exc}") from exc
+        raise ValueError(f"{path} metadata.json lacks the grid description: {exc}") from exc
 
 
 def check_grid_matches_bundle(ws: Any, path: str | os.PathLike) -> str | None:

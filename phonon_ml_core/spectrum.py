@@ -13,6 +13,7 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
+from .bundle_metadata import json_default
 from .fileio import atomic_path, check_output_path
 from .grid import ARCS_TWO_THETA_RANGE_DEG, Grid
 from .normalization import mean_normalize
@@ -210,7 +211,7 @@ def write_spectrum_group(f: h5py.Group, s: Spectrum) -> None:
     f.attrs["two_theta_deg"] = np.asarray(s.grid.two_theta_deg)
     f.attrs["instrument"] = s.instrument
     f.attrs["sample"] = s.sample
-    f.attrs["metadata_json"] = json.dumps(s.metadata, default=_json_default)
+    f.attrs["metadata_json"] = json.dumps(s.metadata, default=json_default)
 
 
 def read_spectrum_group(f: h5py.Group, source: str = "") -> Spectrum:
@@ -272,11 +273,3 @@ def _plain(v: Any) -> Any:
     if isinstance(v, np.ndarray):
         return v.tolist()
     return v
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, np.generic):
-        return o.item()
-    raise TypeError(f"not JSON serialisable: {type(o)}")
