@@ -124,3 +124,47 @@ def _quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         yield
+
+
+def smooth_background_basis(mask: np.ndarray, degree: int = 3) -> np.ndarray:
+    """Orthonormal basis (n_valid, K) of the polynomials of total degree ≤ ``degree`` in (E, |Q|) on the
+    valid pixels of ``mask`` (n_E, n_Q), K = (degree + 1)(degree + 2)/2.
+
+    The coordinates are the row and column indices scaled to [−1/2, 1/2]; on a uniform grid these span the
+    same polynomials as energy transfer and |Q| themselves. Removing this subspace from a spectrum
+    (:func:`remove_smooth_background`) makes it blind to any smooth additive background of that degree
+    (multiple scattering, sample environment, a residual slope): the input representation of the models
+    (docs/training.md).
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if mask.ndim != 2 or not mask.any():
+        raise ValueError("the mask must be a 2-D boolean array with at least one valid pixel")
+    degree = int(degree)
+    if degree < 0:
+        raise ValueError(f"the background degree must be ≥ 0, got {degree}")
+    n_e, n_q = mask.shape
+    e, q = np.meshgrid(np.linspace(-0.5, 0.5, n_e), np.linspace(-0.5, 0.5, n_q), indexing="ij")
+    e, q = e[mask], q[mask]
+    cols = [e ** i * q ** (d - i) for d in range(degree + 1) for i in range(d + 1)]
+    a = np.stack(cols, axis=1)
+    if np.linalg.matrix_rank(a) < a.shape[1]:
+        raise ValueError(f"the mask has too few valid pixels for a degree-{degree} background: lower the degree")
+    basis, _ = np.linalg.qr(a)
+    return basis
+
+
+def remove_smooth_background(x: np.ndarray, mask: np.ndarray, degree: int = 3) -> np.ndarray:
+    """``x`` (..., n_E, n_Q) with its least-squares polynomial background of ``degree`` removed on the
+    valid pixels and then mean-normalised (conventions §3); NaN outside the mask. Non-finite valid pixels
+    are treated as the mean."""
+    from .normalization import mean_normalize
+
+    mask = np.asarray(mask, dtype=bool)
+    b = smooth_background_basis(mask, degree)
+    x = np.asarray(x, dtype=float)
+    v = x[..., mask]
+    v = np.where(np.isfinite(v), v, np.nanmean(v, axis=-1, keepdims=True))
+    v = v - (v @ b) @ b.T
+    out = np.full(x.shape, np.nan)
+    out[..., mask] = v
+    return mean_normalize(out, mask)

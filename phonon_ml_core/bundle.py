@@ -113,6 +113,11 @@ class Bundle:
         self.regressor.eval()
 
     @property
+    def predicts_linewidth(self) -> bool:
+        """True when the regressor's 6th output is the intrinsic linewidth γ (HWHM = γ·E)."""
+        return self.regressor.n_outputs == 6
+
+    @property
     def family(self) -> str:
         return self.autoencoder.family
 
@@ -156,7 +161,8 @@ class Bundle:
                 seed: int = 0) -> dict[str, np.ndarray]:
         """Force constants (N/m) with uncertainties from ``n_samples`` latent draws per spectrum.
 
-        Returns {'mean_code_prediction', 'mean', 'std'}, each (N, 5) ((5,) for one spectrum):
+        Returns {'mean_code_prediction', 'mean', 'std'}, each (N, 5) ((5,) for one spectrum), and, when the
+        bundle predicts it, 'linewidth' and 'linewidth_std' (N,) (γ, mean over the draws, clamped at 0):
         the regressor at the posterior mean, and the mean and standard deviation of the regressor over
         z ~ N(mu, e^logvar) (vectorised over samples). For fcae/cnnae std is 0 and mean = mean_code_prediction.
         """
@@ -180,6 +186,10 @@ class Bundle:
             mean, std = torch.stack(means), torch.stack(stds)
         out = {"mean_code_prediction": mean_code.numpy().astype(float), "mean": mean.numpy().astype(float),
                "std": std.numpy().astype(float)}
+        if self.predicts_linewidth:  # 6th output: γ, reported separately (clamped at 0), constants stay (N, 5)
+            out["linewidth"] = np.clip(out["mean"][:, 5], 0.0, None)
+            out["linewidth_std"] = out["std"][:, 5]
+            out = {k: (v[:, :5] if v.ndim == 2 else v) for k, v in out.items()}
         if single:
             out = {k: v[0] for k, v in out.items()}
         return out
@@ -307,13 +317,15 @@ def bundle_from_training(result: Any, grid: Grid, *, data: dict[str, Any] | None
     meta = {
         "normalization": {"method": "mean", "definition": "(x - mean) / (max - min) over valid pixels"},
         "quantity": quantity,
+        "targets": list(FORCE_CONSTANT_NAMES) + ["linewidth"] * (result.regressor.n_outputs == 6),
         "force_constants": {"names": list(FORCE_CONSTANT_NAMES), "units": "N/m",
                             "reference": AL_REFERENCE_FC.tolist(),
                             "sampling_ranges": sampling_ranges or default_sampling_ranges()},
         "instrument": instrument, "ei_mev": grid.ei_mev,
         "training": {"config": result.config.to_dict(), "seconds": result.seconds,
                      "epochs": {s: sum(1 for r in result.history if r["stage"] == s)
-                                for s in ("pretrain", "finetune", "extended", "regressor")}},
+                                for s in ("pretrain", "finetune", "extended", "regressor", "physics",
+                                          "physics-finetune")}},
         "data": data or {},
         "metrics": result.metrics,
     }

@@ -8,8 +8,8 @@
    stages through the pipeline's checkpoints: the completed ``pretrain`` / ``finetune`` checkpoints in
    one work folder are resumed (bit-identical to retraining), only the regressor checkpoint is removed
    between strategies.
-3. The fit benchmark: a gradient fit with a free linewidth (``fit_spectrum(method="gradient",
-   fit_linewidth=True)``) of every measured spectrum.
+3. The fit benchmark: a gradient fit with a free linewidth and residual background slope
+   (``fit_spectrum(method="gradient", fit_linewidth=True, fit_background=True)``, the CLI defaults).
 4. Tables: NMSE per model on the measured spectra against the fit (Table 1), R² per constant on the
    simulated test set; figures: |Q|-averaged intensity vs T (Fig. 2), constants vs T with error bars and
    the monotonicity of 1XX (Fig. 3), latent analysis of the FCVAE (Fig. 4, S2–S5; :mod:`.latent`).
@@ -57,6 +57,10 @@ class EvaluationBudget:
         pretrain_epochs, finetune_epochs, extended_epochs, regressor_epochs: stage lengths (Adam with
             cosine decay and early stopping, docs/training.md).
         batch_size, patience: autoencoder batch size and early-stopping patience.
+        physics_steps, physics_finetune_steps: steps of the regressor's simulator-consistency stages on the
+            simulated and on the measured spectra (:mod:`phonon_ml_core.consistency`).
+        leave_one_out: also evaluate every FCVAE ``fine-tuned`` model with each measured spectrum held out of
+            its fine-tuning (one retraining of the fine-tuning stages per spectrum): NMSE on unseen data.
         n_samples: latent draws per measured spectrum for the prediction mean and std.
         fit: keyword arguments of :func:`fit_spectrum` for the benchmark (besides method/linewidth).
         temperature_range, linewidth_range: nuisance ranges of the generated set.
@@ -74,6 +78,9 @@ class EvaluationBudget:
     regressor_epochs: int = 300
     batch_size: int = 64
     patience: int = 20
+    physics_steps: int = 0
+    physics_finetune_steps: int = 150
+    leave_one_out: bool = False
     n_samples: int = 2000
     fit: dict[str, Any] = field(default_factory=dict)
     temperature_range: tuple[float, float] = (40.0, 660.0)
@@ -84,7 +91,7 @@ BUDGETS: dict[str, EvaluationBudget] = {
     "quick": EvaluationBudget(),
     "full": EvaluationBudget(name="full", n_simulated=8000, families=FAMILIES, latent_dims=(30, 10, 3),
                              pretrain_epochs=100, finetune_epochs=50, extended_epochs=50, regressor_epochs=200,
-                             n_samples=10000),
+                             physics_steps=100, leave_one_out=True, n_samples=10000),
 }
 
 
@@ -140,6 +147,7 @@ class ModelRecord:
     nmse: np.ndarray | None = None      # (M,) simulated-from-prediction vs measured
     recon_nmse: np.ndarray | None = None  # (M,) autoencoder reconstruction vs measured
     simulated: np.ndarray | None = None   # (M, n_E, n_Q)
+    linewidth: np.ndarray | None = None   # (M,) predicted γ, when the bundle predicts it
 
     @property
     def name(self) -> str:
@@ -159,8 +167,9 @@ def subset(s: Spectrum, idx: np.ndarray) -> Spectrum:
     fc = None
     if s.force_constants is not None:
         fc = np.broadcast_to(np.asarray(s.force_constants, float), (s.n_spectra, 5))[idx]
+    lw = None if s.linewidth is None else s.linewidths()[idx]
     return replace(s, intensity=np.asarray(s.intensity)[idx], temperature=s.temperatures()[idx],
-                   force_constants=fc, errors=None if s.errors is None else s.errors[idx],
+                   force_constants=fc, errors=None if s.errors is None else s.errors[idx], linewidth=lw,
                    metadata=dict(s.metadata))
 
 
@@ -244,12 +253,13 @@ def load_or_generate_simulated(output_dir: Path, budget: EvaluationBudget, data:
 
 
 def run_fits(measured: Sequence[Spectrum], fit_kwargs: dict[str, Any], progress: bool) -> list[Any]:
-    """The benchmark: gradient fit with a free linewidth of every measured spectrum."""
+    """The benchmark: gradient fit of every measured spectrum with a free linewidth and residual background
+    slope (the `phonon-ml fit` defaults; ``fit_kwargs`` may override)."""
     from .fitting import fit_spectrum
 
     out = []
     for s in tqdm(measured, desc="fit benchmark", disable=not progress, leave=False):
-        r = fit_spectrum(s, method="gradient", fit_linewidth=True, **fit_kwargs)
+        r = fit_spectrum(s, **{"method": "gradient", "fit_linewidth": True, "fit_background": True, **fit_kwargs})
         log.info("fit T = %.0f K: NMSE %.4f, %d calls, %.1f s", r.temperature, r.nmse, r.evaluations, r.seconds)
         out.append(r)
     return out
@@ -262,7 +272,7 @@ def train_strategies(simulated: Spectrum, measured: Spectrum | None, family: str
 
     Returns {strategy: (TrainingResult, seconds)}.
     """
-    from .training import PipelineConfig, StageConfig, train_pipeline
+    from .training import train_pipeline
 
     workdir.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -270,15 +280,10 @@ def train_strategies(simulated: Spectrum, measured: Spectrum | None, family: str
             f.unlink()
     out: dict[str, tuple[Any, float]] = {}
     for strategy in [s for s in STRATEGIES if s in strategies]:
-        ft = budget.finetune_epochs if strategy in MEASURED_STRATEGIES else 0
-        ext = budget.extended_epochs if strategy == "extended" else 0
-        cfg = PipelineConfig(
-            family=family, latent_dim=latent_dim,
-            pretrain=StageConfig(epochs=budget.pretrain_epochs, batch_size=budget.batch_size, patience=budget.patience),
-            finetune_epochs=ft, extended_epochs=ext,
-            regressor=StageConfig(epochs=budget.regressor_epochs, batch_size=128, patience=max(budget.patience, 30)),
-            seed=seed)
-        (workdir / "regressor.pt").unlink(missing_ok=True)   # the regressor depends on the strategy
+        cfg = strategy_config(family, latent_dim, budget, strategy, seed)
+        ft, ext = cfg.finetune_epochs, cfg.extended_epochs
+        for stage in ("regressor", "physics", "physics-finetune"):   # these depend on the strategy
+            (workdir / f"{stage}.pt").unlink(missing_ok=True)
         if strategy == "extended" and ext == 0:
             log.warning("extended strategy with 0 extended epochs equals fine-tuned")
         t0 = time.perf_counter()
@@ -289,33 +294,83 @@ def train_strategies(simulated: Spectrum, measured: Spectrum | None, family: str
     return out
 
 
+def strategy_config(family: str, latent_dim: int, budget: EvaluationBudget, strategy: str, seed: int):
+    """The :class:`PipelineConfig` of one strategy under ``budget``."""
+    from .training import PipelineConfig, StageConfig
+
+    return PipelineConfig(
+        family=family, latent_dim=latent_dim,
+        pretrain=StageConfig(epochs=budget.pretrain_epochs, batch_size=budget.batch_size, patience=budget.patience),
+        finetune_epochs=budget.finetune_epochs if strategy in MEASURED_STRATEGIES else 0,
+        extended_epochs=budget.extended_epochs if strategy == "extended" else 0,
+        regressor=StageConfig(epochs=budget.regressor_epochs, batch_size=128, patience=max(budget.patience, 30)),
+        physics_steps=budget.physics_steps, physics_finetune_steps=budget.physics_finetune_steps, seed=seed)
+
+
+def leave_one_out(simulated: Spectrum, measured: Spectrum, family: str, latent_dim: int, budget: EvaluationBudget,
+                  workdir: Path, seed: int, progress: bool) -> dict[str, np.ndarray]:
+    """The ``fine-tuned`` strategy with each measured spectrum in turn left out of the fine-tuning stages and
+    then predicted: {'nmse', 'fc', 'std', 'linewidth'} per measured spectrum. Reuses ``workdir/pretrain.pt``."""
+    from .bundle import bundle_from_training
+    from .training import train_pipeline
+
+    cfg = strategy_config(family, latent_dim, budget, "fine-tuned", seed)
+    parts: dict[str, list] = {"nmse": [], "fc": [], "std": [], "linewidth": [], "simulated": []}
+    for k in tqdm(range(measured.n_spectra), desc="leave one out", disable=not progress, leave=False):
+        fold = workdir / f"leave-out-{k}"
+        fold.mkdir(parents=True, exist_ok=True)
+        if (workdir / "pretrain.pt").exists():
+            shutil.copy2(workdir / "pretrain.pt", fold / "pretrain.pt")
+        keep = np.array([i for i in range(measured.n_spectra) if i != k])
+        res = train_pipeline(simulated, cfg, measured=subset(measured, keep), workdir=fold, resume=True,
+                             progress=progress)
+        ev = evaluate_measured(bundle_from_training(res, simulated.grid), subset(measured, np.array([k])),
+                               budget.n_samples, seed)
+        for key in parts:
+            parts[key].append(None if ev[key] is None else ev[key][0])
+        shutil.rmtree(fold, ignore_errors=True)
+    return {k: (None if any(v is None for v in vals) else np.array(vals)) for k, vals in parts.items()}
+
+
 def evaluate_model(bundle: Any, test: Spectrum, measured: Spectrum | None, n_samples: int, seed: int
                    ) -> dict[str, Any]:
     """R²/RMSE per constant on the test set; predictions, their std and NMSE on the measured spectra."""
-    from .fitting import get_simulator
     from .training import r2_score
 
     y = np.broadcast_to(np.asarray(test.force_constants, float), (test.n_spectra, 5))
     pred = bundle.predict(test, n_samples=1, seed=seed)["mean_code_prediction"]
     out: dict[str, Any] = {"r2": r2_score(y, pred), "rmse": np.sqrt(((pred - y) ** 2).mean(0))}
-    if measured is None:
-        return out
+    if measured is not None:
+        out.update(evaluate_measured(bundle, measured, n_samples, seed))
+    return out
+
+
+def evaluate_measured(bundle: Any, measured: Spectrum, n_samples: int, seed: int) -> dict[str, Any]:
+    """Predictions (mean over ``n_samples`` latent draws), their std, γ, and the NMSE of the spectra simulated
+    from them (with the predicted γ) and of the autoencoder reconstructions, against the measured spectra."""
+    from .fitting import get_simulator
+
+    out: dict[str, Any] = {}
     p = bundle.predict(measured, n_samples=n_samples, seed=seed)
     fc, std = np.atleast_2d(p["mean"]), np.atleast_2d(p["std"])
+    gamma = np.atleast_1d(p["linewidth"]) if "linewidth" in p else None
     sim = get_simulator(measured.grid, measured.quantity)
     temps = measured.temperatures()
     with torch.no_grad():
         ysim = sim(torch.as_tensor(fc, dtype=torch.float64), torch.as_tensor(temps, dtype=torch.float64),
+                   linewidth=None if gamma is None else torch.as_tensor(gamma, dtype=torch.float64),
                    allow_unstable=True).numpy()
     x = np.asarray(measured.normalized().intensity, float).reshape(-1, *measured.grid.shape)
     m = measured.grid.mask
     with np.errstate(invalid="ignore"):
         out["nmse"] = np.array([nmse_fn(x[i], ysim[i], m) for i in range(len(x))])
         with torch.no_grad():
-            mu, _ = bundle.autoencoder.encode(torch.as_tensor(x, dtype=torch.float32))
+            xt = torch.as_tensor(x, dtype=torch.float32)
+            mu, _ = bundle.autoencoder.encode(xt)
             rec = bundle.autoencoder.decode(mu).numpy().astype(float)
-        out["recon_nmse"] = np.array([nmse_fn(x[i], rec[i], m) for i in range(len(x))])
-    out.update({"fc": fc, "std": std, "simulated": ysim})
+            xs = bundle.autoencoder.model_space(xt).numpy().astype(float)  # what the network reconstructs
+        out["recon_nmse"] = np.array([nmse_fn(xs[i], rec[i], m) for i in range(len(x))])
+    out.update({"fc": fc, "std": std, "simulated": ysim, "linewidth": gamma})
     return out
 
 
@@ -339,7 +394,7 @@ def plot_intensity(measured: Spectrum, best: ModelRecord | None, fits: list[Any]
                     label=f"{best.name} (ML)" if k == 0 else None)
         if fits:
             ax.plot(g.energy, qa(fits[k].simulated.intensity) + off, "--", color="C3",
-                    label="fit (gradient, γ free)" if k == 0 else None)
+                    label="fit (gradient, γ and background free)" if k == 0 else None)
         lab = f"{temps[k]:.0f} K"
         if best is not None and best.nmse is not None:
             lab += f"  ML {best.nmse[k]:.3f}"
@@ -413,7 +468,8 @@ def plot_nmse_bars(records: list[ModelRecord], fit_mean: float | None, path: Pat
     recs = [r for r in records if r.nmse is not None]
     fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * len(recs) + 2), 3.5))
     vals = [r.mean_nmse if np.isfinite(r.mean_nmse) else np.nan for r in recs]
-    ax.bar(range(len(recs)), vals, color=[f"C{STRATEGIES.index(r.strategy)}" for r in recs])
+    colours = [f"C{STRATEGIES.index(r.strategy)}" if r.strategy in STRATEGIES else "C3" for r in recs]
+    ax.bar(range(len(recs)), vals, color=colours)
     if fit_mean is not None:
         ax.axhline(fit_mean, color="k", ls="--", label=f"fit benchmark {fit_mean:.3f}")
         ax.legend(fontsize=7)
@@ -561,11 +617,20 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
             ev = evaluate_model(bundle, test, measured, b.n_samples, seed)
             rec = ModelRecord(family, dim, strategy, bundle, None if path is None else os.fspath(path), secs,
                               ev["r2"], ev["rmse"], ev.get("fc"), ev.get("std"), ev.get("nmse"), ev.get("recon_nmse"),
-                              ev.get("simulated"))
+                              ev.get("simulated"), ev.get("linewidth"))
             records.append(rec)
             log.info("%s: test R² %s; measured mean NMSE %.4f", rec.name,
                      " ".join(f"{v:.3f}" for v in rec.r2), rec.mean_nmse)
             bar.update(1)
+        if (b.leave_one_out and family == "fcvae" and "fine-tuned" in trained and measured is not None
+                and measured.n_spectra >= 3):
+            t0 = time.perf_counter()
+            loo = leave_one_out(train, measured, family, dim, b, out / "work" / f"{family}-{dim}", seed, progress)
+            nan5 = np.full(5, np.nan)
+            records.append(ModelRecord(family, dim, "fine-tuned, left out", None, None, time.perf_counter() - t0,
+                                       nan5, nan5, loo["fc"], loo["std"], loo["nmse"],
+                                       np.full(measured.n_spectra, np.nan), loo["simulated"], loo["linewidth"]))
+            log.info("%s: leave-one-out measured mean NMSE %.4f", records[-1].name, records[-1].mean_nmse)
         if not resume:
             shutil.rmtree(out / "work" / f"{family}-{dim}", ignore_errors=True)
     bar.close()
@@ -586,14 +651,16 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
         nmse_rows.append([r.name, r.family, r.latent_dim, r.strategy, *r.nmse, r.mean_nmse,
                           float(np.mean(r.recon_nmse)), r.train_seconds])
     if fits:
-        nmse_rows.append(["fit (gradient, γ free)", "fit", "", "", *fit_nmse, fit_mean, float("nan"), fit_seconds])
+        nmse_rows.append(["fit (gradient, γ and background slope free)", "fit", "", "", *fit_nmse, fit_mean, float("nan"), fit_seconds])
     write_csv(out / "table1_nmse.csv", nmse_header, nmse_rows)
     r2_header = ["model", "family", "latent_dim", "strategy", *[f"r2_{n}" for n in FORCE_CONSTANT_NAMES],
                  *[f"rmse_{n}" for n in FORCE_CONSTANT_NAMES], "n_test"]
-    r2_rows = [[r.name, r.family, r.latent_dim, r.strategy, *r.r2, *r.rmse, test.n_spectra] for r in records]
+    r2_rows = [[r.name, r.family, r.latent_dim, r.strategy, *r.r2, *r.rmse, test.n_spectra] for r in records
+               if r.bundle is not None]
     write_csv(out / "r2_simulated_test.csv", r2_header, r2_rows)
 
-    ranked = sorted([r for r in records if r.nmse is not None and np.isfinite(r.mean_nmse)], key=lambda r: r.mean_nmse)
+    ranked = sorted([r for r in records if r.nmse is not None and np.isfinite(r.mean_nmse) and r.bundle is not None],
+                    key=lambda r: r.mean_nmse)
     best = ranked[0] if ranked else None
     fc_header = ["source", "T", *FORCE_CONSTANT_NAMES, *[f"std_{n}" for n in FORCE_CONSTANT_NAMES], "nmse", "linewidth"]
     fc_rows = []
@@ -601,7 +668,8 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
         if r.fc is None:
             continue
         for k, t in enumerate(temps):
-            fc_rows.append([r.name, t, *r.fc[k], *r.std[k], r.nmse[k], float("nan")])
+            fc_rows.append([r.name, t, *r.fc[k], *r.std[k], r.nmse[k],
+                            float("nan") if r.linewidth is None else r.linewidth[k]])
     for k, f in enumerate(fits):
         fc_rows.append(["fit", temps[k], *f.force_constants, *f.std, f.nmse,
                         float("nan") if f.linewidth is None else f.linewidth])
@@ -630,7 +698,8 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
 
     # latent analysis of the FCVAE (the best-scoring one; else the best model of any family)
     latent_summary = None
-    vae = [r for r in (ranked or records) if r.family == "fcvae"] or (ranked or records)
+    with_bundle = [r for r in records if r.bundle is not None]
+    vae = [r for r in (ranked or with_bundle) if r.family == "fcvae"] or (ranked or with_bundle)
     lrec = vae[0] if vae else None
     if lrec is not None:
         ls = test if test.n_spectra <= max_latent_spectra else subset(test, np.arange(max_latent_spectra))

@@ -71,7 +71,7 @@ class SpectrumAutoencoder(nn.Module):
     variational: bool = False
 
     def __init__(self, mask: np.ndarray | torch.Tensor, latent_dim: int = DEFAULT_LATENT_DIM,
-                 kl_weight: float = DEFAULT_KL_WEIGHT):
+                 kl_weight: float = DEFAULT_KL_WEIGHT, background_degree: int | None = None):
         super().__init__()
         self.latent_dim = check_latent_dim(latent_dim)
         if not (np.isfinite(kl_weight) and kl_weight >= 0):
@@ -79,12 +79,38 @@ class SpectrumAutoencoder(nn.Module):
         self.kl_weight = float(kl_weight)
         self.register_buffer("mask", _mask_tensor(mask), persistent=True)
         self.n_valid = int(self.mask.sum())
+        self.background_degree = None if background_degree is None else int(background_degree)
+        if self.background_degree is not None:
+            from .background import smooth_background_basis
+
+            basis = smooth_background_basis(self.mask.numpy(), self.background_degree)
+            self.register_buffer("background_basis", torch.as_tensor(basis, dtype=torch.float32), persistent=False)
 
     # -- architecture description ---------------------------------------------------------
     def config(self) -> dict[str, Any]:
         """JSON-serialisable constructor arguments (mask excluded) and layer sizes."""
-        return {"family": self.family, "latent_dim": self.latent_dim, "kl_weight": self.kl_weight,
-                "grid_shape": list(self.mask.shape), "n_valid": self.n_valid}
+        cfg = {"family": self.family, "latent_dim": self.latent_dim, "kl_weight": self.kl_weight,
+               "grid_shape": list(self.mask.shape), "n_valid": self.n_valid}
+        if self.background_degree is not None:
+            cfg["background_degree"] = self.background_degree
+        return cfg
+
+    def model_space(self, x: torch.Tensor) -> torch.Tensor:
+        """The representation the network sees and reconstructs: ``x`` (B, n_E, n_Q) itself, or, with a
+        ``background_degree``, ``x`` with its least-squares polynomial background in (E, |Q|) removed and
+        mean-normalised again (:func:`phonon_ml_core.background.smooth_background_basis`), so that any smooth
+        additive background of that degree leaves the latent code unchanged. NaN outside the mask."""
+        x = self._check_input(x)
+        if self.background_degree is None:
+            return x
+        b = self.background_basis.to(x.dtype)
+        v = flatten_valid(x, self.mask)
+        finite = torch.isfinite(v)
+        fill = torch.where(finite, v, torch.zeros_like(v)).sum(-1, keepdim=True) / finite.sum(-1, keepdim=True).clamp_min(1)
+        v = torch.where(finite, v, fill)
+        v = v - (v @ b) @ b.T
+        span = (v.amax(-1, keepdim=True) - v.amin(-1, keepdim=True)).clamp_min(torch.finfo(v.dtype).tiny)
+        return unflatten_valid((v - v.mean(-1, keepdim=True)) / span, self.mask)
 
     # -- encoder ------------------------------------------------------------------------------
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -97,7 +123,7 @@ class SpectrumAutoencoder(nn.Module):
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Spectra (B, n_E, n_Q) → (mu (B, latent), logvar (B, latent) or None for plain autoencoders)."""
-        x = self._check_input(x)
+        x = self.model_space(x)
         h = self._encode_features(x)
         if self.variational:
             return self.to_mu(h), self.to_logvar(h)
@@ -134,11 +160,12 @@ class SpectrumAutoencoder(nn.Module):
         """{'loss', 'mse', 'kl'}: MSE over finite valid pixels (+ kl_weight × batch-mean KL for VAEs).
 
         ``target`` (default ``x``) is what the reconstruction is compared with: a clean spectrum when ``x``
-        is an augmented (noisy) copy, which trains a denoising extractor.
+        is an augmented (noisy) copy, which trains a denoising extractor. Both are compared in
+        :meth:`model_space`.
         """
         x = self._check_input(x)
         recon, mu, logvar = self(x, generator=generator)
-        target = flatten_valid(x if target is None else self._check_input(target), self.mask)
+        target = flatten_valid(self.model_space(x if target is None else target), self.mask)
         finite = torch.isfinite(target)
         diff = torch.where(finite, recon - torch.nan_to_num(target, nan=0.0), torch.zeros_like(recon))
         mse = diff.pow(2).sum() / finite.sum().clamp_min(1)
@@ -161,8 +188,8 @@ class FCAutoencoder(SpectrumAutoencoder):
     family = "fcae"
 
     def __init__(self, mask: np.ndarray | torch.Tensor, latent_dim: int = DEFAULT_LATENT_DIM,
-                 kl_weight: float = DEFAULT_KL_WEIGHT, hidden: int = 400):
-        super().__init__(mask, latent_dim, kl_weight)
+                 kl_weight: float = DEFAULT_KL_WEIGHT, hidden: int = 400, background_degree: int | None = None):
+        super().__init__(mask, latent_dim, kl_weight, background_degree)
         self.hidden = int(hidden)
         self.encoder = nn.Sequential(nn.Linear(self.n_valid, self.hidden), nn.Tanh())
         self.to_mu = nn.Linear(self.hidden, self.latent_dim)
@@ -204,8 +231,8 @@ class CNNAutoencoder(SpectrumAutoencoder):
 
     def __init__(self, mask: np.ndarray | torch.Tensor, latent_dim: int = DEFAULT_LATENT_DIM,
                  kl_weight: float = DEFAULT_KL_WEIGHT, channels: tuple[int, ...] = (32, 64, 128),
-                 hidden: int = 200):
-        super().__init__(mask, latent_dim, kl_weight)
+                 hidden: int = 200, background_degree: int | None = None):
+        super().__init__(mask, latent_dim, kl_weight, background_degree)
         self.channels = tuple(int(c) for c in channels)
         self.hidden = int(hidden)
         sizes = [tuple(self.mask.shape)]

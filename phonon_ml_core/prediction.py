@@ -86,8 +86,9 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
     """Force constants for each spectrum (on the bundle grid) from a loaded bundle.
 
     Per spectrum: ``force_constants`` (mean over ``n_samples`` latent draws, N/m), ``std``,
-    ``mean_code_prediction`` and, when ``simulate`` and the temperature is known, ``reconstruction``
-    (the spectrum simulated from the constants) and its ``nmse`` against the input.
+    ``mean_code_prediction``, the predicted intrinsic linewidth ``linewidth`` (γ) and ``linewidth_std`` when
+    the bundle predicts one (None otherwise) and, when ``simulate`` and the temperature is known,
+    ``reconstruction`` (the spectrum simulated from the constants and γ) and its ``nmse`` against the input.
     """
     from .simulator import SimulationSettings, simulate_spectrum
 
@@ -98,9 +99,12 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
         t = s.temperature
         entry: dict[str, Any] = {"force_constants": pred["mean"], "std": pred["std"],
                                  "mean_code_prediction": pred["mean_code_prediction"], "nmse": float("nan"),
-                                 "temperature": float("nan") if t is None else float(t), "reconstruction": None}
+                                 "temperature": float("nan") if t is None else float(t), "reconstruction": None,
+                                 "linewidth": None, "linewidth_std": None}
+        if "linewidth" in pred:
+            entry["linewidth"], entry["linewidth_std"] = float(pred["linewidth"]), float(pred["linewidth_std"])
         if simulate and t is not None and np.isfinite(t):
-            rec = simulate_spectrum(pred["mean"], float(t), grid=bundle.grid,
+            rec = simulate_spectrum(pred["mean"], float(t), grid=bundle.grid, linewidth=entry["linewidth"],
                                     settings=SimulationSettings(quantity=s.quantity, normalize=True))
             x = s if s.normalization == "mean" else s.normalized()
             entry["nmse"] = float(nmse(x.intensity, rec.intensity, bundle.grid.mask))

@@ -34,6 +34,7 @@ class Spectrum:
         normalization: "mean" (conventions §3) or "none".
         errors: one-sigma uncertainties, same shape as intensity, or None.
         force_constants: N/m, (5,) or (N, 5), order [1XX, 1XY, 1ZZ, 2XX, 2YY], when known.
+        linewidth: intrinsic damping γ (dimensionless, HWHM = γ·E), scalar or (N,), when known (simulated).
         instrument, sample: free text.
         metadata: further JSON-serialisable facts (provenance, lattice parameter, sampling ranges).
     """
@@ -45,6 +46,7 @@ class Spectrum:
     normalization: str = "none"
     errors: np.ndarray | None = None
     force_constants: np.ndarray | None = None
+    linewidth: float | np.ndarray | None = None
     instrument: str = "ARCS"
     sample: str = "aluminium"
     metadata: dict[str, Any] = field(default_factory=dict)
@@ -75,6 +77,13 @@ class Spectrum:
             if fc.shape != want and not (self.is_set and fc.shape == (5,)):
                 raise ValueError(f"force_constants shape {fc.shape}, expected {want}")
             self.force_constants = fc
+        if self.linewidth is not None:
+            lw = np.asarray(self.linewidth, dtype=float)
+            if lw.ndim == 1 and lw.size != self.n_spectra or lw.ndim > 1:
+                raise ValueError(f"linewidth shape {lw.shape}: expected a scalar or ({self.n_spectra},)")
+            if not np.all(np.isfinite(lw) & (lw >= 0)):
+                raise ValueError("linewidth (γ) must be finite and ≥ 0")
+            self.linewidth = float(lw) if lw.ndim == 0 else lw
 
     # -- shape helpers -------------------------------------------------------------
     @property
@@ -89,6 +98,12 @@ class Spectrum:
     @property
     def mask(self) -> np.ndarray:
         return self.grid.mask
+
+    def linewidths(self) -> np.ndarray | None:
+        """γ of each spectrum as an (N,) array, or None when unknown."""
+        if self.linewidth is None:
+            return None
+        return np.broadcast_to(np.asarray(self.linewidth, dtype=float), (self.n_spectra,)).copy()
 
     def temperatures(self) -> np.ndarray:
         """Temperature of each spectrum (K) as an (N,) array; NaN where unknown."""
@@ -110,8 +125,9 @@ class Spectrum:
         if self.force_constants is not None:
             fc = self.force_constants if self.force_constants.ndim == 1 else self.force_constants[i]
         err = None if self.errors is None else self.errors[i]
+        lw = None if self.linewidth is None else float(self.linewidths()[i])
         return replace(self, intensity=self.intensity[i], temperature=t, force_constants=fc, errors=err,
-                       metadata=dict(self.metadata))
+                       linewidth=lw, metadata=dict(self.metadata))
 
     def __iter__(self) -> Iterator["Spectrum"]:
         for i in range(self.n_spectra):
@@ -136,7 +152,10 @@ class Spectrum:
         errs = None
         if all(s.errors is not None for s in spectra):
             errs = np.concatenate([s.errors.reshape(-1, *first.grid.shape) for s in spectra])
-        return replace(first, intensity=inten, temperature=temps, force_constants=fcs, errors=errs,
+        lws = None
+        if all(s.linewidth is not None for s in spectra):
+            lws = np.concatenate([s.linewidths() for s in spectra])
+        return replace(first, intensity=inten, temperature=temps, force_constants=fcs, errors=errs, linewidth=lws,
                        metadata=dict(first.metadata))
 
     # -- operations ----------------------------------------------------------------
@@ -205,6 +224,8 @@ def write_spectrum_group(f: h5py.Group, s: Spectrum) -> None:
         d = f.create_dataset("force_constants", data=s.force_constants)
         d.attrs["units"] = "N/m"
         d.attrs["order"] = "1XX,1XY,1ZZ,2XX,2YY"
+    if s.linewidth is not None:
+        f.create_dataset("linewidth", data=s.linewidth).attrs["meaning"] = "γ, HWHM = γ·E"
     f.attrs["quantity"] = s.quantity
     f.attrs["normalization"] = s.normalization
     f.attrs["ei_mev"] = s.grid.ei_mev
@@ -255,6 +276,7 @@ def read_spectrum_group(f: h5py.Group, source: str = "") -> Spectrum:
         normalization=_attr_str(f.attrs.get("normalization", "none")),
         errors=f["errors"][()] if "errors" in f else None,
         force_constants=f["force_constants"][()] if "force_constants" in f else None,
+        linewidth=f["linewidth"][()] if "linewidth" in f else None,
         instrument=_attr_str(f.attrs.get("instrument", "")),
         sample=_attr_str(f.attrs.get("sample", "")),
         metadata=meta,

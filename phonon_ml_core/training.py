@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "phonon-ml-checkpoint"
 CHECKPOINT_VERSION = 1
-STAGES = ("pretrain", "finetune", "extended", "regressor")
+STAGES = ("pretrain", "finetune", "extended", "regressor", "physics", "physics-finetune")
+DEFAULT_BACKGROUND_DEGREE = 3
 #: The study's SGD learning rates (momentum 0.9).
 SGD_LR = {"fcae": 10.0, "fcvae": 1.0, "cnnae": 1.0, "cnnvae": 1.0, "regressor": 0.05}
 ADAM_LR = {"fcae": 1e-3, "fcvae": 1e-3, "cnnae": 1e-3, "cnnvae": 1e-3, "regressor": 1e-3}
@@ -111,6 +112,15 @@ class PipelineConfig:
         on_the_fly: when > 0, pretraining draws this many fresh spectra from the simulator every epoch
             (sampling ranges of the data set's metadata, seeded by epoch) instead of reusing the file's
             training split; validation still uses the file's held-out split.
+        background_degree: the autoencoder sees spectra with their least-squares polynomial background of
+            this total degree in (E, |Q|) removed (``SpectrumAutoencoder.model_space``); None = raw spectra.
+        predict_linewidth: the regressor also predicts the intrinsic linewidth γ when the simulated set has
+            γ labels (its 6th output).
+        physics_steps: optimiser steps of the ``physics`` stage (regressor through the simulator on simulated
+            spectra, :mod:`phonon_ml_core.consistency`); 0 = skip.
+        physics_finetune_steps: steps of the ``physics-finetune`` stage on the measured spectra (when given
+            and ``finetune_epochs`` > 0); 0 = skip.
+        physics_batch, physics_lr: spectra per step and Adam learning rate of both physics stages.
         seed: seeds the weights, the split, the shuffling and the sampling.
     """
 
@@ -126,6 +136,12 @@ class PipelineConfig:
     augment_noise: float = 0.0
     augment_background: float = 0.0
     on_the_fly: int = 0
+    background_degree: int | None = DEFAULT_BACKGROUND_DEGREE
+    predict_linewidth: bool = True
+    physics_steps: int = 0
+    physics_finetune_steps: int = 150
+    physics_batch: int = 32
+    physics_lr: float = 3e-5
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -135,6 +151,12 @@ class PipelineConfig:
             raise ValueError("on_the_fly must be ≥ 0 (spectra simulated per epoch)")
         if not (self.augment_noise >= 0 and self.augment_background >= 0):
             raise ValueError("augment_noise and augment_background must be ≥ 0")
+        if self.background_degree is not None and not 0 <= int(self.background_degree) <= 6:
+            raise ValueError(f"background_degree must be 0–6 or None, got {self.background_degree}")
+        if int(self.physics_steps) < 0 or int(self.physics_finetune_steps) < 0 or int(self.physics_batch) < 1:
+            raise ValueError("physics_steps and physics_finetune_steps must be ≥ 0 and physics_batch ≥ 1")
+        if not self.physics_lr > 0:
+            raise ValueError(f"physics_lr must be positive, got {self.physics_lr}")
         if not 0 < self.finetune_lr_factor <= 1:
             raise ValueError(f"finetune_lr_factor must be in (0, 1], got {self.finetune_lr_factor}")
 
@@ -149,6 +171,8 @@ class PipelineConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "PipelineConfig":
         d = dict(d)
+        d.setdefault("background_degree", None)  # configs written before the option existed: raw spectra
+        d.setdefault("predict_linewidth", False)
         d["pretrain"] = StageConfig(**d.get("pretrain", {}))
         d["regressor"] = StageConfig(**d.get("regressor", {}))
         return cls(**d)
@@ -498,9 +522,13 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
         raise ValueError("the simulated data set has no force_constants: the regressor needs labelled spectra "
                          "(make one with `phonon-ml simulate --count N`)")
     x, keep = spectra_tensor(simulated, None, "simulated data set")
-    y = np.broadcast_to(np.asarray(simulated.force_constants, float), (simulated.n_spectra, 5))[keep]
+    y = np.broadcast_to(np.asarray(simulated.force_constants, float), (simulated.n_spectra, 5))
+    if cfg.predict_linewidth and simulated.linewidth is not None:
+        y = np.concatenate([y, simulated.linewidths()[:, None]], axis=1)
+    y = y[keep]
     if not np.all(np.isfinite(y)):
         raise ValueError("the simulated data set has non-finite force constants")
+    temps = simulated.temperatures()[keep]
     if keep.size < simulated.n_spectra:
         log.warning("dropped %d simulated spectra that are NaN everywhere (unstable sets)",
                     simulated.n_spectra - keep.size)
@@ -512,11 +540,13 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
         wd.mkdir(parents=True, exist_ok=True)
     tr, va = split_indices(x.shape[0], cfg.pretrain.val_fraction, cfg.seed)
     torch.manual_seed(cfg.seed)
-    ae = build_autoencoder(cfg.family, grid.mask, cfg.latent_dim, cfg.kl_weight)
+    ae = build_autoencoder(cfg.family, grid.mask, cfg.latent_dim, cfg.kl_weight,
+                           background_degree=cfg.background_degree)
     history: list[dict[str, Any]] = []
     seconds: dict[str, float] = {}
     sig = {"family": cfg.family, "latent_dim": cfg.latent_dim, "kl_weight": cfg.kl_weight, "seed": cfg.seed,
            "augment": [cfg.augment_noise, cfg.augment_background], "on_the_fly": int(cfg.on_the_fly),
+           "background_degree": cfg.background_degree, "targets": int(y.shape[1]),
            "grid": grid.mask_hash(), "n_data": int(x.shape[0]),
            "data_checksum": float(np.nansum(x[: min(64, x.shape[0])].numpy(), dtype=np.float64))}
 
@@ -561,11 +591,36 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
     y_std = np.where(y_std > 0, y_std, 1.0)
     ys = torch.as_tensor((y - y_mean) / y_std, dtype=torch.float32)
     torch.manual_seed(cfg.seed + 7)
-    reg = ForceConstantRegressor(cfg.latent_dim)
+    reg = ForceConstantRegressor(cfg.latent_dim, n_outputs=y.shape[1])
     rcfg = cfg.regressor
     rv = (mu[va], lv[va], ys[va]) if va.size else None
     run_stage("regressor", reg, regressor_loss(cfg.regressor_codes == "sample" and ae.variational),
               (mu[tr], lv[tr], ys[tr]), rv, rcfg, rcfg.learning_rate("regressor"), 4)
+    physics = [("physics", int(cfg.physics_steps), mu[tr], x[tr], temps[tr], simulated, 5)]
+    if xm is not None and cfg.finetune_epochs > 0 and cfg.physics_finetune_steps > 0:
+        tm = measured.temperatures()
+        if not np.all(np.isfinite(tm) & (tm > 0)):
+            raise ValueError("the physics fine-tuning stage needs the temperature of every measured spectrum: "
+                             "set it when preprocessing (--temperature) or pass physics_finetune_steps=0")
+        physics.append(("physics-finetune", int(cfg.physics_finetune_steps), encode_all(ae, xm)[0], xm, tm,
+                        simulated, 6))
+    for name, steps, mu_s, x_s, t_s, source_set, offset in physics:
+        if steps <= 0:
+            continue
+        if not np.all(np.isfinite(t_s) & (t_s > 0)):
+            raise ValueError(f"the {name} stage needs the temperature of every spectrum; the simulated set lacks "
+                             "some (regenerate it with `phonon-ml simulate`) or pass physics_steps=0")
+        from .consistency import consistency_loss, temperature_window_source
+
+        sim = physics_simulator(source_set)
+        pcfg = StageConfig(epochs=steps, batch_size=int(cfg.physics_batch), lr=cfg.physics_lr, patience=None,
+                           val_fraction=0.0, schedule="constant", checkpoint_every=max(1, steps // 10))
+        reg.train()
+        for p in reg.parameters():
+            p.requires_grad_(True)
+        run_stage(name, reg, consistency_loss(sim, y_mean, y_std),
+                  temperature_window_source(mu_s, x_s, t_s, int(cfg.physics_batch), cfg.seed + offset), None, pcfg,
+                  cfg.physics_lr, offset)
     reg.eval()
     for p in reg.parameters():
         p.requires_grad_(False)
@@ -574,6 +629,16 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
         write_log(history, wd / "training_log.jsonl")
         plot_history(history, wd / "loss_curve.png")
     return TrainingResult(ae, reg, y_mean, y_std, history, metrics, cfg, seconds)
+
+
+def physics_simulator(simulated: Spectrum):
+    """The simulator of the physics stages: the data set's own settings (its metadata), float32."""
+    from .fitting import get_simulator
+    from .simulator import SimulationSettings
+
+    st = (simulated.metadata.get("simulator") or {}).get("settings") or {}
+    return get_simulator(simulated.grid, simulated.quantity, SimulationSettings(**st) if st else None,
+                         dtype=torch.float32)
 
 
 @torch.no_grad()
@@ -593,8 +658,9 @@ def evaluate(ae: SpectrumAutoencoder, reg: ForceConstantRegressor, x: torch.Tens
         mu, _ = encode_all(ae, xs)
         pred = reg(mu).numpy() * y_std + y_mean
         r2 = r2_score(y[idx], pred)
+        names = list(FORCE_CONSTANT_NAMES) + ["linewidth"] * (y.shape[1] > 5)
         out[name] = {"n": int(idx.size), "reconstruction_mse": mse,
-                     "r2": {k: (float(v) if np.isfinite(v) else None) for k, v in zip(FORCE_CONSTANT_NAMES, r2)},
+                     "r2": {k: (float(v) if np.isfinite(v) else None) for k, v in zip(names, r2)},
                      "rmse_n_per_m": {k: float(v) for k, v in
                                       zip(FORCE_CONSTANT_NAMES, np.sqrt(((pred - y[idx]) ** 2).mean(0)))}}
     return out

@@ -110,12 +110,13 @@ class PredictForceConstants(PythonAlgorithm):
             (entry,) = ma.predict_spectra(bundle, [s], n_samples=int(self.getProperty("NumberOfSamples").value),
                                           seed=int(self.getProperty("Seed").value),
                                           simulate=bool(self.getProperty("ComputeNMSE").value))
+            lw = entry.get("linewidth")
             entry.update({"input": name or input_name, "index": i, "NMSE": entry["nmse"],
-                          "Temperature": entry["temperature"]})
+                          "Temperature": entry["temperature"], "Linewidth": float("nan") if lw is None else lw})
             entries.append(entry)
             recs.append(entry["reconstruction"])
             progress.report(f"predicted {name or input_name}")
-        self.setProperty("OutputWorkspace", ma.force_constants_table(entries, ("NMSE", "Temperature")))
+        self.setProperty("OutputWorkspace", ma.force_constants_table(entries, ("NMSE", "Temperature", "Linewidth")))
         if self.getPropertyValue("OutputReconstruction"):
             if recs[0] is None:
                 raise RuntimeError("no reconstruction: ComputeNMSE is off or the temperature is unknown")

@@ -20,7 +20,7 @@ TINY_FIT = {"max_evaluations": 6, "n_starts": 2, "adam_steps": 1, "n_polish": 1}
 
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> dict[str, Path]:
-    """64 simulated, labelled spectra (T 40–660 K, γ 0–0.06) and two 'measured' files (simulated, 100/500 K)."""
+    """64 simulated, labelled spectra (T 40–660 K, γ 0–0.06) and three 'measured' files (simulated, 100–500 K)."""
     from phonon_ml_core.dataset import SamplingConfig, generate_dataset
     from phonon_ml_core.fitting import get_simulator
     from phonon_ml_core.grid import standard_grid
@@ -32,11 +32,11 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
                                 progress=False)
     grid = standard_grid()
     sim = get_simulator(grid, "chi''")
-    fc = np.stack([AL_REFERENCE_FC * 0.95, AL_REFERENCE_FC * 0.9])
+    fc = np.stack([AL_REFERENCE_FC * 0.95, AL_REFERENCE_FC * 0.92, AL_REFERENCE_FC * 0.9])
     with torch.no_grad():
-        y = sim(fc, np.array([100.0, 500.0]), linewidth=np.array([0.02, 0.03])).numpy()
+        y = sim(fc, np.array([100.0, 300.0, 500.0]), linewidth=np.array([0.02, 0.025, 0.03])).numpy()
     measured = []
-    for k, t in enumerate((100.0, 500.0)):
+    for k, t in enumerate((100.0, 300.0, 500.0)):
         p = d / f"meas_{t:.0f}K.h5"
         Spectrum(intensity=y[k], grid=grid, temperature=t, normalization="mean").to_hdf5(p)
         measured.append(p)
@@ -48,7 +48,8 @@ def report(tiny_data, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("report")
     budget = EvaluationBudget(name="test", n_simulated=64, families=("fcvae",), latent_dims=(4,),
                               pretrain_epochs=2, finetune_epochs=2, extended_epochs=1, regressor_epochs=2,
-                              batch_size=32, n_samples=50, fit=TINY_FIT)
+                              batch_size=32, n_samples=50, fit=TINY_FIT, physics_steps=1, physics_finetune_steps=2,
+                              leave_one_out=True)
     summary = run_evaluation(out, measured_files=tiny_data["measured"], data=tiny_data["sim"], budget=budget,
                              progress=False)
     return out, summary
@@ -66,14 +67,16 @@ def test_report_builds(report) -> None:
         rows = list(csv.DictReader(f))
     # three strategies + the fit benchmark, one NMSE column per measured temperature
     assert [r["model"] for r in rows] == ["fcvae-4-sim-only", "fcvae-4-fine-tuned", "fcvae-4-extended",
-                                          "fit (gradient, γ free)"]
+                                          "fcvae-4-fine-tuned, left out",
+                                          "fit (gradient, γ and background slope free)"]
     for r in rows:
-        vals = [float(r[k]) for k in ("nmse_100K", "nmse_500K", "mean_nmse")]
+        vals = [float(r[k]) for k in ("nmse_100K", "nmse_300K", "nmse_500K", "mean_nmse")]
         assert all(np.isfinite(vals)) and all(v >= 0 for v in vals)
     with open(out / "r2_simulated_test.csv") as f:
         r2 = list(csv.DictReader(f))
     assert len(r2) == 3 and all(np.isfinite(float(r["r2_1XX"])) for r in r2)
-    assert summary["monotonicity_1XX"]["fit"]["temperatures"] == [100.0, 500.0]
+    assert summary["monotonicity_1XX"]["fit"]["temperatures"] == [100.0, 300.0, 500.0]
+    assert summary["best_model"] != "fcvae-4-fine-tuned, left out"       # the best model has a bundle
     assert (out / "models" / "fcvae-4-extended" / "metadata.json").is_file()
     assert not (out / "work").exists()
 

@@ -90,7 +90,7 @@ def trained(tiny_set: Spectrum, tmp_path_factory: pytest.TempPathFactory):
                          pretrain=StageConfig(epochs=6, batch_size=16, val_fraction=0.15, patience=None),
                          regressor=StageConfig(epochs=120, batch_size=64, lr=2e-3, val_fraction=0.15,
                                                patience=None, checkpoint_every=50),
-                         regressor_codes="mean")
+                         regressor_codes="mean", background_degree=None)  # raw spectra: 60 spectra, 6 epochs
     result = train_pipeline(tiny_set, cfg, workdir=work, progress=False)
     return result, work
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..models import DEFAULT_FAMILY, DEFAULT_KL_WEIGHT, DEFAULT_LATENT_DIM, FAMILIES, check_latent_dim
 from ..spectrum import Spectrum
+from ..training import DEFAULT_BACKGROUND_DEGREE
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -46,6 +47,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--on-the-fly", type=int, default=0, metavar="N",
                    help="pretrain on N fresh spectra simulated every epoch (data set's sampling ranges) "
                         "instead of the file's training split (default 0 = off)")
+    p.add_argument("--background-degree", type=_degree, default=DEFAULT_BACKGROUND_DEGREE, metavar="D",
+                   help="the networks see spectra with their least-squares polynomial background of total degree D "
+                        f"in (E, |Q|) removed (default {DEFAULT_BACKGROUND_DEGREE}; 'none' = raw spectra)")
+    p.add_argument("--no-linewidth", action="store_true",
+                   help="do not predict the intrinsic linewidth γ (by default the regressor predicts it when the "
+                        "data set has γ labels)")
+    p.add_argument("--physics-steps", type=int, default=0, metavar="N",
+                   help="steps of the regressor's simulator-consistency stage on the simulated spectra (default 0)")
+    p.add_argument("--physics-finetune-steps", type=int, default=150, metavar="N",
+                   help="steps of the simulator-consistency stage on the --finetune spectra (default 150; 0 = off)")
+    p.add_argument("--physics-lr", type=float, default=3e-5, help="learning rate of the physics stages (default 3e-5)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--checkpoint-every", type=int, default=5, help="checkpoint interval in epochs (default 5)")
     p.add_argument("--checkpoint-dir", default=None,
@@ -54,6 +66,19 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
     return p
+
+
+def _degree(text: str) -> int | None:
+    """--background-degree: an integer 0–6 or 'none'."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        d = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer 0–6 or 'none', got {text!r}") from None
+    if not 0 <= d <= 6:
+        raise argparse.ArgumentTypeError(f"the background degree must be 0–6 (or 'none'), got {d}")
+    return d
 
 
 def _file_info(path: str) -> dict:
@@ -99,7 +124,10 @@ def run(args: argparse.Namespace) -> int:
         regressor=make(epochs=args.regressor_epochs, batch_size=128, checkpoint_every=args.checkpoint_every,
                        **({} if args.optimizer == "sgd" else {"patience": max(args.patience, 30)})),
         regressor_codes=args.regressor_codes, augment_noise=args.augment_noise,
-        augment_background=args.augment_background, on_the_fly=args.on_the_fly, seed=args.seed)
+        augment_background=args.augment_background, on_the_fly=args.on_the_fly,
+        background_degree=args.background_degree, predict_linewidth=not args.no_linewidth,
+        physics_steps=args.physics_steps, physics_finetune_steps=args.physics_finetune_steps,
+        physics_lr=args.physics_lr, seed=args.seed)
     ckdir = Path(args.checkpoint_dir) if args.checkpoint_dir else out.with_name(out.name + ".checkpoints")
     if args.resume and not ckdir.exists():
         print(f"no checkpoints in {ckdir}: starting from scratch")

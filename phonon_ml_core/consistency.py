@@ -1,0 +1,79 @@
+"""Simulator-consistency training of the regressor (docs/training.md, "Physics stages").
+
+The label stage teaches the regressor the constants of simulated spectra; it never sees how well the
+spectrum *simulated from its prediction* matches the input, which is what the NMSE on measured data
+measures. The physics stages minimise exactly that, through the differentiable simulator:
+
+    loss = mean over spectra of NMSE(x, simulate(regressor(encoder(x)), T, γ))
+
+with the autoencoder frozen and the regressor's predicted γ (when it predicts one) as the linewidth.
+``physics`` runs on the simulated training spectra (no labels needed; it sharpens the constants the
+spectrum is sensitive to); ``physics-finetune`` runs on the measured spectra, so fine-tuning adapts the
+regressor to real data, not only the autoencoder. Both reuse :func:`phonon_ml_core.training.fit`
+(checkpoints, resume, progress); one "epoch" is one optimiser step on a batch of spectra of neighbouring
+temperatures (the simulator caches its |Q|-shell tensors per lattice parameter a(T)).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+from .simulator import PowderSimulator
+
+LINEWIDTH_MAX = 0.2  # upper clamp of a predicted γ in the physics loss (the data sets use 0–0.06)
+
+
+def outputs_to_physical(out: torch.Tensor, target_mean: np.ndarray, target_std: np.ndarray
+                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Standardised regressor outputs (B, 5 or 6) → constants (B, 5) in N/m and γ (B,) ≥ 0 or None."""
+    p = out * torch.as_tensor(target_std, dtype=out.dtype) + torch.as_tensor(target_mean, dtype=out.dtype)
+    gamma = p[:, 5].clamp(0.0, LINEWIDTH_MAX) if p.shape[1] > 5 else None
+    return p[:, :5], gamma
+
+
+def consistency_nmse(sim: PowderSimulator, x: torch.Tensor, temperature: torch.Tensor, fc: torch.Tensor,
+                     gamma: torch.Tensor | None) -> torch.Tensor:
+    """Per-spectrum NMSE (B,) between mean-normalised spectra ``x`` and the simulation at ``fc`` (N/m),
+    ``temperature`` (K) and ``gamma``; NaN for dynamically unstable constants."""
+    y = sim(fc.to(sim.dtype), temperature.to(sim.dtype), linewidth=None if gamma is None else gamma.to(sim.dtype),
+            allow_unstable=True).to(x.dtype)
+    m = torch.as_tensor(np.array(sim.grid.mask, dtype=bool))
+    xv, yv = x[:, m], y[:, m]
+    finite = torch.isfinite(xv)
+    xv = torch.where(finite, xv, torch.zeros_like(xv))
+    yv = torch.where(finite, yv, torch.zeros_like(yv))
+    return ((xv - yv) ** 2).sum(-1) / (xv ** 2).sum(-1).clamp_min(1e-12)
+
+
+def consistency_loss(sim: PowderSimulator, target_mean: np.ndarray, target_std: np.ndarray) -> Callable:
+    """Loss for :func:`phonon_ml_core.training.fit` on batches (mu, x, T): mean NMSE over stable predictions."""
+    def fn(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], gen: torch.Generator | None):
+        mu, x, temps = batch
+        fc, gamma = outputs_to_physical(model(mu), target_mean, target_std)
+        per = consistency_nmse(sim, x, temps, fc, gamma)
+        ok = torch.isfinite(per)
+        if not ok.any():  # every prediction unstable: no gradient, report the penalty
+            return {"loss": 0.0 * fc.sum() + 1.0, "unstable": mu.new_tensor(1.0)}
+        return {"loss": per[ok].mean(), "unstable": 1.0 - ok.float().mean()}
+    return fn
+
+
+def temperature_window_source(mu: torch.Tensor, x: torch.Tensor, temperature: np.ndarray, batch: int, seed: int
+                              ) -> Callable[[int], tuple[torch.Tensor, ...]]:
+    """``draw(step)``: ``batch`` spectra of neighbouring temperatures (a random window of the T-sorted set,
+    seeded by step); all spectra when there are no more than ``batch``."""
+    order = np.argsort(np.asarray(temperature, float), kind="stable")
+    t = torch.as_tensor(np.asarray(temperature, float), dtype=torch.float32)
+    n = len(order)
+
+    def draw(step: int) -> tuple[torch.Tensor, ...]:
+        if n <= batch:
+            idx = order
+        else:
+            start = int(np.random.default_rng([int(seed), int(step)]).integers(0, n - batch + 1))
+            idx = order[start:start + batch]
+        idx_t = torch.as_tensor(idx)
+        return mu[idx_t], x[idx_t], t[idx_t]
+    return draw

@@ -1,0 +1,135 @@
+"""Background-blind inputs, the predicted linewidth and the simulator-consistency (physics) stages."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from phonon_ml_core.background import remove_smooth_background, smooth_background_basis
+from phonon_ml_core.bundle import bundle_from_training, load_bundle
+from phonon_ml_core.constants import AL_REFERENCE_FC
+from phonon_ml_core.consistency import consistency_nmse, outputs_to_physical
+from phonon_ml_core.grid import standard_grid
+from phonon_ml_core.models import build_autoencoder
+from phonon_ml_core.normalization import mean_normalize
+from phonon_ml_core.spectrum import Spectrum
+from phonon_ml_core.training import PipelineConfig, StageConfig, physics_simulator, train_pipeline
+
+
+@pytest.fixture(scope="module")
+def nuisance_set() -> Spectrum:
+    """30 simulated spectra with temperature (80–600 K) and linewidth (0–0.06) labels."""
+    from phonon_ml_core.simulator.powder import PowderSimulator
+
+    sim = PowderSimulator()
+    rng = np.random.default_rng(4)
+    n = 30
+    fc = AL_REFERENCE_FC * rng.uniform(0.8, 1.2, (n, 5))
+    fc[:, 4] = rng.uniform(-0.5, 0.5, n)
+    temps = np.sort(rng.uniform(80, 600, n))
+    gam = rng.uniform(0.0, 0.06, n)
+    with torch.no_grad():
+        x = sim(torch.as_tensor(fc), torch.as_tensor(temps), linewidth=torch.as_tensor(gam),
+                allow_unstable=True).numpy()
+    ok = np.isfinite(x[:, sim.grid.mask]).all(-1)
+    return Spectrum(intensity=x[ok], grid=standard_grid(), temperature=temps[ok], normalization="mean",
+                    force_constants=fc[ok], linewidth=gam[ok])
+
+
+def _poly_background(grid, rng) -> np.ndarray:
+    n_e, n_q = grid.shape
+    e, q = np.meshgrid(np.linspace(-1, 1, n_e), np.linspace(0, 2, n_q), indexing="ij")
+    c = rng.normal(size=10)
+    return (c[0] + c[1] * e + c[2] * q + c[3] * e * e + c[4] * q * q + c[5] * e * q + c[6] * e ** 3
+            + c[7] * q ** 3 + c[8] * e * e * q + c[9] * e * q * q)
+
+
+def test_basis_is_orthonormal_and_spans_the_cubic_polynomials() -> None:
+    g = standard_grid()
+    b = smooth_background_basis(g.mask, 3)
+    assert b.shape == (g.n_valid, 10)
+    np.testing.assert_allclose(b.T @ b, np.eye(10), atol=1e-10)
+    bg = _poly_background(g, np.random.default_rng(0))[g.mask]
+    np.testing.assert_allclose(b @ (b.T @ bg), bg, atol=1e-9 * np.abs(bg).max())
+    with pytest.raises(ValueError, match="degree"):
+        smooth_background_basis(g.mask, -1)
+
+
+def test_code_is_blind_to_a_smooth_background_but_not_to_the_phonons(nuisance_set: Spectrum) -> None:
+    g = nuisance_set.grid
+    torch.manual_seed(0)
+    ae = build_autoencoder("fcvae", g.mask, latent_dim=6, background_degree=3).eval()
+    raw = build_autoencoder("fcvae", g.mask, latent_dim=6, background_degree=None).eval()
+    x = np.asarray(nuisance_set.intensity[:4], float)
+    bg = np.stack([0.3 * _poly_background(g, np.random.default_rng(k)) / 5 for k in range(4)])
+    xb = mean_normalize(np.where(g.mask, 2.5 * x + bg, np.nan), g.mask)   # background and another scale
+    with torch.no_grad():
+        z = ae.encode(torch.as_tensor(x, dtype=torch.float32))[0]
+        zb = ae.encode(torch.as_tensor(xb, dtype=torch.float32))[0]
+        zr, zrb = (raw.encode(torch.as_tensor(v, dtype=torch.float32))[0] for v in (x, xb))
+        other = ae.encode(torch.as_tensor(x[::-1].copy(), dtype=torch.float32))[0]
+        ms = ae.model_space(torch.as_tensor(xb, dtype=torch.float32)).numpy()
+    assert torch.allclose(z, zb, atol=2e-4)
+    assert (zr - zrb).abs().max() > 10 * (z - zb).abs().max()       # without the projection it is not blind
+    assert (other - z).abs().max() > 1e-2                           # other phonons, other codes
+    np.testing.assert_allclose(ms[:, g.mask], remove_smooth_background(xb, g.mask, 3)[:, g.mask], atol=2e-5)
+
+
+def test_linewidth_labels_round_trip(nuisance_set: Spectrum, tmp_path: Path) -> None:
+    nuisance_set.to_hdf5(tmp_path / "set.h5")
+    back = Spectrum.from_hdf5(tmp_path / "set.h5")
+    np.testing.assert_allclose(back.linewidths(), nuisance_set.linewidths())
+    assert back[3].linewidth == pytest.approx(nuisance_set.linewidths()[3])
+    with pytest.raises(ValueError, match="linewidth"):
+        Spectrum(intensity=nuisance_set.intensity[:2], grid=nuisance_set.grid, linewidth=[0.01, -0.02])
+
+
+def _config(physics_finetune_steps: int) -> PipelineConfig:
+    return PipelineConfig(family="fcvae", latent_dim=4, seed=2,
+                          pretrain=StageConfig(epochs=3, batch_size=8, val_fraction=0.0, patience=None),
+                          finetune_epochs=2, extended_epochs=0,
+                          regressor=StageConfig(epochs=30, batch_size=16, val_fraction=0.0, patience=None),
+                          physics_steps=2, physics_batch=8, physics_finetune_steps=physics_finetune_steps,
+                          physics_lr=1e-3)
+
+
+def test_physics_finetune_lowers_the_simulator_nmse_of_the_measured_spectra(nuisance_set: Spectrum,
+                                                                            tmp_path: Path) -> None:
+    g = nuisance_set.grid
+    idx = [2, 12, 25]
+    rng = np.random.default_rng(9)
+    x = np.asarray(nuisance_set.intensity[idx], float)
+    noisy = x + 0.02 * rng.normal(size=x.shape) + 0.05 * _poly_background(g, rng) / 5
+    measured = Spectrum(intensity=mean_normalize(np.where(g.mask, noisy, np.nan), g.mask), grid=g,
+                        temperature=nuisance_set.temperatures()[idx], normalization="mean")
+
+    def nmse_after(steps: int):
+        res = train_pipeline(nuisance_set, _config(steps), measured=measured, progress=False)
+        assert res.regressor.n_outputs == 6                         # the 6th output is γ
+        with torch.no_grad():
+            mu = res.autoencoder.encode(torch.as_tensor(measured.intensity, dtype=torch.float32))[0]
+            fc, gam = outputs_to_physical(res.regressor(mu), res.target_mean, res.target_std)
+            per = consistency_nmse(physics_simulator(nuisance_set), torch.as_tensor(measured.intensity,
+                                   dtype=torch.float32), torch.as_tensor(measured.temperatures()), fc, gam)
+        return float(per.mean()), res
+
+    before, _ = nmse_after(0)
+    after, res = nmse_after(12)
+    assert after < 0.9 * before, (before, after)
+    stages = [r["stage"] for r in res.history]
+    assert stages.count("physics") == 2 and stages.count("physics-finetune") == 12
+    bundle = bundle_from_training(res, g)
+    bundle.save(tmp_path / "b")
+    loaded = load_bundle(tmp_path / "b")
+    assert loaded.autoencoder.background_degree == 3 and loaded.metadata["targets"][-1] == "linewidth"
+    p = loaded.predict(measured, n_samples=50, seed=0)
+    assert p["mean"].shape == (3, 5) and p["linewidth"].shape == (3,) and np.all(p["linewidth"] >= 0)
+    np.testing.assert_allclose(p["mean"], bundle.predict(measured, n_samples=50, seed=0)["mean"], rtol=1e-6)
+
+
+def test_physics_finetune_needs_temperatures(nuisance_set: Spectrum) -> None:
+    measured = Spectrum(intensity=nuisance_set.intensity[:2], grid=nuisance_set.grid, normalization="mean")
+    with pytest.raises(ValueError, match="temperature"):
+        train_pipeline(nuisance_set, _config(3), measured=measured, progress=False)
