@@ -52,11 +52,12 @@ def consistency_loss(sim: PowderSimulator, target_mean: np.ndarray, target_std: 
     def fn(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], gen: torch.Generator | None):
         mu, x, temps = batch
         fc, gamma = outputs_to_physical(model(mu), target_mean, target_std)
-        per = consistency_nmse(sim, x, temps, fc, gamma)
-        ok = torch.isfinite(per)
+        with torch.no_grad():  # find the unstable predictions first: their NaN would poison the gradient
+            ok = torch.isfinite(consistency_nmse(sim, x, temps, fc, gamma))
         if not ok.any():  # every prediction unstable: no gradient, report the penalty
             return {"loss": 0.0 * fc.sum() + 1.0, "unstable": mu.new_tensor(1.0)}
-        return {"loss": per[ok].mean(), "unstable": 1.0 - ok.float().mean()}
+        per = consistency_nmse(sim, x[ok], temps[ok], fc[ok], None if gamma is None else gamma[ok])
+        return {"loss": per.mean(), "unstable": 1.0 - ok.float().mean()}
     return fn
 
 

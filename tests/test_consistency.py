@@ -95,25 +95,43 @@ def _config(physics_finetune_steps: int) -> PipelineConfig:
                           physics_lr=1e-3)
 
 
-def test_physics_finetune_lowers_the_simulator_nmse_of_the_measured_spectra(nuisance_set: Spectrum,
-                                                                            tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def measured(nuisance_set: Spectrum) -> Spectrum:
+    """Three of the spectra with noise and a smooth background: 'measured' data with known temperatures."""
     g = nuisance_set.grid
     idx = [2, 12, 25]
     rng = np.random.default_rng(9)
     x = np.asarray(nuisance_set.intensity[idx], float)
     noisy = x + 0.02 * rng.normal(size=x.shape) + 0.05 * _poly_background(g, rng) / 5
-    measured = Spectrum(intensity=mean_normalize(np.where(g.mask, noisy, np.nan), g.mask), grid=g,
-                        temperature=nuisance_set.temperatures()[idx], normalization="mean")
+    return Spectrum(intensity=mean_normalize(np.where(g.mask, noisy, np.nan), g.mask), grid=g,
+                    temperature=nuisance_set.temperatures()[idx], normalization="mean")
+
+
+@pytest.fixture(scope="module")
+def base_result(nuisance_set: Spectrum, measured: Spectrum):
+    """The pipeline without the physics fine-tuning stage."""
+    return train_pipeline(nuisance_set, _config(0), measured=measured, progress=False)
+
+
+def _measured_nmse(ae, reg, target_mean, target_std, sim, measured: Spectrum) -> float:
+    with torch.no_grad():
+        mu = ae.encode(torch.as_tensor(measured.intensity, dtype=torch.float32))[0]
+        fc, gam = outputs_to_physical(reg(mu), target_mean, target_std)
+        per = consistency_nmse(sim, torch.as_tensor(measured.intensity, dtype=torch.float32),
+                               torch.as_tensor(measured.temperatures()), fc, gam)
+    return float(per.mean())
+
+
+def test_physics_finetune_lowers_the_simulator_nmse_of_the_measured_spectra(nuisance_set: Spectrum, measured,
+                                                                            base_result, tmp_path: Path) -> None:
+    g = nuisance_set.grid
+    sim = physics_simulator(nuisance_set)
 
     def nmse_after(steps: int):
-        res = train_pipeline(nuisance_set, _config(steps), measured=measured, progress=False)
+        res = base_result if steps == 0 else train_pipeline(nuisance_set, _config(steps), measured=measured,
+                                                            progress=False)
         assert res.regressor.n_outputs == 6                         # the 6th output is γ
-        with torch.no_grad():
-            mu = res.autoencoder.encode(torch.as_tensor(measured.intensity, dtype=torch.float32))[0]
-            fc, gam = outputs_to_physical(res.regressor(mu), res.target_mean, res.target_std)
-            per = consistency_nmse(physics_simulator(nuisance_set), torch.as_tensor(measured.intensity,
-                                   dtype=torch.float32), torch.as_tensor(measured.temperatures()), fc, gam)
-        return float(per.mean()), res
+        return _measured_nmse(res.autoencoder, res.regressor, res.target_mean, res.target_std, sim, measured), res
 
     before, _ = nmse_after(0)
     after, res = nmse_after(12)
@@ -133,3 +151,33 @@ def test_physics_finetune_needs_temperatures(nuisance_set: Spectrum) -> None:
     measured = Spectrum(intensity=nuisance_set.intensity[:2], grid=nuisance_set.grid, normalization="mean")
     with pytest.raises(ValueError, match="temperature"):
         train_pipeline(nuisance_set, _config(3), measured=measured, progress=False)
+
+
+def test_finetune_command_adapts_a_bundle_without_simulated_data(nuisance_set: Spectrum, measured: Spectrum,
+                                                                 base_result, tmp_path: Path) -> None:
+    from phonon_ml_core.adaptation import finetune_bundle
+    from phonon_ml_core.cli import main
+
+    bundle = bundle_from_training(base_result, nuisance_set.grid)
+    sim = physics_simulator(nuisance_set)
+    before = _measured_nmse(bundle.autoencoder, bundle.regressor, bundle.target_mean, bundle.target_std, sim, measured)
+    adapted = finetune_bundle(bundle, measured, steps=12, lr=1e-3, progress=False)
+    after = _measured_nmse(adapted.autoencoder, adapted.regressor, adapted.target_mean, adapted.target_std, sim,
+                           measured)
+    assert after < 0.9 * before, (before, after)
+    assert adapted.metadata["adaptation"][0]["steps"] == 12
+    # the original bundle is untouched
+    assert _measured_nmse(bundle.autoencoder, bundle.regressor, bundle.target_mean, bundle.target_std, sim,
+                          measured) == pytest.approx(before)
+    # the CLI writes a loadable bundle that records its adaptation
+    bundle.save(tmp_path / "base")
+    measured.to_hdf5(tmp_path / "meas.h5")
+    assert main(["finetune", "--model", str(tmp_path / "base"), "--input", str(tmp_path / "meas.h5"),
+                 "--output", str(tmp_path / "adapted"), "--steps", "2", "--no-progress"]) == 0
+    loaded = load_bundle(tmp_path / "adapted")
+    assert loaded.metadata["adaptation"][-1]["n_spectra"] == 3 and not (tmp_path / "adapted.checkpoints").exists()
+    assert main(["finetune", "--model", str(tmp_path / "base"), "--input", str(tmp_path / "meas.h5"),
+                 "--output", str(tmp_path / "adapted"), "--steps", "2"]) == 2          # exists: refused
+    no_t = Spectrum(intensity=measured.intensity, grid=measured.grid, normalization="mean")
+    with pytest.raises(ValueError, match="temperature"):
+        finetune_bundle(bundle, no_t, steps=2, progress=False)
