@@ -22,12 +22,13 @@ from .bundle import Bundle
 from .spectrum import Spectrum
 
 
-def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 150, lr: float = 3e-5, batch: int = 32,
+def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: float = 3e-4, batch: int = 32,
                     seed: int = 0, workdir: str | Path | None = None, resume: bool = False, progress: bool = True,
-                    settings: Any = None, sources: list[str] | None = None) -> Bundle:
+                    settings: Any = None, sources: list[str] | None = None, trainable: str = "last") -> Bundle:
     """A copy of ``bundle`` whose regressor is fine-tuned on ``measured`` (a set on the bundle grid, with
-    temperatures) for ``steps`` Adam steps at ``lr``; ``settings`` are the simulator settings (default: the
-    ones of the bundle's training data). ``workdir`` holds a checkpoint for ``resume``."""
+    temperatures) for ``steps`` Adam steps at ``lr``; ``trainable``: "last" (the output layer only, default)
+    or "all" layers; ``settings`` are the simulator settings (default: the ones of the bundle's training
+    data). ``workdir`` holds a checkpoint for ``resume``."""
     from .consistency import consistency_loss, temperature_window_source
     from .fitting import get_simulator
     from .simulator import SimulationSettings
@@ -56,8 +57,12 @@ def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 150, lr: fl
     ae = bundle.autoencoder.eval()
     with torch.no_grad():
         mu = ae.encode(x)[0]
+    if trainable not in ("all", "last"):
+        raise ValueError(f"trainable must be 'all' or 'last' (the output layer only), got {trainable!r}")
     reg = copy.deepcopy(bundle.regressor)
     for p in reg.parameters():
+        p.requires_grad_(trainable == "all")
+    for p in reg.net[-1].parameters():
         p.requires_grad_(True)
     cfg = StageConfig(epochs=int(steps), batch_size=int(batch), lr=lr, patience=None, val_fraction=0.0,
                       schedule="constant", checkpoint_every=max(1, int(steps) // 10))
@@ -76,7 +81,7 @@ def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 150, lr: fl
     meta = copy.deepcopy(bundle.metadata)
     meta.setdefault("adaptation", []).append({
         "method": "simulator-consistency fine-tuning of the regressor (autoencoder frozen)",
-        "steps": int(steps), "lr": float(lr), "seed": int(seed), "n_spectra": int(x.shape[0]),
+        "steps": int(steps), "lr": float(lr), "layers": trainable, "seed": int(seed), "n_spectra": int(x.shape[0]),
         "temperatures_K": temps[keep].tolist(), "sources": list(sources or []),
         "loss_first": res.history[0]["train_loss"], "loss_last": res.history[-1]["train_loss"],
         "seconds": time.perf_counter() - t0})

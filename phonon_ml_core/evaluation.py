@@ -79,7 +79,7 @@ class EvaluationBudget:
     batch_size: int = 64
     patience: int = 20
     physics_steps: int = 0
-    physics_finetune_steps: int = 150
+    physics_finetune_steps: int = 100
     leave_one_out: bool = False
     n_samples: int = 2000
     fit: dict[str, Any] = field(default_factory=dict)

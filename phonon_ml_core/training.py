@@ -120,7 +120,11 @@ class PipelineConfig:
             spectra, :mod:`phonon_ml_core.consistency`); 0 = skip.
         physics_finetune_steps: steps of the ``physics-finetune`` stage on the measured spectra (when given
             and ``finetune_epochs`` > 0); 0 = skip.
-        physics_batch, physics_lr: spectra per step and Adam learning rate of both physics stages.
+        physics_batch: spectra per step of both physics stages.
+        physics_lr: Adam learning rate of the ``physics`` stage (all regressor layers).
+        physics_finetune_lr, physics_finetune_layers: learning rate of the ``physics-finetune`` stage and which
+            regressor layers it trains: "last" (the output layer only, default: generalises to spectra left
+            out of the fine-tuning) or "all".
         seed: seeds the weights, the split, the shuffling and the sampling.
     """
 
@@ -139,9 +143,11 @@ class PipelineConfig:
     background_degree: int | None = DEFAULT_BACKGROUND_DEGREE
     predict_linewidth: bool = True
     physics_steps: int = 0
-    physics_finetune_steps: int = 150
+    physics_finetune_steps: int = 100
     physics_batch: int = 32
     physics_lr: float = 3e-5
+    physics_finetune_lr: float = 3e-4
+    physics_finetune_layers: str = "last"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -155,8 +161,10 @@ class PipelineConfig:
             raise ValueError(f"background_degree must be 0–6 or None, got {self.background_degree}")
         if int(self.physics_steps) < 0 or int(self.physics_finetune_steps) < 0 or int(self.physics_batch) < 1:
             raise ValueError("physics_steps and physics_finetune_steps must be ≥ 0 and physics_batch ≥ 1")
-        if not self.physics_lr > 0:
-            raise ValueError(f"physics_lr must be positive, got {self.physics_lr}")
+        if not (self.physics_lr > 0 and self.physics_finetune_lr > 0):
+            raise ValueError("physics_lr and physics_finetune_lr must be positive")
+        if self.physics_finetune_layers not in ("last", "all"):
+            raise ValueError(f"physics_finetune_layers must be 'last' or 'all', got {self.physics_finetune_layers!r}")
         if not 0 < self.finetune_lr_factor <= 1:
             raise ValueError(f"finetune_lr_factor must be in (0, 1], got {self.finetune_lr_factor}")
 
@@ -613,14 +621,17 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
         from .consistency import consistency_loss, temperature_window_source
 
         sim = physics_simulator(source_set)
-        pcfg = StageConfig(epochs=steps, batch_size=int(cfg.physics_batch), lr=cfg.physics_lr, patience=None,
+        lr = cfg.physics_lr if name == "physics" else cfg.physics_finetune_lr
+        pcfg = StageConfig(epochs=steps, batch_size=int(cfg.physics_batch), lr=lr, patience=None,
                            val_fraction=0.0, schedule="constant", checkpoint_every=max(1, steps // 10))
         reg.train()
         for p in reg.parameters():
+            p.requires_grad_(name == "physics" or cfg.physics_finetune_layers == "all")
+        for p in reg.net[-1].parameters():
             p.requires_grad_(True)
         run_stage(name, reg, consistency_loss(sim, y_mean, y_std),
                   temperature_window_source(mu_s, x_s, t_s, int(cfg.physics_batch), cfg.seed + offset), None, pcfg,
-                  cfg.physics_lr, offset)
+                  lr, offset)
     reg.eval()
     for p in reg.parameters():
         p.requires_grad_(False)

@@ -92,7 +92,7 @@ def _config(physics_finetune_steps: int) -> PipelineConfig:
                           finetune_epochs=2, extended_epochs=0,
                           regressor=StageConfig(epochs=30, batch_size=16, val_fraction=0.0, patience=None),
                           physics_steps=2, physics_batch=8, physics_finetune_steps=physics_finetune_steps,
-                          physics_lr=1e-3)
+                          physics_lr=1e-3, physics_finetune_lr=3e-3)
 
 
 @pytest.fixture(scope="module")
@@ -161,11 +161,14 @@ def test_finetune_command_adapts_a_bundle_without_simulated_data(nuisance_set: S
     bundle = bundle_from_training(base_result, nuisance_set.grid)
     sim = physics_simulator(nuisance_set)
     before = _measured_nmse(bundle.autoencoder, bundle.regressor, bundle.target_mean, bundle.target_std, sim, measured)
-    adapted = finetune_bundle(bundle, measured, steps=12, lr=1e-3, progress=False)
+    adapted = finetune_bundle(bundle, measured, steps=12, lr=3e-3, progress=False)
     after = _measured_nmse(adapted.autoencoder, adapted.regressor, adapted.target_mean, adapted.target_std, sim,
                            measured)
     assert after < 0.9 * before, (before, after)
     assert adapted.metadata["adaptation"][0]["steps"] == 12
+    last = f"net.{len(bundle.regressor.net) - 1}."                  # by default only the output layer moves
+    for (k, v), (_, w) in zip(bundle.regressor.state_dict().items(), adapted.regressor.state_dict().items()):
+        assert torch.equal(v, w) != k.startswith(last), k
     # the original bundle is untouched
     assert _measured_nmse(bundle.autoencoder, bundle.regressor, bundle.target_mean, bundle.target_std, sim,
                           measured) == pytest.approx(before)

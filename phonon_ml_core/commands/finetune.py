@@ -19,8 +19,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--input", "-i", nargs="+", required=True, help="measured spectra on the bundle's grid (.h5)")
     p.add_argument("--output", "-o", required=True, help="the adapted bundle (a directory)")
     p.add_argument("--temperature", type=float, help="override the temperature in the input files, K")
-    p.add_argument("--steps", type=int, default=150, help="Adam steps (default 150)")
-    p.add_argument("--lr", type=float, default=3e-5, help="learning rate (default 3e-5)")
+    p.add_argument("--steps", type=int, default=100, help="Adam steps (default 100)")
+    p.add_argument("--lr", type=float, default=3e-4, help="learning rate (default 3e-4)")
+    p.add_argument("--layers", choices=("last", "all"), default="last",
+                   help="regressor layers to train (default: the output layer only, which generalises best)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run (checkpoint in OUTPUT.checkpoints)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -54,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     measured = Spectrum.stack(spectra)
     work = out.with_name(out.name + ".checkpoints")
     adapted = finetune_bundle(bundle, measured, steps=args.steps, lr=args.lr, seed=args.seed, workdir=work,
-                              resume=args.resume, progress=not args.no_progress,
+                              resume=args.resume, progress=not args.no_progress, trainable=args.layers,
                               sources=[str(Path(p).resolve()) for p in args.input])
     adapted.save(out, overwrite=args.overwrite)
     shutil.rmtree(work, ignore_errors=True)

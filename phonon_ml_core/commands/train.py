@@ -55,9 +55,14 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "data set has γ labels)")
     p.add_argument("--physics-steps", type=int, default=0, metavar="N",
                    help="steps of the regressor's simulator-consistency stage on the simulated spectra (default 0)")
-    p.add_argument("--physics-finetune-steps", type=int, default=150, metavar="N",
-                   help="steps of the simulator-consistency stage on the --finetune spectra (default 150; 0 = off)")
-    p.add_argument("--physics-lr", type=float, default=3e-5, help="learning rate of the physics stages (default 3e-5)")
+    p.add_argument("--physics-finetune-steps", type=int, default=100, metavar="N",
+                   help="steps of the simulator-consistency stage on the --finetune spectra (default 100; 0 = off)")
+    p.add_argument("--physics-lr", type=float, default=3e-5,
+                   help="learning rate of the physics stage on simulated spectra (default 3e-5)")
+    p.add_argument("--physics-finetune-lr", type=float, default=3e-4,
+                   help="learning rate of the physics stage on the --finetune spectra (default 3e-4)")
+    p.add_argument("--physics-finetune-layers", choices=("last", "all"), default="last",
+                   help="regressor layers trained on the --finetune spectra (default: the output layer only)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--checkpoint-every", type=int, default=5, help="checkpoint interval in epochs (default 5)")
     p.add_argument("--checkpoint-dir", default=None,
@@ -127,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
         augment_background=args.augment_background, on_the_fly=args.on_the_fly,
         background_degree=args.background_degree, predict_linewidth=not args.no_linewidth,
         physics_steps=args.physics_steps, physics_finetune_steps=args.physics_finetune_steps,
-        physics_lr=args.physics_lr, seed=args.seed)
+        physics_lr=args.physics_lr, physics_finetune_lr=args.physics_finetune_lr,
+        physics_finetune_layers=args.physics_finetune_layers, seed=args.seed)
     ckdir = Path(args.checkpoint_dir) if args.checkpoint_dir else out.with_name(out.name + ".checkpoints")
     if args.resume and not ckdir.exists():
         print(f"no checkpoints in {ckdir}: starting from scratch")
