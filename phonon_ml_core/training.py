@@ -607,11 +607,12 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
     physics = [("physics", int(cfg.physics_steps), mu[tr], x[tr], temps[tr], simulated, 5)]
     if xm is not None and cfg.finetune_epochs > 0 and cfg.physics_finetune_steps > 0:
         tm = measured.temperatures()
-        if not np.all(np.isfinite(tm) & (tm > 0)):
-            raise ValueError("the physics fine-tuning stage needs the temperature of every measured spectrum: "
-                             "set it when preprocessing (--temperature) or pass physics_finetune_steps=0")
-        physics.append(("physics-finetune", int(cfg.physics_finetune_steps), encode_all(ae, xm)[0], xm, tm,
-                        simulated, 6))
+        if np.all(np.isfinite(tm) & (tm > 0)):
+            physics.append(("physics-finetune", int(cfg.physics_finetune_steps), encode_all(ae, xm)[0], xm, tm,
+                            simulated, 6))
+        else:
+            log.warning("physics-finetune stage skipped: it needs the temperature of every measured spectrum "
+                        "(set it when preprocessing, --temperature)")
     for name, steps, mu_s, x_s, t_s, source_set, offset in physics:
         if steps <= 0:
             continue

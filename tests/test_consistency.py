@@ -147,10 +147,12 @@ def test_physics_finetune_lowers_the_simulator_nmse_of_the_measured_spectra(nuis
     np.testing.assert_allclose(p["mean"], bundle.predict(measured, n_samples=50, seed=0)["mean"], rtol=1e-6)
 
 
-def test_physics_finetune_needs_temperatures(nuisance_set: Spectrum) -> None:
+def test_physics_finetune_is_skipped_without_temperatures(nuisance_set: Spectrum, caplog) -> None:
     measured = Spectrum(intensity=nuisance_set.intensity[:2], grid=nuisance_set.grid, normalization="mean")
-    with pytest.raises(ValueError, match="temperature"):
-        train_pipeline(nuisance_set, _config(3), measured=measured, progress=False)
+    with caplog.at_level("WARNING"):
+        res = train_pipeline(nuisance_set, _config(3), measured=measured, progress=False)
+    assert "physics-finetune stage skipped" in caplog.text
+    assert [r["stage"] for r in res.history].count("physics-finetune") == 0
 
 
 def test_finetune_command_adapts_a_bundle_without_simulated_data(nuisance_set: Spectrum, measured: Spectrum,
