@@ -11,6 +11,7 @@ import numpy as np
 
 from .constants import FORCE_CONSTANT_NAMES
 from .fileio import atomic_path, check_output_path
+from .grid import Grid
 from .normalization import nmse
 from .spectrum import Spectrum
 
@@ -79,6 +80,29 @@ def onto_bundle_grid(spectrum: Spectrum, grid, max_missing_fraction: float = MAX
     meta = dict(spectrum.metadata, filled_pixels=missing)
     err = None if spectrum.errors is None else np.where(grid.mask, spectrum.errors, np.nan)
     return replace(spectrum, grid=grid, intensity=inten, errors=err, normalization="mean", metadata=meta)
+
+
+def read_inputs_on_grid(paths: Sequence[str | os.PathLike], grid: Grid, temperature: float | None = None
+                        ) -> tuple[list[Spectrum], list[str]]:
+    """Read each file (one spectrum or a set), put it on the bundle's ``grid`` (:func:`onto_bundle_grid`) and
+    split sets: (single spectra, names ``path`` or ``path[i]``). ``temperature`` (K) overrides the files'."""
+    from .readers import read_spectrum
+
+    if temperature is not None and not temperature > 0:
+        raise ValueError("--temperature must be positive (K)")
+    spectra, names = [], []
+    for path in paths:
+        s = read_spectrum(path)
+        try:
+            s = onto_bundle_grid(s, grid)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        for i, one in enumerate(s):
+            if temperature is not None:
+                one.temperature = float(temperature)
+            spectra.append(one)
+            names.append(str(path) if not s.is_set else f"{path}[{i}]")
+    return spectra, names
 
 
 def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 10000, seed: int = 0,

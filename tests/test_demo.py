@@ -90,3 +90,32 @@ def test_spectrum_missing_a_few_pixels_is_put_on_the_bundle_grid():
     other = Grid.from_axes(g.q[:50], g.energy)
     with pytest.raises(ValueError, match="preprocess"):
         onto_bundle_grid(replace(s, grid=other, intensity=s.intensity[:, :50]), g)
+
+
+@pytest.mark.skipif(shipped_bundle_path() is None, reason="no bundle shipped in models/")
+def test_predict_command_writes_the_result_contract(tmp_path, capsys):
+    """`phonon-ml predict` without --model (conventions §6): one entry per input spectrum with the five
+    constants, their std, the NMSE of the spectrum simulated from them and the predicted linewidth; the
+    shipped bundle is blind to a smooth background added to the input."""
+    from phonon_ml_core.grid import standard_grid
+    from phonon_ml_core.normalization import mean_normalize
+    from phonon_ml_core.simulator import simulate_spectrum
+    from phonon_ml_core.spectrum import Spectrum
+
+    g = standard_grid()
+    s = simulate_spectrum(DEMO_TRUE_FC, 300.0, grid=g, linewidth=0.03)
+    s.to_hdf5(tmp_path / "clean.h5")
+    e, q = np.meshgrid(g.energy, g.q, indexing="ij")
+    bg = 0.2 * (q / q.max()) ** 2 - 0.1 * e / e.max()
+    Spectrum(intensity=mean_normalize(np.where(g.mask, s.intensity + bg, np.nan), g.mask), grid=g,
+             temperature=200.0, normalization="mean").to_hdf5(tmp_path / "background.h5")
+    out = tmp_path / "RESULT.json"
+    assert main(["predict", "--input", str(tmp_path / "clean.h5"), str(tmp_path / "background.h5"),
+                 "--output", str(out), "--samples", "200", "--temperature", "300"]) == 0
+    clean, with_bg = json.loads(out.read_text())
+    for rec in (clean, with_bg):
+        assert len(rec["force_constants"]) == 5 and len(rec["std"]) == 5 and rec["temperature"] == 300.0
+        assert 0 <= rec["nmse"] < 0.1 and 0 <= rec["linewidth"] < 0.1
+    np.testing.assert_allclose(with_bg["force_constants"], clean["force_constants"], rtol=1e-3, atol=1e-3)
+    assert main(["predict", "--input", str(tmp_path / "clean.h5"), "--output", str(out)]) == 2   # exists
+    assert "already exists" in capsys.readouterr().err

@@ -5,8 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..fileio import check_output_path
-from ..prediction import onto_bundle_grid, resolve_bundle
-from ..readers import read_spectrum
+from ..prediction import read_inputs_on_grid, resolve_bundle
 from ..spectrum import Spectrum
 
 
@@ -42,17 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.temperature is not None and args.temperature <= 0:
         raise ValueError("--temperature must be positive (K)")
     bundle = resolve_bundle(args.model)
-    spectra = []
-    for path in args.input:
-        s = read_spectrum(path)
-        try:
-            s = onto_bundle_grid(s, bundle.grid)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
-        for one in s:
-            if args.temperature is not None:
-                one.temperature = args.temperature
-            spectra.append(one)
+    spectra, _ = read_inputs_on_grid(args.input, bundle.grid, args.temperature)
     measured = Spectrum.stack(spectra)
     work = out.with_name(out.name + ".checkpoints")
     adapted = finetune_bundle(bundle, measured, steps=args.steps, lr=args.lr, seed=args.seed, workdir=work,

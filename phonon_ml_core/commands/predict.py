@@ -5,8 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..fileio import check_output_path
-from ..prediction import onto_bundle_grid, predict_spectra, resolve_bundle, result_records, write_results
-from ..readers import read_spectrum
+from ..prediction import predict_spectra, read_inputs_on_grid, resolve_bundle, result_records, write_results
 from ..spectrum import Spectrum
 
 
@@ -31,18 +30,7 @@ def run(args: argparse.Namespace) -> int:
     if args.temperature is not None and args.temperature <= 0:
         raise ValueError("--temperature must be positive (K)")
     bundle = resolve_bundle(args.model)
-    spectra, names = [], []
-    for path in args.input:
-        s = read_spectrum(path)
-        try:
-            s = onto_bundle_grid(s, bundle.grid)
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
-        for i, one in enumerate(s):
-            if args.temperature is not None:
-                one.temperature = args.temperature
-            spectra.append(one)
-            names.append(path if not s.is_set else f"{path}[{i}]")
+    spectra, names = read_inputs_on_grid(args.input, bundle.grid, args.temperature)
     entries = predict_spectra(bundle, spectra, n_samples=args.samples, seed=args.seed)
     write_results(args.output, result_records(entries, names), overwrite=args.overwrite)
     if args.plot:
