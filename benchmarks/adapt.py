@@ -60,7 +60,7 @@ def main() -> None:
             n, x = _score(adapt(range(len(spectra))), spectra, args.samples)
             lo = [_score(adapt([i for i in range(len(spectra)) if i != k]), [spectra[k]], args.samples)
                   for k in range(len(spectra))]
-            lo_n, lo_x = np.array([a[0] for a in lo]), np.array([a[1] for a in lo])
+            lo_n, lo_x = np.concatenate([a[0] for a in lo]), np.concatenate([a[1] for a in lo])
         fmt = lambda v, d=3: " / ".join(f"{u:.{d}f}" for u in v)  # noqa: E731
         print(f"| {setting} | {fmt(n)} | {n.mean():.4f} | {fmt(x, 2)} | {fmt(lo_n)} | {lo_n.mean():.4f} | "
               f"{fmt(lo_x, 2)} | {time.perf_counter() - t0:.0f} |", flush=True)
