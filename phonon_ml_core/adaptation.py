@@ -54,7 +54,7 @@ def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: fl
         st = (sim_meta.get("simulator") or {}).get("settings") or {}
         settings = SimulationSettings(**st) if st else None
     sim = get_simulator(bundle.grid, measured.quantity, settings, dtype=torch.float32)
-    ae = bundle.autoencoder.eval()
+    ae = copy.deepcopy(bundle.autoencoder).eval()
     with torch.no_grad():
         mu = ae.encode(x)[0]
     if trainable not in ("all", "last"):
@@ -74,7 +74,9 @@ def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: fl
     res = fit(reg, consistency_loss(sim, bundle.target_mean, bundle.target_std),
               temperature_window_source(mu, x, temps[keep], int(batch), seed), None, cfg, lr,
               stage="physics-finetune", seed=seed, checkpoint=ck, resume=resume,
-              signature={"bundle": bundle.metadata.get("weights_sha256"), "n": int(x.shape[0])}, progress=progress)
+              signature={"bundle": bundle.metadata.get("weights_sha256"), "n": int(x.shape[0]), "layers": trainable,
+                         "temperatures": [float(t) for t in temps[keep]],
+                         "data_checksum": float(torch.nan_to_num(x).double().sum())}, progress=progress)
     reg.eval()
     for p in reg.parameters():
         p.requires_grad_(False)
@@ -86,5 +88,5 @@ def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: fl
         "loss_first": res.history[0]["train_loss"], "loss_last": res.history[-1]["train_loss"],
         "seconds": time.perf_counter() - t0})
     meta.pop("weights_sha256", None)
-    return Bundle(autoencoder=ae, regressor=reg, grid=bundle.grid, target_mean=bundle.target_mean,
-                  target_std=bundle.target_std, metadata=meta)
+    return Bundle(autoencoder=ae, regressor=reg, grid=bundle.grid, target_mean=bundle.target_mean.copy(),
+                  target_std=bundle.target_std.copy(), metadata=meta)

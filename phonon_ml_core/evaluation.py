@@ -308,7 +308,7 @@ def strategy_config(family: str, latent_dim: int, budget: EvaluationBudget, stra
 
 
 def leave_one_out(simulated: Spectrum, measured: Spectrum, family: str, latent_dim: int, budget: EvaluationBudget,
-                  workdir: Path, seed: int, progress: bool) -> dict[str, np.ndarray]:
+                  workdir: Path, seed: int, progress: bool, resume: bool = False) -> dict[str, np.ndarray]:
     """The ``fine-tuned`` strategy with each measured spectrum in turn left out of the fine-tuning stages and
     then predicted: {'nmse', 'fc', 'std', 'linewidth'} per measured spectrum. Reuses ``workdir/pretrain.pt``."""
     from .bundle import bundle_from_training
@@ -318,6 +318,8 @@ def leave_one_out(simulated: Spectrum, measured: Spectrum, family: str, latent_d
     parts: dict[str, list] = {"nmse": [], "fc": [], "std": [], "linewidth": [], "simulated": []}
     for k in tqdm(range(measured.n_spectra), desc="leave one out", disable=not progress, leave=False):
         fold = workdir / f"leave-out-{k}"
+        if not resume:  # a fold left by an interrupted run is only reused with --resume
+            shutil.rmtree(fold, ignore_errors=True)
         fold.mkdir(parents=True, exist_ok=True)
         if (workdir / "pretrain.pt").exists():
             shutil.copy2(workdir / "pretrain.pt", fold / "pretrain.pt")
@@ -625,7 +627,8 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
         if (b.leave_one_out and family == "fcvae" and "fine-tuned" in trained and measured is not None
                 and measured.n_spectra >= 3):
             t0 = time.perf_counter()
-            loo = leave_one_out(train, measured, family, dim, b, out / "work" / f"{family}-{dim}", seed, progress)
+            loo = leave_one_out(train, measured, family, dim, b, out / "work" / f"{family}-{dim}", seed, progress,
+                                resume)
             nan5 = np.full(5, np.nan)
             records.append(ModelRecord(family, dim, "fine-tuned, left out", None, None, time.perf_counter() - t0,
                                        nan5, nan5, loo["fc"], loo["std"], loo["nmse"],

@@ -99,7 +99,8 @@ class SpectrumAutoencoder(nn.Module):
         """The representation the network sees and reconstructs: ``x`` (B, n_E, n_Q) itself, or, with a
         ``background_degree``, ``x`` with its least-squares polynomial background in (E, |Q|) removed and
         mean-normalised again (:func:`phonon_ml_core.background.smooth_background_basis`), so that any smooth
-        additive background of that degree leaves the latent code unchanged. NaN outside the mask."""
+        additive background of that degree leaves the latent code unchanged. Missing (non-finite) valid pixels
+        enter the fit at the spectrum's mean and stay NaN in the output; NaN outside the mask."""
         x = self._check_input(x)
         if self.background_degree is None:
             return x
@@ -110,7 +111,8 @@ class SpectrumAutoencoder(nn.Module):
         v = torch.where(finite, v, fill)
         v = v - (v @ b) @ b.T
         span = (v.amax(-1, keepdim=True) - v.amin(-1, keepdim=True)).clamp_min(torch.finfo(v.dtype).tiny)
-        return unflatten_valid((v - v.mean(-1, keepdim=True)) / span, self.mask)
+        v = (v - v.mean(-1, keepdim=True)) / span
+        return unflatten_valid(torch.where(finite, v, torch.full_like(v, float("nan"))), self.mask)
 
     # -- encoder ------------------------------------------------------------------------------
     def _check_input(self, x: torch.Tensor) -> torch.Tensor:

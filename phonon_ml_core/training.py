@@ -115,7 +115,7 @@ class PipelineConfig:
         background_degree: the autoencoder sees spectra with their least-squares polynomial background of
             this total degree in (E, |Q|) removed (``SpectrumAutoencoder.model_space``); None = raw spectra.
         predict_linewidth: the regressor also predicts the intrinsic linewidth γ when the simulated set has
-            γ labels (its 6th output).
+            γ labels that vary (its 6th output; a set simulated without a γ range has all-zero labels).
         physics_steps: optimiser steps of the ``physics`` stage (regressor through the simulator on simulated
             spectra, :mod:`phonon_ml_core.consistency`); 0 = skip.
         physics_finetune_steps: steps of the ``physics-finetune`` stage on the measured spectra (when given
@@ -531,7 +531,7 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
                          "(make one with `phonon-ml simulate --count N`)")
     x, keep = spectra_tensor(simulated, None, "simulated data set")
     y = np.broadcast_to(np.asarray(simulated.force_constants, float), (simulated.n_spectra, 5))
-    if cfg.predict_linewidth and simulated.linewidth is not None:
+    if cfg.predict_linewidth and simulated.linewidth is not None and np.ptp(simulated.linewidths()) > 0:
         y = np.concatenate([y, simulated.linewidths()[:, None]], axis=1)
     y = y[keep]
     if not np.all(np.isfinite(y)):
@@ -542,7 +542,7 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
                     simulated.n_spectra - keep.size)
     xm = None
     if measured is not None:
-        xm, _ = spectra_tensor(measured, grid, "measured set for fine-tuning")
+        xm, keep_m = spectra_tensor(measured, grid, "measured set for fine-tuning")
     wd = None if workdir is None else Path(workdir)
     if wd is not None:
         wd.mkdir(parents=True, exist_ok=True)
@@ -606,7 +606,7 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
               (mu[tr], lv[tr], ys[tr]), rv, rcfg, rcfg.learning_rate("regressor"), 4)
     physics = [("physics", int(cfg.physics_steps), mu[tr], x[tr], temps[tr], simulated, 5)]
     if xm is not None and cfg.finetune_epochs > 0 and cfg.physics_finetune_steps > 0:
-        tm = measured.temperatures()
+        tm = measured.temperatures()[keep_m]
         if np.all(np.isfinite(tm) & (tm > 0)):
             physics.append(("physics-finetune", int(cfg.physics_finetune_steps), encode_all(ae, xm)[0], xm, tm,
                             simulated, 6))

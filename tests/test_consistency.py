@@ -75,6 +75,14 @@ def test_code_is_blind_to_a_smooth_background_but_not_to_the_phonons(nuisance_se
     assert (zr - zrb).abs().max() > 10 * (z - zb).abs().max()       # without the projection it is not blind
     assert (other - z).abs().max() > 1e-2                           # other phonons, other codes
     np.testing.assert_allclose(ms[:, g.mask], remove_smooth_background(xb, g.mask, 3)[:, g.mask], atol=2e-5)
+    # missing valid pixels stay missing: they are neither scored in the loss nor invented by the projection
+    holes = x[:1].copy()
+    rows, cols = np.nonzero(g.mask)
+    holes[0, rows[:20], cols[:20]] = np.nan
+    with torch.no_grad():
+        mh = ae.model_space(torch.as_tensor(holes, dtype=torch.float32)).numpy()
+        assert torch.isfinite(ae.loss(torch.as_tensor(holes, dtype=torch.float32))["loss"])
+    assert np.isnan(mh[0, rows[:20], cols[:20]]).all() and np.isfinite(mh[0, rows[20:], cols[20:]]).all()
 
 
 def test_linewidth_labels_round_trip(nuisance_set: Spectrum, tmp_path: Path) -> None:
@@ -174,9 +182,11 @@ def test_finetune_command_adapts_a_bundle_without_simulated_data(nuisance_set: S
     # the original bundle is untouched
     assert _measured_nmse(bundle.autoencoder, bundle.regressor, bundle.target_mean, bundle.target_std, sim,
                           measured) == pytest.approx(before)
-    # the CLI writes a loadable bundle that records its adaptation
+    assert adapted.autoencoder is not bundle.autoencoder                  # no state shared with the input
+    # the CLI writes a loadable bundle that records its adaptation (a stale checkpoint folder is no obstacle)
     bundle.save(tmp_path / "base")
     measured.to_hdf5(tmp_path / "meas.h5")
+    (tmp_path / "adapted.checkpoints").mkdir()
     assert main(["finetune", "--model", str(tmp_path / "base"), "--input", str(tmp_path / "meas.h5"),
                  "--output", str(tmp_path / "adapted"), "--steps", "2", "--no-progress"]) == 0
     loaded = load_bundle(tmp_path / "adapted")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..fileio import check_output_path
 from ..prediction import read_inputs_on_grid, resolve_bundle
 from ..spectrum import Spectrum
 
@@ -37,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output)
     if out.exists() and not args.overwrite:
         raise FileExistsError(f"{out} already exists: choose another --output or pass --overwrite")
-    check_output_path(out.with_name(out.name + ".checkpoints"), overwrite=True)
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise FileNotFoundError(f"the output folder {out.parent} does not exist: create it first")
     if args.temperature is not None and args.temperature <= 0:
         raise ValueError("--temperature must be positive (K)")
     bundle = resolve_bundle(args.model)
