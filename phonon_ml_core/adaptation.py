@@ -29,10 +29,9 @@ def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: fl
     temperatures) for ``steps`` Adam steps at ``lr``; ``trainable``: "last" (the output layer only, default)
     or "all" layers; ``settings`` are the simulator settings (default: the ones of the bundle's training
     data). ``workdir`` holds a checkpoint for ``resume``."""
-    from .consistency import consistency_loss, temperature_window_source
+    from .consistency import consistency_loss, consistency_simulator, consistency_stage, temperature_window_source
     from .fitting import get_simulator
-    from .simulator import SimulationSettings
-    from .training import StageConfig, fit, spectra_tensor
+    from .training import fit, spectra_tensor
 
     if int(steps) < 1:
         raise ValueError(f"steps must be ≥ 1, got {steps}")
@@ -49,23 +48,16 @@ def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: fl
         raise ValueError(f"the spectra are {measured.quantity!r}, the bundle was trained on "
                          f"{bundle.metadata.get('quantity')!r}: preprocess them to that quantity")
     x, keep = spectra_tensor(measured, bundle.grid, "measured spectra")
-    if settings is None:
-        sim_meta = ((bundle.metadata.get("data") or {}).get("simulated") or {}).get("metadata") or {}
-        st = (sim_meta.get("simulator") or {}).get("settings") or {}
-        settings = SimulationSettings(**st) if st else None
-    sim = get_simulator(bundle.grid, measured.quantity, settings, dtype=torch.float32)
+    if settings is None:  # the settings of the bundle's training data
+        sim = consistency_simulator(bundle.grid, measured.quantity,
+                                    ((bundle.metadata.get("data") or {}).get("simulated") or {}).get("metadata"))
+    else:
+        sim = get_simulator(bundle.grid, measured.quantity, settings, dtype=torch.float32)
     ae = copy.deepcopy(bundle.autoencoder).eval()
     with torch.no_grad():
         mu = ae.encode(x)[0]
-    if trainable not in ("all", "last"):
-        raise ValueError(f"trainable must be 'all' or 'last' (the output layer only), got {trainable!r}")
     reg = copy.deepcopy(bundle.regressor)
-    for p in reg.parameters():
-        p.requires_grad_(trainable == "all")
-    for p in reg.net[-1].parameters():
-        p.requires_grad_(True)
-    cfg = StageConfig(epochs=int(steps), batch_size=int(batch), lr=lr, patience=None, val_fraction=0.0,
-                      schedule="constant", checkpoint_every=max(1, int(steps) // 10))
+    cfg = consistency_stage(reg, steps, batch, lr, trainable)
     ck = None
     if workdir is not None:
         Path(workdir).mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ temperatures (the simulator caches its |Q|-shell tensors per lattice parameter a
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -78,3 +78,30 @@ def temperature_window_source(mu: torch.Tensor, x: torch.Tensor, temperature: np
         idx_t = torch.as_tensor(idx)
         return mu[idx_t], x[idx_t], t[idx_t]
     return draw
+
+
+def consistency_simulator(grid: Any, quantity: str, data_metadata: dict[str, Any] | None) -> PowderSimulator:
+    """The float32 simulator of the physics stages, with the settings a data set recorded in its metadata
+    (``metadata["simulator"]["settings"]``; defaults when absent)."""
+    from .fitting import get_simulator
+    from .simulator import SimulationSettings
+
+    st = ((data_metadata or {}).get("simulator") or {}).get("settings") or {}
+    return get_simulator(grid, quantity, SimulationSettings(**st) if st else None, dtype=torch.float32)
+
+
+def consistency_stage(regressor: torch.nn.Module, steps: int, batch: int, lr: float, layers: str = "all"):
+    """Make the ``layers`` of ``regressor`` trainable ("all", or "last": the output layer only) and return the
+    :class:`~phonon_ml_core.training.StageConfig` of a physics stage: ``steps`` Adam steps (one per "epoch"),
+    constant ``lr``, no validation or early stopping, ten checkpoints."""
+    from .training import StageConfig
+
+    if layers not in ("all", "last"):
+        raise ValueError(f"layers must be 'all' or 'last' (the output layer only), got {layers!r}")
+    regressor.train()
+    for p in regressor.parameters():
+        p.requires_grad_(layers == "all")
+    for p in regressor.net[-1].parameters():
+        p.requires_grad_(True)
+    return StageConfig(epochs=int(steps), batch_size=int(batch), lr=lr, patience=None, val_fraction=0.0,
+                       schedule="constant", checkpoint_every=max(1, int(steps) // 10))

@@ -89,18 +89,9 @@ def _log_number(run: Any, name: str) -> float | None:
         value = run.getProperty(name).value
     except (RuntimeError, KeyError, ValueError):
         return None
-    if isinstance(value, str):
-        try:
-            arr = np.array([float(x) for x in value.replace(",", " ").split()])
-        except ValueError:
-            return None
-    else:
-        try:
-            arr = np.asarray(value, dtype=float).reshape(-1)
-        except (TypeError, ValueError):
-            return None
-    arr = arr[np.isfinite(arr)]
-    return float(arr.mean()) if arr.size else None
+    from .readers._common import finite_mean
+
+    return finite_mean(value)
 
 
 def find_log(ws: Any, names: Iterable[str]) -> tuple[str | None, float | None]:

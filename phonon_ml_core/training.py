@@ -619,17 +619,12 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
         if not np.all(np.isfinite(t_s) & (t_s > 0)):
             raise ValueError(f"the {name} stage needs the temperature of every spectrum; the simulated set lacks "
                              "some (regenerate it with `phonon-ml simulate`) or pass physics_steps=0")
-        from .consistency import consistency_loss, temperature_window_source
+        from .consistency import consistency_loss, consistency_stage, temperature_window_source
 
         sim = physics_simulator(source_set)
         lr = cfg.physics_lr if name == "physics" else cfg.physics_finetune_lr
-        pcfg = StageConfig(epochs=steps, batch_size=int(cfg.physics_batch), lr=lr, patience=None,
-                           val_fraction=0.0, schedule="constant", checkpoint_every=max(1, steps // 10))
-        reg.train()
-        for p in reg.parameters():
-            p.requires_grad_(name == "physics" or cfg.physics_finetune_layers == "all")
-        for p in reg.net[-1].parameters():
-            p.requires_grad_(True)
+        pcfg = consistency_stage(reg, steps, cfg.physics_batch, lr,
+                                 "all" if name == "physics" else cfg.physics_finetune_layers)
         run_stage(name, reg, consistency_loss(sim, y_mean, y_std),
                   temperature_window_source(mu_s, x_s, t_s, int(cfg.physics_batch), cfg.seed + offset), None, pcfg,
                   lr, offset)
@@ -645,12 +640,9 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
 
 def physics_simulator(simulated: Spectrum):
     """The simulator of the physics stages: the data set's own settings (its metadata), float32."""
-    from .fitting import get_simulator
-    from .simulator import SimulationSettings
+    from .consistency import consistency_simulator
 
-    st = (simulated.metadata.get("simulator") or {}).get("settings") or {}
-    return get_simulator(simulated.grid, simulated.quantity, SimulationSettings(**st) if st else None,
-                         dtype=torch.float32)
+    return consistency_simulator(simulated.grid, simulated.quantity, simulated.metadata)
 
 
 @torch.no_grad()

@@ -119,3 +119,6 @@ def test_predict_command_writes_the_result_contract(tmp_path, capsys):
     np.testing.assert_allclose(with_bg["force_constants"], clean["force_constants"], rtol=1e-3, atol=1e-3)
     assert main(["predict", "--input", str(tmp_path / "clean.h5"), "--output", str(out)]) == 2   # exists
     assert "already exists" in capsys.readouterr().err
+    assert main(["predict", "--input", str(tmp_path / "clean.h5"), "--output", str(tmp_path / "r2.json"),
+                 "--temperature", "-5"]) == 2
+    assert "--temperature must be positive" in capsys.readouterr().err and not (tmp_path / "r2.json").exists()

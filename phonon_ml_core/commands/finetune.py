@@ -38,8 +38,6 @@ def run(args: argparse.Namespace) -> int:
         raise FileExistsError(f"{out} already exists: choose another --output or pass --overwrite")
     if not (out.parent if str(out.parent) else Path(".")).is_dir():
         raise FileNotFoundError(f"the output folder {out.parent} does not exist: create it first")
-    if args.temperature is not None and args.temperature <= 0:
-        raise ValueError("--temperature must be positive (K)")
     bundle = resolve_bundle(args.model)
     spectra, _ = read_inputs_on_grid(args.input, bundle.grid, args.temperature)
     measured = Spectrum.stack(spectra)

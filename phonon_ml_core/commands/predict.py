@@ -27,8 +27,6 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     check_output_path(args.output, args.overwrite)
-    if args.temperature is not None and args.temperature <= 0:
-        raise ValueError("--temperature must be positive (K)")
     bundle = resolve_bundle(args.model)
     spectra, names = read_inputs_on_grid(args.input, bundle.grid, args.temperature)
     entries = predict_spectra(bundle, spectra, n_samples=args.samples, seed=args.seed)

@@ -27,7 +27,12 @@ def attr(obj: h5py.HLObject, name: str, default: str = "") -> str:
 
 def scalar_value(ds: h5py.Dataset) -> float | None:
     """Mean of the finite numbers in a (possibly time-series or string) dataset; None if there are none."""
-    v = ds[()]
+    return finite_mean(ds[()])
+
+
+def finite_mean(v: Any) -> float | None:
+    """Mean of the finite numbers in a value (number, array, time series or a string of numbers); None if none
+    (shared by the file readers and the Mantid log reader)."""
     if isinstance(v, (bytes, str, np.bytes_)) or (isinstance(v, np.ndarray) and v.dtype.kind in "SUO"):
         try:
             arr = np.array([float(x) for x in as_str(v).replace(",", " ").split()])
