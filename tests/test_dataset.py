@@ -131,3 +131,18 @@ def test_cli_simulate_one_spectrum_and_errors(tmp_path, capsys):
     assert main(["simulate", "--output", str(out), "--force-constants", "10.35,10.38,-2.77,2.30,-0.25",
                  "--temperature", "300"]) == 2
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_cli_constant_range_sets_absolute_sampling_bounds(tmp_path, capsys):
+    out = tmp_path / "set.h5"
+    assert main(["simulate", "--count", "6", "--seed", "3", "--output", str(out), "--mesh-density", "8",
+                 "--constant-range", "2xx=3.0,3.5", "--constant-range", "2YY=0.5,0.9", "--no-progress"]) == 0
+    fc = Spectrum.from_hdf5(out).force_constants
+    assert np.all((fc[:, 3] >= 3.0) & (fc[:, 3] <= 3.5)) and np.all((fc[:, 4] >= 0.5) & (fc[:, 4] <= 0.9))
+    ref = np.asarray(AL_REFERENCE_FC)
+    assert np.all(np.abs(fc[:, 0] - ref[0]) <= 0.5 * ref[0] + 1e-9)   # the others keep --range
+    for bad, message in [("3XX=1,2", "NAME one of"), ("2XX", "NAME=LO,HI"), ("2XX=2,1", "LO must be below HI")]:
+        target = tmp_path / "bad.h5"
+        assert main(["simulate", "--count", "2", "--output", str(target), "--constant-range", bad]) == 2
+        assert message in capsys.readouterr().err
+        assert not target.exists()

@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--data", help="labelled simulated set (default: generate one in the output folder)")
     p.add_argument("--output-dir", "-o", default="evaluation", help="report folder (default ./evaluation)")
     p.add_argument("--budget", choices=("quick", "full"), default="quick",
-                   help="quick (600 spectra, fcvae latent 10: minutes) or full (8000 spectra, 4 families, "
-                        "latent 30/10/3: hours on a CPU)")
+                   help="quick (1000 spectra, fcvae latent 10: minutes) or full (4000 spectra, 4 families, "
+                        "latent 30/10/3, 3 strategies: about an hour on 2 CPU cores)")
     p.add_argument("--families", nargs="+", help="families, e.g. fcvae,cnnae (default per budget)")
     p.add_argument("--latent-dims", nargs="+", help="latent sizes, e.g. 30,10,3 (default per budget)")
     p.add_argument("--strategies", nargs="+", help=f"subset of {','.join(STRATEGIES)} (default all)")

@@ -44,6 +44,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--temperature-range", metavar="LO,HI", help="data sets: temperature uniform in this range, K")
     p.add_argument("--range", dest="relative_range", default="0.5,1.5", metavar="LO,HI",
                    help="data sets: each constant uniform in LO–HI × reference (default 0.5,1.5)")
+    p.add_argument("--constant-range", action="append", default=[], metavar="NAME=LO,HI",
+                   help="data sets: sample this constant uniformly in an absolute range, N/m, instead of --range "
+                        "(repeatable, e.g. --constant-range 2YY=-1,1.5; default 2YY=-1,1)")
     p.add_argument("--linewidth-range", metavar="LO,HI", help="data sets: γ uniform in this range (HWHM = γ·E)")
     p.add_argument("--lattice-parameter", type=float, help="Å (default: aluminium a(T))")
     p.add_argument("--linewidth", type=float, default=None, help="one spectrum: intrinsic linewidth γ (HWHM = γ·E)")
@@ -62,6 +65,22 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
+
+
+def parse_constant_ranges(items: list[str]) -> dict[str, tuple[float, float]]:
+    """``["2YY=-1,1.5", ...]`` → {"2YY": (-1.0, 1.5)} on top of the default absolute ranges (2YY in [−1, 1])."""
+    ranges = dict(SamplingConfig().absolute_ranges)
+    for item in items:
+        name, sep, values = item.partition("=")
+        name = name.strip().upper()
+        if not sep or name not in FORCE_CONSTANT_NAMES:
+            raise ValueError(f"--constant-range {item!r}: write NAME=LO,HI with NAME one of "
+                             f"{', '.join(FORCE_CONSTANT_NAMES)}, e.g. 2YY=-1,1.5")
+        lo, hi = parse_floats(values, 2, f"--constant-range {name} bounds")
+        if not lo < hi:
+            raise ValueError(f"--constant-range {item!r}: LO must be below HI (N/m)")
+        ranges[name] = (lo, hi)
+    return ranges
 
 
 def _grid(args) -> Grid:
@@ -88,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("--count must be at least 1")
         lo_hi = parse_floats(args.relative_range, 2, "--range bounds")
         config = SamplingConfig(relative_range=tuple(lo_hi), seed=args.seed,
+                                absolute_ranges=parse_constant_ranges(args.constant_range),
                                 temperature=300.0 if args.temperature is None else args.temperature,
                                 temperature_range=tuple(parse_floats(args.temperature_range, 2, "temperatures"))
                                 if args.temperature_range else None,
