@@ -1,5 +1,12 @@
 """phonon-ml: lattice dynamics from powder inelastic neutron scattering spectra."""
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# the shipped model bundles (models/<name>/*) install under <prefix>/share/phonon-ml/models, where
+# phonon_ml_core.prediction.shipped_bundle_path looks when the package is not an editable checkout
+MODEL_FILES = [(f"share/phonon-ml/{d.as_posix()}", sorted(str(f.as_posix()) for f in d.iterdir() if f.is_file()))
+               for d in sorted(Path("models").glob("*/")) if d.is_dir()]
 
 setup(
     name="phonon-ml",
@@ -14,6 +21,7 @@ setup(
     package_dir={"phonon_ml_core.mantid_algorithms": "plugins"},
     package_data={"phonon_ml_core": ["data/*.json"], "phonon_ml_core.mantid_algorithms": ["*.py"]},
     include_package_data=True,
+    data_files=MODEL_FILES,
     install_requires=[
         "torch==2.13.0",
         "numpy>=1.24",

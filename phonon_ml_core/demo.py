@@ -69,8 +69,13 @@ def make_measured_like(out_dir: Path, temperatures: Sequence[float], force_const
 
 
 def run_workflow(inputs: Sequence[Path], out_dir: Path, truth: np.ndarray | None, methods: Sequence[str],
-                 predict: bool = True, fit_linewidth: bool = False, log=print) -> list[DemoRecord]:
-    """Read → preprocess → predict → fit each input; figures and records in ``out_dir``."""
+                 predict: bool = True, temperature: float | None = None, n_samples: int = 10000,
+                 log=print) -> list[DemoRecord]:
+    """Read → preprocess → predict → fit each input; figures and records in ``out_dir``.
+
+    The fits are those of ``phonon-ml fit`` (γ and a background slope free) started from the reference
+    constants, independently of the prediction, as in the study. ``temperature`` (K) overrides the files'.
+    """
     from .fitting import fit_spectrum
     from .plotting import plot_spectrum
     from .prediction import predict_spectra, resolve_bundle, shipped_bundle_path
@@ -80,27 +85,30 @@ def run_workflow(inputs: Sequence[Path], out_dir: Path, truth: np.ndarray | None
     bundle = None
     if predict:
         if shipped_bundle_path() is None:
-            log("no shipped model bundle in models/: skipping the ML prediction")
-        else:
-            bundle = resolve_bundle(None)
+            raise FileNotFoundError("no shipped model bundle found (models/al_arcs_ei50_fcvae in a source checkout, "
+                                    "or share/phonon-ml/models under the Python prefix): reinstall phonon-ml from "
+                                    "its repository (pip install .), or pass --no-predict to run the fits only")
+        bundle = resolve_bundle(None)
     records = []
     for path in inputs:
         raw = read_spectrum(path)
         for k, one in enumerate(raw):
             name = Path(path).stem + (f"[{k}]" if raw.is_set else "")
-            ready, report = preprocess_with_report(one)
+            ready, report = preprocess_with_report(one, temperature=temperature)
+            if ready.temperature is None or not np.all(np.isfinite(ready.temperature)):
+                raise ValueError(f"{path}: the sample temperature is unknown (no SampleTemp log or temperature "
+                                 "dataset): pass --temperature T (K)")
             ready.to_hdf5(out_dir / f"{name}_preprocessed.h5", overwrite=True)
             rec = DemoRecord(name=name, temperature=float(ready.temperature),
                              preprocess_note=", ".join(report.steps))
             log(f"{name}: preprocessed ({rec.preprocess_note}); {report.n_valid} valid pixels")
             if bundle is not None:
-                e = predict_spectra(bundle, [ready], n_samples=10000)[0]
+                e = predict_spectra(bundle, [ready], n_samples=n_samples)[0]
                 rec.predicted = {"force_constants": e["force_constants"].tolist(), "std": e["std"].tolist(),
                                  "nmse": e["nmse"]}
                 log(f"  predicted {np.round(e['force_constants'], 2).tolist()} N/m, NMSE {e['nmse']:.3f}")
-            start = None if rec.predicted is None else np.array(rec.predicted["force_constants"])
             for method in methods:
-                r = fit_spectrum(ready, method=method, start=start, fit_linewidth=fit_linewidth)
+                r = fit_spectrum(ready, method=method, fit_linewidth=True, fit_background=True)
                 rec.fits[method] = {"force_constants": r.force_constants.tolist(), "std": r.std.tolist(),
                                     "nmse": r.nmse, "seconds": r.seconds, "evaluations": r.evaluations,
                                     "converged": r.converged}
@@ -166,8 +174,14 @@ def write_report(records: list[DemoRecord], truth: np.ndarray | None, out_dir: P
 
 def run_demo(out_dir: str | Path, inputs: Sequence[str | Path] | None = None, noise: float = 0.04,
              seed: int = 0, methods: Sequence[str] = ("nelder-mead", "gradient"), predict: bool = True,
-             temperatures: Sequence[float] = DEMO_TEMPERATURES, log=print) -> Path:
-    """Run the demo (or the workflow on ``inputs``) and return the report path."""
+             temperatures: Sequence[float] = DEMO_TEMPERATURES, temperature: float | None = None,
+             n_samples: int = 10000, log=print) -> Path:
+    """Run the demo (or the workflow on ``inputs``) and return the report path. ``temperature`` (K) overrides
+    the input files' temperature; ``n_samples``: latent draws per spectrum for the prediction."""
+    if temperature is not None and not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"--temperature must be positive (K), got {temperature}")
+    if int(n_samples) < 1:
+        raise ValueError(f"the number of latent samples must be at least 1, got {n_samples}")
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -181,7 +195,8 @@ def run_demo(out_dir: str | Path, inputs: Sequence[str | Path] | None = None, no
         missing = [str(p) for p in inputs if not Path(p).exists()]
         if missing:
             raise FileNotFoundError(f"input file(s) not found: {', '.join(missing)}")
-    records = run_workflow([Path(p) for p in inputs], out, truth, methods, predict=predict, log=log)
+    records = run_workflow([Path(p) for p in inputs], out, truth, methods, predict=predict,
+                           temperature=temperature if truth is None else None, n_samples=n_samples, log=log)
     plot_constants(records, truth, out / "constants.png")
     report = write_report(records, truth, out, time.perf_counter() - t0)
     log(f"report: {report} ({time.perf_counter() - t0:.0f} s)")

@@ -20,9 +20,13 @@ SHIPPED_BUNDLE_NAME = "al_arcs_ei50_fcvae"
 
 
 def shipped_bundle_path() -> Path | None:
-    """Path of the shipped pretrained bundle, or None when none is installed."""
+    """Path of the shipped pretrained bundle, or None when none is installed: models/ of a source checkout
+    (editable install) or share/phonon-ml/models under the Python prefix (``pip install .``, setup.py)."""
+    import sys
+
     here = Path(__file__).resolve().parent
-    for cand in (here.parent / "models" / SHIPPED_BUNDLE_NAME, here / "models" / SHIPPED_BUNDLE_NAME):
+    for cand in (here.parent / "models" / SHIPPED_BUNDLE_NAME, here / "models" / SHIPPED_BUNDLE_NAME,
+                 Path(sys.prefix) / "share" / "phonon-ml" / "models" / SHIPPED_BUNDLE_NAME):
         if cand.exists():
             return cand
     return None

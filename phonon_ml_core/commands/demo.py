@@ -18,7 +18,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=0.04, help="relative counting noise of the simulated data (default 0.04)")
     p.add_argument("--methods", default="nelder-mead,gradient", help="fit methods (comma-separated)")
     p.add_argument("--no-predict", action="store_true", help="skip the ML prediction")
-    p.add_argument("--quick", action="store_true", help="one temperature, gradient fit only (for tests)")
+    p.add_argument("--temperature", type=float, help="with --input: sample temperature, K (overrides the files')")
+    p.add_argument("--samples", type=int, default=10000, help="latent draws per spectrum for the prediction "
+                                                             "(default 10000)")
+    p.add_argument("--quick", action="store_true", help="one temperature (300 K) and 500 latent draws (for tests)")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -28,10 +31,9 @@ def run(args: argparse.Namespace) -> int:
     bad = [m for m in methods if m not in ("nelder-mead", "gradient")]
     if bad or not methods:
         raise ValueError(f"--methods takes nelder-mead and/or gradient, got {args.methods!r}")
-    kw = {}
-    if args.quick:
-        kw = {"temperatures": (300.0,)}
-        methods = ("gradient",)
+    if args.temperature is not None and not args.input:
+        raise ValueError("--temperature applies to --input files; the demo's own data carry their temperature")
+    kw = {"temperatures": (300.0,), "n_samples": min(args.samples, 500)} if args.quick else {"n_samples": args.samples}
     run_demo(args.output_dir, inputs=args.input, noise=args.noise, seed=args.seed, methods=methods,
-             predict=not args.no_predict, **kw)
+             predict=not args.no_predict, temperature=args.temperature, **kw)
     return 0
