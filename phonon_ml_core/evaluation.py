@@ -44,6 +44,7 @@ STRATEGIES: tuple[str, ...] = ("sim-only", "fine-tuned", "extended")
 MEASURED_STRATEGIES = ("fine-tuned", "extended")
 SHARED_DATA_NAME = Path("shared") / "data" / "al_arcs_ei50"
 SHARED_TEMPERATURES = (50, 280, 350, 540, 640)
+FIT_METHODS = ("gradient", "nelder-mead")
 
 
 @dataclass
@@ -62,6 +63,8 @@ class EvaluationBudget:
         leave_one_out: also evaluate every FCVAE ``fine-tuned`` model with each measured spectrum held out of
             its fine-tuning (one retraining of the fine-tuning stages per spectrum): NMSE on unseen data.
         n_samples: latent draws per measured spectrum for the prediction mean and std.
+        fit_methods: fit benchmarks, one Table 1 row each ("gradient", "nelder-mead"); the first is the reference
+            of the figures and of the comparisons.
         fit: keyword arguments of :func:`fit_spectrum` for the benchmark (besides method/linewidth).
         temperature_range, linewidth_range: nuisance ranges of the generated set.
     """
@@ -82,6 +85,7 @@ class EvaluationBudget:
     physics_finetune_steps: int = 100
     leave_one_out: bool = False
     n_samples: int = 2000
+    fit_methods: tuple[str, ...] = ("gradient",)
     fit: dict[str, Any] = field(default_factory=dict)
     temperature_range: tuple[float, float] = (40.0, 660.0)
     linewidth_range: tuple[float, float] = (0.0, 0.06)
@@ -93,7 +97,8 @@ BUDGETS: dict[str, EvaluationBudget] = {
     # cores: the CNN autoencoder epochs dominate (≈ 3.9 ms per spectrum and epoch against ≈ 0.4 ms for FC)
     "full": EvaluationBudget(name="full", n_simulated=4000, families=FAMILIES, latent_dims=(30, 10, 3),
                              pretrain_epochs=20, finetune_epochs=50, extended_epochs=5, regressor_epochs=100,
-                             physics_steps=0, leave_one_out=True, n_samples=10000),
+                             physics_steps=0, leave_one_out=True, n_samples=10000,
+                             fit_methods=("gradient", "nelder-mead")),
 }
 
 
@@ -114,6 +119,17 @@ def get_budget(name: str, **overrides: Any) -> EvaluationBudget:
         raise ValueError("need at least 10 simulated spectra")
     if not 0 < b.test_fraction < 1:
         raise ValueError("test_fraction must be in (0, 1)")
+    for name in ("pretrain_epochs", "finetune_epochs", "extended_epochs", "regressor_epochs", "physics_steps",
+                 "physics_finetune_steps"):
+        if int(getattr(b, name)) < 0:
+            raise ValueError(f"{name} must be ≥ 0, got {getattr(b, name)}")
+    if b.pretrain_epochs < 1 or b.regressor_epochs < 1:
+        raise ValueError("the pretraining and regressor stages need at least 1 epoch each (--epochs, --regressor-epochs)")
+    if int(b.n_samples) < 1:
+        raise ValueError(f"the number of latent draws (--samples) must be at least 1, got {b.n_samples}")
+    bad = [m for m in b.fit_methods if m not in FIT_METHODS]
+    if bad or not b.fit_methods:
+        raise ValueError(f"fit methods must be among {', '.join(FIT_METHODS)}, got {list(b.fit_methods)}")
     return b
 
 
@@ -226,6 +242,15 @@ def monotonicity(temperature: np.ndarray, values: np.ndarray, std: np.ndarray | 
 
 
 # --------------------------------------------------------------------------------------------- stages
+def _nuisance_ranges(simulated: Spectrum) -> dict[str, list[float]]:
+    """The temperature (K) and linewidth γ ranges actually present in a simulated set."""
+    t = simulated.temperatures()
+    t = t[np.isfinite(t)]
+    g = simulated.linewidths() if simulated.linewidth is not None else np.zeros(1)
+    return {"temperature_range": [float(t.min()), float(t.max())] if t.size else [float("nan")] * 2,
+            "linewidth_range": [float(np.min(g)), float(np.max(g))]}
+
+
 def load_or_generate_simulated(output_dir: Path, budget: EvaluationBudget, data: str | os.PathLike | None,
                                seed: int, progress: bool) -> tuple[Spectrum, str]:
     """The simulated set: ``data`` when given, else generated (or reused) in ``output_dir``."""
@@ -254,15 +279,17 @@ def load_or_generate_simulated(output_dir: Path, budget: EvaluationBudget, data:
     return s, path
 
 
-def run_fits(measured: Sequence[Spectrum], fit_kwargs: dict[str, Any], progress: bool) -> list[Any]:
-    """The benchmark: gradient fit of every measured spectrum with a free linewidth and residual background
+def run_fits(measured: Sequence[Spectrum], fit_kwargs: dict[str, Any], progress: bool,
+             method: str = "gradient") -> list[Any]:
+    """The benchmark: fit of every measured spectrum by ``method`` with a free linewidth and residual background
     slope (the `phonon-ml fit` defaults; ``fit_kwargs`` may override)."""
     from .fitting import fit_spectrum
 
     out = []
-    for s in tqdm(measured, desc="fit benchmark", disable=not progress, leave=False):
-        r = fit_spectrum(s, **{"method": "gradient", "fit_linewidth": True, "fit_background": True, **fit_kwargs})
-        log.info("fit T = %.0f K: NMSE %.4f, %d calls, %.1f s", r.temperature, r.nmse, r.evaluations, r.seconds)
+    for s in tqdm(measured, desc=f"fit benchmark ({method})", disable=not progress, leave=False):
+        r = fit_spectrum(s, **{"method": method, "fit_linewidth": True, "fit_background": True, **fit_kwargs})
+        log.info("%s fit T = %.0f K: NMSE %.4f, %d calls, %.1f s", method, r.temperature, r.nmse, r.evaluations,
+                 r.seconds)
         out.append(r)
     return out
 
@@ -398,7 +425,7 @@ def plot_intensity(measured: Spectrum, best: ModelRecord | None, fits: list[Any]
                     label=f"{best.name} (ML)" if k == 0 else None)
         if fits:
             ax.plot(g.energy, qa(fits[k].simulated.intensity) + off, "--", color="C3",
-                    label="fit (gradient, γ and background free)" if k == 0 else None)
+                    label="fit (γ and background free)" if k == 0 else None)
         lab = f"{temps[k]:.0f} K"
         if best is not None and best.nmse is not None:
             lab += f"  ML {best.nmse[k]:.3f}"
@@ -549,10 +576,18 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
     from .bundle import bundle_from_training
     from .readers import read_spectrum
 
+    from .grid import standard_grid
+    from .prediction import onto_bundle_grid
+
     t_start = time.perf_counter()
     b = get_budget(budget) if isinstance(budget, str) else budget
+    if not (np.isfinite(latent_threshold) and latent_threshold >= 0):
+        raise ValueError(f"the latent activity threshold must be ≥ 0 (nats), got {latent_threshold}")
+    if data is not None and not Path(data).exists():
+        raise FileNotFoundError(f"simulated data set not found: {data}")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "report.html").unlink(missing_ok=True)   # a failed rerun must not leave an old report beside new files
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)
     notes: list[str] = []
@@ -561,6 +596,10 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
     files = default_measured_files() if measured_files is None else [Path(f) for f in measured_files]
     if measured_files is None and not files:
         notes.append("the shared measured spectra (../shared/data/al_arcs_ei50) were not found: simulated part only")
+    elif measured_files is None and len(files) < len(SHARED_TEMPERATURES):
+        have = {f.name for f in files}
+        notes.append("shared measured spectra missing: " + ", ".join(
+            f"al_{t}K.h5" for t in SHARED_TEMPERATURES if f"al_{t}K.h5" not in have))
     singles, names = [], []
     for f in files:
         s = read_spectrum(f)
@@ -583,21 +622,34 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
     if not strategies:
         raise ValueError("no strategy left to train (fine-tuned/extended need measured spectra)")
 
-    # simulated set and its held-out test split
+    # simulated set and its held-out test split; the measured spectra are checked against its grid first
+    # (before minutes of simulation when the set is generated on the standard grid)
+    if measured is not None:
+        if data is None:
+            target_grid, target_quantity = standard_grid(), "chi''"
+        else:
+            head = Spectrum.from_hdf5(data)
+            target_grid, target_quantity = head.grid, head.quantity
+        if measured.quantity != target_quantity:
+            raise ValueError(f"the measured spectra are {measured.quantity!r}, the simulated set {target_quantity!r}: "
+                             "preprocess them (`phonon-ml preprocess`) to χ''")
+        singles = [onto_bundle_grid(one, target_grid) for one in singles]
+        measured = Spectrum.stack(singles)
     simulated, sim_path = load_or_generate_simulated(out, b, data, seed, progress)
-    if measured is not None and not measured.grid.same_as(simulated.grid):
-        raise ValueError("the measured spectra are on another grid than the simulated set: preprocess them first")
-    if measured is not None and measured.quantity != simulated.quantity:
-        raise ValueError(f"measured quantity {measured.quantity!r} differs from the simulated {simulated.quantity!r}")
     perm = np.random.default_rng(seed + 12345).permutation(simulated.n_spectra)
     n_test = max(1, int(round(b.test_fraction * simulated.n_spectra)))
     test = subset(simulated, np.sort(perm[:n_test]))
     train = subset(simulated, np.sort(perm[n_test:]))
 
-    # fit benchmark
-    t0 = time.perf_counter()
-    fits = run_fits(singles, dict(b.fit), progress) if singles else []
-    fit_seconds = time.perf_counter() - t0
+    # fit benchmarks (the first method is the reference of the figures and comparisons)
+    fits_by_method: dict[str, list[Any]] = {}
+    fit_seconds_by_method: dict[str, float] = {}
+    for method in (b.fit_methods if singles else ()):
+        t0 = time.perf_counter()
+        fits_by_method[method] = run_fits(singles, dict(b.fit), progress, method)
+        fit_seconds_by_method[method] = time.perf_counter() - t0
+    fits = fits_by_method.get(b.fit_methods[0], [])
+    fit_seconds = sum(fit_seconds_by_method.values())
 
     # models
     records: list[ModelRecord] = []
@@ -655,8 +707,10 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
             continue
         nmse_rows.append([r.name, r.family, r.latent_dim, r.strategy, *r.nmse, r.mean_nmse,
                           float(np.mean(r.recon_nmse)), r.train_seconds])
-    if fits:
-        nmse_rows.append(["fit (gradient, γ and background slope free)", "fit", "", "", *fit_nmse, fit_mean, float("nan"), fit_seconds])
+    for method, mfits in fits_by_method.items():
+        mn = np.array([r.nmse for r in mfits])
+        nmse_rows.append([f"fit ({method}, γ and background slope free)", "fit", "", method, *mn, float(mn.mean()),
+                          float("nan"), fit_seconds_by_method[method]])
     write_csv(out / "table1_nmse.csv", nmse_header, nmse_rows)
     r2_header = ["model", "family", "latent_dim", "strategy", *[f"r2_{n}" for n in FORCE_CONSTANT_NAMES],
                  *[f"rmse_{n}" for n in FORCE_CONSTANT_NAMES], "n_test"]
@@ -675,9 +729,11 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
         for k, t in enumerate(temps):
             fc_rows.append([r.name, t, *r.fc[k], *r.std[k], r.nmse[k],
                             float("nan") if r.linewidth is None else r.linewidth[k]])
-    for k, f in enumerate(fits):
-        fc_rows.append(["fit", temps[k], *f.force_constants, *f.std, f.nmse,
-                        float("nan") if f.linewidth is None else f.linewidth])
+    for method, mfits in fits_by_method.items():
+        source = "fit" if method == b.fit_methods[0] else f"fit ({method})"
+        for k, f in enumerate(mfits):
+            fc_rows.append([source, temps[k], *f.force_constants, *f.std, f.nmse,
+                            float("nan") if f.linewidth is None else f.linewidth])
     write_csv(out / "force_constants_vs_T.csv", fc_header, fc_rows)
 
     # monotonicity of 1XX
@@ -719,7 +775,8 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
 
     summary = {
         "budget": asdict(b), "seed": seed, "simulated": {"path": sim_path, "n": simulated.n_spectra,
-                                                         "n_train": train.n_spectra, "n_test": test.n_spectra},
+                                                         "n_train": train.n_spectra, "n_test": test.n_spectra,
+                                                         **_nuisance_ranges(simulated)},
         "measured": [{"name": n, "temperature": float(t)} for n, t in zip(names, temps)],
         "strategies": strategies, "notes": notes,
         "models": [{"name": r.name, "family": r.family, "latent_dim": r.latent_dim, "strategy": r.strategy,
@@ -730,6 +787,8 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
         "fit": [{"temperature": f.temperature, "force_constants": f.force_constants, "std": f.std, "nmse": f.nmse,
                  "linewidth": f.linewidth, "evaluations": f.evaluations, "seconds": f.seconds,
                  "converged": f.converged} for f in fits],
+        "fit_method": b.fit_methods[0] if fits else None,
+        "fit_mean_nmse_by_method": {m: float(np.mean([r.nmse for r in v])) for m, v in fits_by_method.items()},
         "fit_mean_nmse": fit_mean, "best_model": None if best is None else best.name,
         "monotonicity_1XX": mono, "latent": latent_summary, "figures": figs,
         "tables": {"nmse": "table1_nmse.csv", "r2": "r2_simulated_test.csv", "force_constants": "force_constants_vs_T.csv"},
@@ -752,8 +811,9 @@ def render_report(summary: dict[str, Any], nmse_header: list[str], nmse_rows: li
              "<h1>phonon-ml evaluation: the study's comparison</h1>",
              f"<p>Budget <b>{e(b['name'])}</b>: {summary['simulated']['n']} simulated spectra "
              f"({summary['simulated']['n_train']} for training, {summary['simulated']['n_test']} held out; "
-             f"T {b['temperature_range'][0]:g}–{b['temperature_range'][1]:g} K, γ {b['linewidth_range'][0]:g}–"
-             f"{b['linewidth_range'][1]:g}), families {e(', '.join(b['families']))}, latent sizes "
+             f"T {summary['simulated']['temperature_range'][0]:g}–{summary['simulated']['temperature_range'][1]:g} K, "
+             f"γ {summary['simulated']['linewidth_range'][0]:.3g}–{summary['simulated']['linewidth_range'][1]:.3g}), "
+             f"families {e(', '.join(b['families']))}, latent sizes "
              f"{e(', '.join(str(d) for d in b['latent_dims']))}, strategies {e(', '.join(summary['strategies']))}; "
              f"epochs pretrain/finetune/extended/regressor {b['pretrain_epochs']}/{b['finetune_epochs']}/"
              f"{b['extended_epochs']}/{b['regressor_epochs']} (Adam, early stopping); seed {summary['seed']}. "
@@ -769,8 +829,9 @@ def render_report(summary: dict[str, Any], nmse_header: list[str], nmse_rows: li
         if best is not None:
             hi = next((k for k, r in enumerate(nmse_rows) if r[0] == best.name), None)
         parts.append("<p class='note'>NMSE = Σ(x−y)²/Σx² over valid pixels between each measured spectrum and the "
-                     "spectrum simulated from the predicted constants (mean over latent draws, no intrinsic linewidth) "
-                     "or from the fitted constants (gradient fit with a free linewidth γ). <i>mean_recon_nmse</i>: the "
+                     "spectrum simulated from the predicted constants and linewidth γ (mean over latent draws; no "
+                     "background term) or from the fitted constants (fits with γ and a residual background slope "
+                     "free, the `phonon-ml fit` defaults). <i>mean_recon_nmse</i>: the "
                      "autoencoder's own reconstruction of the measured spectrum. The best model is highlighted. "
                      "Fine-tuned and extended models have seen these spectra (without labels), as in the study. "
                      "<i>train_seconds</i> counts shared stages once (pretraining in the first strategy of a "

@@ -49,7 +49,7 @@ def report(tiny_data, tmp_path_factory) -> tuple[Path, dict]:
     budget = EvaluationBudget(name="test", n_simulated=64, families=("fcvae",), latent_dims=(4,),
                               pretrain_epochs=2, finetune_epochs=2, extended_epochs=1, regressor_epochs=2,
                               batch_size=32, n_samples=50, fit=TINY_FIT, physics_steps=1, physics_finetune_steps=2,
-                              leave_one_out=True)
+                              leave_one_out=True, fit_methods=("gradient", "nelder-mead"))
     summary = run_evaluation(out, measured_files=tiny_data["measured"], data=tiny_data["sim"], budget=budget,
                              progress=False)
     return out, summary
@@ -60,7 +60,7 @@ def test_report_builds(report) -> None:
     page = (out / "report.html").read_text()
     imgs = re.findall(r'<img src="([^"]+)"', page)
     assert len(imgs) >= 6
-    for src in imgs:
+    for src in imgs + re.findall(r"<a href='([^']+)'", page):
         assert not src.startswith("/") and (out / src).is_file(), src
     assert (out / "summary.json").is_file() and json.loads((out / "summary.json").read_text())["best_model"]
     with open(out / "table1_nmse.csv") as f:
@@ -68,7 +68,8 @@ def test_report_builds(report) -> None:
     # three strategies + the fit benchmark, one NMSE column per measured temperature
     assert [r["model"] for r in rows] == ["fcvae-4-sim-only", "fcvae-4-fine-tuned", "fcvae-4-extended",
                                           "fcvae-4-fine-tuned, left out",
-                                          "fit (gradient, γ and background slope free)"]
+                                          "fit (gradient, γ and background slope free)",
+                                          "fit (nelder-mead, γ and background slope free)"]
     for r in rows:
         vals = [float(r[k]) for k in ("nmse_100K", "nmse_300K", "nmse_500K", "mean_nmse")]
         assert all(np.isfinite(vals)) and all(v >= 0 for v in vals)
@@ -162,3 +163,25 @@ def test_evaluate_cli_without_measured(tiny_data, tmp_path) -> None:
     for src in re.findall(r'<img src="([^"]+)"', page):
         assert (out / src).is_file()
     assert s["latent"]["latent_dim"] == 3 and not (out / "models").exists()
+
+
+def test_evaluation_checks_inputs_before_simulating(tmp_path) -> None:
+    """Measured spectra on another grid, a bad budget or threshold fail at once, before any simulation."""
+    from phonon_ml_core.evaluation import get_budget
+    from phonon_ml_core.grid import Grid, standard_grid
+
+    g = standard_grid()
+    other = Grid.from_axes(g.q[:60], g.energy)
+    bad = tmp_path / "other_grid.h5"
+    Spectrum(intensity=np.where(other.mask, 1.0, np.nan) * np.linspace(0, 1, other.mask.size).reshape(other.shape),
+             grid=other, temperature=300.0).normalized().to_hdf5(bad)
+    budget = EvaluationBudget(name="test", n_simulated=20, pretrain_epochs=1, regressor_epochs=1)
+    with pytest.raises(ValueError, match="preprocess"):
+        run_evaluation(tmp_path / "out", measured_files=[bad], budget=budget, progress=False)
+    assert not list((tmp_path / "out").glob("simulated_*"))
+    with pytest.raises(ValueError, match="threshold"):
+        run_evaluation(tmp_path / "out", measured_files=[], budget=budget, latent_threshold=-1, progress=False)
+    for kw, message in [({"n_samples": 0}, "--samples"), ({"regressor_epochs": 0}, "at least 1 epoch"),
+                        ({"fit_methods": ("lbfgs",)}, "fit methods"), ({"finetune_epochs": -1}, "≥ 0")]:
+        with pytest.raises(ValueError, match=message):
+            get_budget("quick", **kw)

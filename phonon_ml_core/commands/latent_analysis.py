@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..fileio import check_output_dir
     from ..latent import analyse_latent, write_latent_analysis
-    from ..prediction import resolve_bundle
+    from ..prediction import onto_bundle_grid, resolve_bundle, shipped_bundle_path
     from ..readers import read_spectrum
     from ..spectrum import Spectrum
 
@@ -40,9 +40,11 @@ def run(args: argparse.Namespace) -> int:
     sets = []
     for path in args.data:
         s = read_spectrum(path)
-        if not s.grid.same_as(bundle.grid):
-            raise ValueError(f"{path} is not on the bundle's grid {bundle.grid.shape} with its mask: run "
-                             f"`phonon-ml preprocess --input {path} --output ON_GRID.h5` first")
+        if not s.grid.same_as(bundle.grid):   # as predict: a few missing edge pixels are filled, else refused
+            try:
+                s = Spectrum.stack([onto_bundle_grid(one, bundle.grid) for one in s])
+            except ValueError as exc:
+                raise ValueError(f"{path}: {exc}") from None
         sets.append(s)
     if args.max_spectra is not None and args.max_spectra < 1:
         raise ValueError("--max-spectra must be ≥ 1")
@@ -55,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
         spectra = Spectrum.stack(parts[:args.max_spectra] if args.max_spectra else parts)
     res = analyse_latent(bundle, spectra, threshold=args.threshold, delta=args.delta)
     summary = write_latent_analysis(res, out, prefix=args.prefix, figures=not args.no_figures,
-                                    extra={"model": str(args.model), "data": list(args.data)})
+                                    extra={"model": str(args.model or shipped_bundle_path()),
+                                           "data": list(args.data)})
     kl = ", ".join(f"z{d} {res.kl[d]:.3g}" for d in res.order[:min(6, res.latent_dim)])
     print(f"{res.family}, latent {res.latent_dim}, {res.n_spectra} spectra: {res.n_active} active dimensions "
           f"({res.activity_measure} > {res.threshold:g}); top: {kl}")

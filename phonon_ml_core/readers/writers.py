@@ -11,6 +11,8 @@ from typing import Mapping
 import h5py
 import numpy as np
 
+from ..fileio import atomic_path
+
 
 def _s(text: str) -> np.bytes_:
     return np.bytes_(text.encode())
@@ -27,7 +29,7 @@ def write_mantid_nexus(path: str | os.PathLike, values: np.ndarray, axis1: np.nd
     or nhist points). ``logs`` maps sample-log names to numbers, arrays (time series) or strings.
     ``frac_area`` writes an unfinalised RebinnedOutput (values not yet divided by the fractional area).
     """
-    with h5py.File(os.fspath(path), "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         e = f.create_group("mantid_workspace_1")
         e.attrs["NX_class"] = _s("NXentry")
         e.create_dataset("title", data=_s(title))
@@ -69,7 +71,7 @@ def write_nxspe(path: str | os.PathLike, data: np.ndarray, energy_edges: np.ndar
                 temperature: float | None = None) -> None:
     """An NXSPE file: ``data`` (n_det, n_E), ``energy_edges`` (n_E + 1, meV), angles in degrees."""
     n_det = np.shape(data)[0]
-    with h5py.File(os.fspath(path), "w") as f:
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         e = f.create_group(entry)
         e.attrs["NX_class"] = _s("NXentry")
         d = e.create_dataset("definition", data=_s("NXSPE"))
