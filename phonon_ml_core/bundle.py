@@ -42,6 +42,8 @@ BUNDLE_FORMAT = "phonon-ml-bundle"
 BUNDLE_VERSION = 1
 BUNDLE_KIND = "autoencoder+regressor"
 WEIGHT_FILES = ("autoencoder.safetensors", "regressor.safetensors")
+#: Storage precisions of the weights (computation is always float32).
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 OPTIONAL_FILES = ("training_log.jsonl", "loss_curve.png")
 
 
@@ -196,8 +198,13 @@ class Bundle:
 
     # -- persistence ------------------------------------------------------------------
     def save(self, path: str | os.PathLike, overwrite: bool = False,
-             extra_files: dict[str, str | os.PathLike] | None = None) -> Path:
-        """Write the bundle directory atomically; ``extra_files`` maps names in OPTIONAL_FILES to sources."""
+             extra_files: dict[str, str | os.PathLike] | None = None, weights_dtype: str = "float32") -> Path:
+        """Write the bundle directory atomically; ``extra_files`` maps names in OPTIONAL_FILES to sources.
+        ``weights_dtype``: "float32" or "float16" (half the size; the weights are cast back to float32 when
+        loaded, so predictions change by the rounding of the weights only)."""
+        if weights_dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"weights_dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {weights_dtype!r}")
+        store = WEIGHT_DTYPES[weights_dtype]
         target = Path(path)
         if target.exists() and not overwrite:
             raise FileExistsError(f"{target} already exists: choose another output path or pass --overwrite")
@@ -210,9 +217,15 @@ class Bundle:
         umask = os.umask(0)
         os.umask(umask)
         try:
-            ae_state = {k: v.detach().contiguous() for k, v in self.autoencoder.state_dict().items()}
+            def stored(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+                """Trained parameters in the storage precision; buffers (mask, background basis) exact."""
+                params = {k for k, _ in module.named_parameters()}
+                return {k: (v.detach().to(store) if k in params else v.detach()).contiguous()
+                        for k, v in module.state_dict().items()}
+
+            ae_state = stored(self.autoencoder)
             save_file(ae_state, tmp / WEIGHT_FILES[0], metadata={"format": BUNDLE_FORMAT})
-            reg_state = {k: v.detach().contiguous() for k, v in self.regressor.state_dict().items()}
+            reg_state = stored(self.regressor)
             save_file(reg_state, tmp / WEIGHT_FILES[1], metadata={"format": BUNDLE_FORMAT})
             for name, src in (extra_files or {}).items():
                 if name not in OPTIONAL_FILES:
@@ -226,7 +239,7 @@ class Bundle:
                 "grid": self.grid.to_dict(),
                 "target_standardisation": {"mean": self.target_mean.tolist(), "std": self.target_std.tolist(),
                                            "units": "N/m"},
-                "weights_sha256": {n: sha256_file(tmp / n) for n in WEIGHT_FILES}})
+                "weights_sha256": {n: sha256_file(tmp / n) for n in WEIGHT_FILES}, "weights_dtype": weights_dtype})
             meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
             meta.setdefault("library_versions", library_versions())
             (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=json_default))
@@ -282,7 +295,7 @@ def load_bundle(path: str | os.PathLike, grid: Grid | None = None, family: str |
             raise ValueError(f"{f} does not match the SHA-256 recorded in metadata.json: the weights were "
                              "modified or corrupted; retrain or restore the bundle")
         try:
-            states[name] = load_file(f)
+            states[name] = {k: v.float() if v.is_floating_point() else v for k, v in load_file(f).items()}
         except Exception as exc:  # noqa: BLE001
             raise ValueError(f"{f} is not a readable safetensors file: {exc}") from exc
     mask_t = states[WEIGHT_FILES[0]].get("mask")

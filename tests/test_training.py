@@ -124,6 +124,18 @@ def test_bundle_round_trip_and_refusals(trained, tiny_set: Spectrum, tmp_path: P
     assert one["mean"].shape == (5,)
     mu, lv = loaded.encode(tiny_set)
     assert mu.shape == (tiny_set.n_spectra, 6) and lv.shape == mu.shape
+    # half-precision storage: half the weight bytes, float32 computation, predictions within the weights'
+    # rounding (≈ 1e-3 relative), buffers exact
+    half = bundle.save(tmp_path / "model16", weights_dtype="float16")
+    loaded16 = load_bundle(half)
+    assert loaded16.metadata["weights_dtype"] == "float16"
+    assert (half / "autoencoder.safetensors").stat().st_size < 0.55 * (path / "autoencoder.safetensors").stat().st_size
+    assert all(v.dtype in (torch.float32, torch.bool) for v in loaded16.autoencoder.state_dict().values())
+    c = loaded16.predict(sub, n_samples=500, seed=2)
+    np.testing.assert_allclose(c["mean"], a["mean"], rtol=0.01, atol=0.02)
+    assert not np.array_equal(c["mean"], a["mean"])
+    with pytest.raises(ValueError, match="weights_dtype"):
+        bundle.save(tmp_path / "model8", weights_dtype="int8")
     meta = loaded.metadata
     assert meta["grid"]["mask_sha256"] == standard_grid().mask_hash()
     assert meta["force_constants"]["names"] == ["1XX", "1XY", "1ZZ", "2XX", "2YY"]

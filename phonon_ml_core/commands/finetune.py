@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue an interrupted run (checkpoint in OUTPUT.checkpoints)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    p.add_argument("--weights-dtype", choices=("float32", "float16"), default="float32",
+                   help="storage precision of the bundle's weights (float16: half the size; default float32)")
     return p
 
 
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     adapted = finetune_bundle(bundle, measured, steps=args.steps, lr=args.lr, seed=args.seed, workdir=work,
                               resume=args.resume, progress=not args.no_progress, trainable=args.layers,
                               sources=[str(Path(p).resolve()) for p in args.input])
-    adapted.save(out, overwrite=args.overwrite)
+    adapted.save(out, overwrite=args.overwrite, weights_dtype=args.weights_dtype)
     shutil.rmtree(work, ignore_errors=True)
     a = adapted.metadata["adaptation"][-1]
     print(f"simulator-consistency loss (mean NMSE) {a['loss_first']:.4f} → {a['loss_last']:.4f} on "

@@ -70,6 +70,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints of an interrupted run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
+    p.add_argument("--weights-dtype", choices=("float32", "float16"), default="float32",
+                   help="storage precision of the bundle's weights (float16: half the size; default float32)")
     return p
 
 
@@ -149,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     bundle = bundle_from_training(result, simulated.grid, data=data,
                                   sampling_ranges=ranges if isinstance(ranges, dict) else None,
                                   instrument=simulated.instrument or "ARCS", quantity=simulated.quantity)
-    bundle.save(out, overwrite=args.overwrite,
+    bundle.save(out, overwrite=args.overwrite, weights_dtype=args.weights_dtype,
                 extra_files={"training_log.jsonl": ckdir / "training_log.jsonl", "loss_curve.png": ckdir / "loss_curve.png"})
     shutil.rmtree(ckdir, ignore_errors=True)
     m = result.metrics.get("validation") or result.metrics.get("train", {})
