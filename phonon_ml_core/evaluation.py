@@ -574,10 +574,9 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
         save_models: write each trained bundle to ``output_dir/models/<family>-<latent>-<strategy>``.
     """
     from .bundle import bundle_from_training
-    from .readers import read_spectrum
-
     from .grid import standard_grid
     from .prediction import onto_bundle_grid
+    from .readers import read_spectrum
 
     t_start = time.perf_counter()
     b = get_budget(budget) if isinstance(budget, str) else budget
@@ -624,18 +623,21 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
 
     # simulated set and its held-out test split; the measured spectra are checked against its grid first
     # (before minutes of simulation when the set is generated on the standard grid)
+    simulated = sim_path = None
+    if data is not None:   # reading a given set is cheap: check against it
+        simulated, sim_path = load_or_generate_simulated(out, b, data, seed, progress)
     if measured is not None:
-        if data is None:
+        if simulated is None:   # a set to be generated is χ'' on the standard grid
             target_grid, target_quantity = standard_grid(), "chi''"
         else:
-            head = Spectrum.from_hdf5(data)
-            target_grid, target_quantity = head.grid, head.quantity
+            target_grid, target_quantity = simulated.grid, simulated.quantity
         if measured.quantity != target_quantity:
             raise ValueError(f"the measured spectra are {measured.quantity!r}, the simulated set {target_quantity!r}: "
                              "preprocess them (`phonon-ml preprocess`) to χ''")
         singles = [onto_bundle_grid(one, target_grid) for one in singles]
         measured = Spectrum.stack(singles)
-    simulated, sim_path = load_or_generate_simulated(out, b, data, seed, progress)
+    if simulated is None:
+        simulated, sim_path = load_or_generate_simulated(out, b, data, seed, progress)
     perm = np.random.default_rng(seed + 12345).permutation(simulated.n_spectra)
     n_test = max(1, int(round(b.test_fraction * simulated.n_spectra)))
     test = subset(simulated, np.sort(perm[:n_test]))
