@@ -220,8 +220,13 @@ class Bundle:
             def stored(module: torch.nn.Module) -> dict[str, torch.Tensor]:
                 """Trained parameters in the storage precision; buffers (mask, background basis) exact."""
                 params = {k for k, _ in module.named_parameters()}
-                return {k: (v.detach().to(store) if k in params else v.detach()).contiguous()
-                        for k, v in module.state_dict().items()}
+                out = {k: (v.detach().to(store) if k in params else v.detach()).contiguous()
+                       for k, v in module.state_dict().items()}
+                bad = [k for k in params if not torch.isfinite(out[k]).all()]
+                if bad:
+                    raise ValueError(f"weights {', '.join(bad)} do not fit in {weights_dtype} (|w| too large or "
+                                     "non-finite): save with weights_dtype='float32'")
+                return out
 
             ae_state = stored(self.autoencoder)
             save_file(ae_state, tmp / WEIGHT_FILES[0], metadata={"format": BUNDLE_FORMAT})
@@ -256,7 +261,7 @@ class Bundle:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self.metadata = meta
+        self.metadata = {k: v for k, v in meta.items() if k != "weights_dtype"}   # in memory: float32
         return target
 
 

@@ -78,16 +78,13 @@ def run_workflow(inputs: Sequence[Path], out_dir: Path, truth: np.ndarray | None
     """
     from .fitting import fit_spectrum
     from .plotting import plot_spectrum
-    from .prediction import predict_spectra, resolve_bundle, shipped_bundle_path
+    from .prediction import predict_spectra, resolve_bundle
     from .preprocess import preprocess_with_report
     from .readers import read_spectrum
 
     bundle = None
     if predict:
-        if shipped_bundle_path() is None:
-            raise FileNotFoundError("no shipped model bundle found (models/al_arcs_ei50_fcvae in a source checkout, "
-                                    "or share/phonon-ml/models under the Python prefix): reinstall phonon-ml from "
-                                    "its repository (pip install .), or pass --no-predict to run the fits only")
+        _require_bundle()
         bundle = resolve_bundle(None)
     records = []
     for path in inputs:
@@ -118,6 +115,15 @@ def run_workflow(inputs: Sequence[Path], out_dir: Path, truth: np.ndarray | None
                     plot_spectrum(ready, out_dir / f"{name}_fit.png", title="preprocessed", compare=r.simulated)
             records.append(rec)
     return records
+
+
+def _require_bundle() -> None:
+    from .prediction import bundle_search_paths, shipped_bundle_path
+
+    if shipped_bundle_path() is None:
+        raise FileNotFoundError("no shipped model bundle found (looked in " + ", ".join(
+            str(p) for p in bundle_search_paths()) + "): reinstall phonon-ml from its repository (pip install .), "
+            "or pass --no-predict to run the fits only")
 
 
 def plot_constants(records: list[DemoRecord], truth: np.ndarray | None, path: Path) -> None:
@@ -182,6 +188,8 @@ def run_demo(out_dir: str | Path, inputs: Sequence[str | Path] | None = None, no
         raise ValueError(f"--temperature must be positive (K), got {temperature}")
     if int(n_samples) < 1:
         raise ValueError(f"the number of latent samples must be at least 1, got {n_samples}")
+    if predict:
+        _require_bundle()   # before minutes of simulation
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -8,8 +8,9 @@
    stages through the pipeline's checkpoints: the completed ``pretrain`` / ``finetune`` checkpoints in
    one work folder are resumed (bit-identical to retraining), only the regressor checkpoint is removed
    between strategies.
-3. The fit benchmark: a gradient fit with a free linewidth and residual background slope
-   (``fit_spectrum(method="gradient", fit_linewidth=True, fit_background=True)``, the CLI defaults).
+3. The fit benchmarks: one fit per method of ``fit_methods`` (gradient; Nelder–Mead, the study's) with a
+   free linewidth and residual background slope (``fit_spectrum(method=..., fit_linewidth=True,
+   fit_background=True)``, the CLI defaults).
 4. Tables: NMSE per model on the measured spectra against the fit (Table 1), R² per constant on the
    simulated test set; figures: |Q|-averaged intensity vs T (Fig. 2), constants vs T with error bars and
    the monotonicity of 1XX (Fig. 3), latent analysis of the FCVAE (Fig. 4, S2–S5; :mod:`.latent`).
@@ -107,7 +108,11 @@ def get_budget(name: str, **overrides: Any) -> EvaluationBudget:
     if name not in BUDGETS:
         raise ValueError(f"unknown budget {name!r}: choose one of {', '.join(BUDGETS)}")
     kw = {k: v for k, v in overrides.items() if v is not None}
-    b = replace(BUDGETS[name], **kw)
+    return check_budget(replace(BUDGETS[name], **kw))
+
+
+def check_budget(b: EvaluationBudget) -> EvaluationBudget:
+    """``b`` validated (ValueError naming the field and the fix), latent sizes normalised."""
     for f in b.families:
         if f not in FAMILIES:
             raise ValueError(f"unknown model family {f!r}: choose from {', '.join(FAMILIES)}")
@@ -247,8 +252,9 @@ def _nuisance_ranges(simulated: Spectrum) -> dict[str, list[float]]:
     t = simulated.temperatures()
     t = t[np.isfinite(t)]
     g = simulated.linewidths() if simulated.linewidth is not None else np.zeros(1)
-    return {"temperature_range": [float(t.min()), float(t.max())] if t.size else [float("nan")] * 2,
-            "linewidth_range": [float(np.min(g)), float(np.max(g))]}
+    g = g[np.isfinite(g)]
+    return {"temperature_range": [float(t.min()), float(t.max())] if t.size else None,
+            "linewidth_range": [float(g.min()), float(g.max())] if g.size else None}
 
 
 def load_or_generate_simulated(output_dir: Path, budget: EvaluationBudget, data: str | os.PathLike | None,
@@ -579,7 +585,7 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
     from .readers import read_spectrum
 
     t_start = time.perf_counter()
-    b = get_budget(budget) if isinstance(budget, str) else budget
+    b = get_budget(budget) if isinstance(budget, str) else check_budget(budget)
     if not (np.isfinite(latent_threshold) and latent_threshold >= 0):
         raise ValueError(f"the latent activity threshold must be ≥ 0 (nats), got {latent_threshold}")
     if data is not None and not Path(data).exists():
@@ -634,7 +640,14 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
         if measured.quantity != target_quantity:
             raise ValueError(f"the measured spectra are {measured.quantity!r}, the simulated set {target_quantity!r}: "
                              "preprocess them (`phonon-ml preprocess`) to χ''")
-        singles = [onto_bundle_grid(one, target_grid) for one in singles]
+        on_grid = []
+        for name, one in zip(names, singles):
+            try:
+                on_grid.append(onto_bundle_grid(one, target_grid))
+            except ValueError as exc:
+                raise ValueError(f"measured spectrum {name}: {str(exc).replace('the model', 'the simulated set')}"
+                                 ) from None
+        singles = on_grid
         measured = Spectrum.stack(singles)
     if simulated is None:
         simulated, sim_path = load_or_generate_simulated(out, b, data, seed, progress)
@@ -803,6 +816,10 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
     return summary
 
 
+def _range_text(r: list[float] | None, unit: str) -> str:
+    return "unknown" if not r or any(v is None for v in r) else f"{r[0]:.3g}–{r[1]:.3g}{unit}"
+
+
 def render_report(summary: dict[str, Any], nmse_header: list[str], nmse_rows: list[list[Any]],
                   r2_header: list[str], r2_rows: list[list[Any]], best: ModelRecord | None) -> str:
     """The self-contained HTML report (tables inline, figures by relative links)."""
@@ -813,8 +830,8 @@ def render_report(summary: dict[str, Any], nmse_header: list[str], nmse_rows: li
              "<h1>phonon-ml evaluation: the study's comparison</h1>",
              f"<p>Budget <b>{e(b['name'])}</b>: {summary['simulated']['n']} simulated spectra "
              f"({summary['simulated']['n_train']} for training, {summary['simulated']['n_test']} held out; "
-             f"T {summary['simulated']['temperature_range'][0]:g}–{summary['simulated']['temperature_range'][1]:g} K, "
-             f"γ {summary['simulated']['linewidth_range'][0]:.3g}–{summary['simulated']['linewidth_range'][1]:.3g}), "
+             f"T {_range_text(summary['simulated']['temperature_range'], ' K')}, "
+             f"γ {_range_text(summary['simulated']['linewidth_range'], '')}), "
              f"families {e(', '.join(b['families']))}, latent sizes "
              f"{e(', '.join(str(d) for d in b['latent_dims']))}, strategies {e(', '.join(summary['strategies']))}; "
              f"epochs pretrain/finetune/extended/regressor {b['pretrain_epochs']}/{b['finetune_epochs']}/"
@@ -837,7 +854,7 @@ def render_report(summary: dict[str, Any], nmse_header: list[str], nmse_rows: li
                      "autoencoder's own reconstruction of the measured spectrum. The best model is highlighted. "
                      "Fine-tuned and extended models have seen these spectra (without labels), as in the study. "
                      "<i>train_seconds</i> counts shared stages once (pretraining in the first strategy of a "
-                     "family × latent size, fine-tuning in the second); for the fit it is the total fit time. "
+                     "family × latent size, fine-tuning in the second); for a fit row, that method's total fit time. "
                      "<a href='table1_nmse.csv'>CSV</a></p>")
         parts.append(_table_html(nmse_header, nmse_rows, hi))
     else:

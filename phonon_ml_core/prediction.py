@@ -19,17 +19,24 @@ from .spectrum import Spectrum
 SHIPPED_BUNDLE_NAME = "al_arcs_ei50_fcvae"
 
 
-def shipped_bundle_path() -> Path | None:
-    """Path of the shipped pretrained bundle, or None when none is installed: models/ of a source checkout
-    (editable install) or share/phonon-ml/models under the Python prefix (``pip install .``, setup.py)."""
+def bundle_search_paths(name: str = SHIPPED_BUNDLE_NAME) -> list[Path]:
+    """Where shipped bundles are looked for: models/ of a source checkout (editable install), then
+    share/phonon-ml/models under the install's data directory (``pip install .``, setup.py ``data_files``:
+    the environment's prefix, the user base for ``--user``, Debian's /usr/local)."""
+    import site
     import sys
+    import sysconfig
 
     here = Path(__file__).resolve().parent
-    for cand in (here.parent / "models" / SHIPPED_BUNDLE_NAME, here / "models" / SHIPPED_BUNDLE_NAME,
-                 Path(sys.prefix) / "share" / "phonon-ml" / "models" / SHIPPED_BUNDLE_NAME):
-        if cand.exists():
-            return cand
-    return None
+    roots = [sysconfig.get_path("data"), sys.prefix, getattr(site, "USER_BASE", None), "/usr/local"]
+    out = [here.parent / "models" / name, here / "models" / name]
+    out += [Path(r) / "share" / "phonon-ml" / "models" / name for r in dict.fromkeys(r for r in roots if r)]
+    return out
+
+
+def shipped_bundle_path() -> Path | None:
+    """Path of the shipped pretrained bundle, or None when none is installed (:func:`bundle_search_paths`)."""
+    return next((p for p in bundle_search_paths() if (p / "metadata.json").is_file()), None)
 
 
 def resolve_bundle(path: str | os.PathLike | None):
@@ -39,8 +46,10 @@ def resolve_bundle(path: str | os.PathLike | None):
     if path is None:
         path = shipped_bundle_path()
         if path is None:
-            raise FileNotFoundError("no --model given and no bundle is shipped in models/: train one with "
-                                    "`phonon-ml train` and pass --model BUNDLE")
+            raise FileNotFoundError("no --model given and no shipped bundle found (looked in "
+                                    + ", ".join(str(p) for p in bundle_search_paths()) + "): reinstall phonon-ml "
+                                    "from its repository (pip install .), or train one with `phonon-ml train` "
+                                    "and pass --model BUNDLE")
     return load_bundle(path)
 
 

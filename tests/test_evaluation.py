@@ -181,6 +181,8 @@ def test_evaluation_checks_inputs_before_simulating(tmp_path) -> None:
     assert not list((tmp_path / "out").glob("simulated_*"))
     with pytest.raises(ValueError, match="threshold"):
         run_evaluation(tmp_path / "out", measured_files=[], budget=budget, latent_threshold=-1, progress=False)
+    with pytest.raises(ValueError, match="fit methods"):   # a budget object is checked as well
+        run_evaluation(tmp_path / "out", measured_files=[], budget=EvaluationBudget(fit_methods=()), progress=False)
     for kw, message in [({"n_samples": 0}, "--samples"), ({"regressor_epochs": 0}, "at least 1 epoch"),
                         ({"fit_methods": ("lbfgs",)}, "fit methods"), ({"finetune_epochs": -1}, "≥ 0")]:
         with pytest.raises(ValueError, match=message):

@@ -136,6 +136,14 @@ def test_bundle_round_trip_and_refusals(trained, tiny_set: Spectrum, tmp_path: P
     assert not np.array_equal(c["mean"], a["mean"])
     with pytest.raises(ValueError, match="weights_dtype"):
         bundle.save(tmp_path / "model8", weights_dtype="int8")
+    assert "weights_dtype" not in bundle.metadata      # the in-memory weights stay float32
+    import copy
+    big = copy.deepcopy(bundle)
+    with torch.no_grad():
+        next(big.regressor.parameters()).view(-1)[0] = 1e6   # beyond float16's 65504
+    with pytest.raises(ValueError, match="do not fit in float16"):
+        big.save(tmp_path / "model_big", weights_dtype="float16")
+    assert not (tmp_path / "model_big").exists()
     meta = loaded.metadata
     assert meta["grid"]["mask_sha256"] == standard_grid().mask_hash()
     assert meta["force_constants"]["names"] == ["1XX", "1XY", "1ZZ", "2XX", "2YY"]

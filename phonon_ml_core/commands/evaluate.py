@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "evaluate", help="reproduce the study's comparison: models vs fit on measured spectra → report.html",
         description="Simulate (or load) a labelled training set, train every family × latent size × strategy "
                     "(sim-only, fine-tuned on the measured spectra, extended), fit every measured spectrum "
-                    "(gradient, free linewidth) as the benchmark, and write report.html with CSV tables and PNG "
+                    "(gradient and/or Nelder–Mead, γ and background slope free) as the benchmark, and write report.html with CSV tables and PNG "
                     "figures: NMSE per model on the measured spectra (Table 1), R² on a simulated test set, "
                     "intensity and force constants vs T (Fig. 2, 3) and the latent analysis of the FCVAE "
                     "(Fig. 4, S2–S5). See docs/evaluation.md.")
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         r2 = " ".join(f"{k} {v:.2f}" if v is not None else f"{k} –" for k, v in m["r2"].items())
         print(f"{m['name']:>30s}: measured mean NMSE {'–' if mean is None else f'{mean:.4f}'}; test R² {r2}")
     for method, mean in summary["fit_mean_nmse_by_method"].items():
-        print(f"{f'fit ({method}, γ + background)':>30s}: measured mean NMSE {mean:.4f}")
+        print(f"{f'fit ({method}, γ + background)':>30s}: measured mean NMSE {'–' if mean is None else f'{mean:.4f}'}")
     for n in summary["notes"]:
         print(f"note: {n}")
     print(f"wrote {out / 'report.html'} ({summary['seconds']['total']:.0f} s)")
