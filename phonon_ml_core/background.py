@@ -132,7 +132,7 @@ def smooth_background_basis(mask: np.ndarray, degree: int = 3) -> np.ndarray:
 
     The coordinates are the row and column indices scaled to [−1/2, 1/2]; on a uniform grid these span the
     same polynomials as energy transfer and |Q| themselves. Removing this subspace from a spectrum
-    (:func:`remove_smooth_background`) makes it blind to any smooth additive background of that degree
+    (:meth:`phonon_ml_core.models.SpectrumAutoencoder.model_space`) makes it blind to any smooth additive background of that degree
     (multiple scattering, sample environment, a residual slope): the input representation of the models
     (docs/training.md).
     """
@@ -152,19 +152,3 @@ def smooth_background_basis(mask: np.ndarray, degree: int = 3) -> np.ndarray:
     basis, _ = np.linalg.qr(a)
     return basis
 
-
-def remove_smooth_background(x: np.ndarray, mask: np.ndarray, degree: int = 3) -> np.ndarray:
-    """``x`` (..., n_E, n_Q) with its least-squares polynomial background of ``degree`` removed on the
-    valid pixels and then mean-normalised (conventions §3); NaN outside the mask. Non-finite valid pixels
-    are treated as the mean."""
-    from .normalization import mean_normalize
-
-    mask = np.asarray(mask, dtype=bool)
-    b = smooth_background_basis(mask, degree)
-    x = np.asarray(x, dtype=float)
-    v = x[..., mask]
-    v = np.where(np.isfinite(v), v, np.nanmean(v, axis=-1, keepdims=True))
-    v = v - (v @ b) @ b.T
-    out = np.full(x.shape, np.nan)
-    out[..., mask] = v
-    return mean_normalize(out, mask)

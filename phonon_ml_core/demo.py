@@ -82,10 +82,7 @@ def run_workflow(inputs: Sequence[Path], out_dir: Path, truth: np.ndarray | None
     from .preprocess import preprocess_with_report
     from .readers import read_spectrum
 
-    bundle = None
-    if predict:
-        _require_bundle()
-        bundle = resolve_bundle(None)
+    bundle = resolve_bundle(None) if predict else None
     records = []
     for path in inputs:
         raw = read_spectrum(path)

@@ -23,6 +23,16 @@ def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
     return p
 
 
+def check_bundle_output(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Validate a model-bundle output folder before any training: no clobbering, parent exists."""
+    out = Path(path)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists: choose another output path or pass --overwrite")
+    if not (out.parent if str(out.parent) else Path(".")).is_dir():
+        raise FileNotFoundError(f"the output folder {out.parent} does not exist: create it first")
+    return out
+
+
 def check_output_dir(path: str | os.PathLike) -> Path:
     """Validate an output folder before any work: not a file, and its parent exists."""
     out = Path(path)

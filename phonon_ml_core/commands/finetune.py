@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..fileio import check_bundle_output
 from ..prediction import read_inputs_on_grid, resolve_bundle
 from ..spectrum import Spectrum
 
@@ -35,11 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..adaptation import finetune_bundle
 
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} already exists: choose another --output or pass --overwrite")
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise FileNotFoundError(f"the output folder {out.parent} does not exist: create it first")
+    out = check_bundle_output(args.output, args.overwrite)
     bundle = resolve_bundle(args.model)
     spectra, _ = read_inputs_on_grid(args.input, bundle.grid, args.temperature)
     measured = Spectrum.stack(spectra)

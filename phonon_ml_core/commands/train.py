@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+from ..fileio import check_bundle_output
 from ..models import DEFAULT_FAMILY, DEFAULT_KL_WEIGHT, DEFAULT_LATENT_DIM, FAMILIES, check_latent_dim
 from ..spectrum import Spectrum
 from ..training import DEFAULT_BACKGROUND_DEGREE
@@ -100,11 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from ..bundle import bundle_from_training
     from ..training import PipelineConfig, StageConfig, study_stage_config, train_pipeline
 
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} already exists: choose another output path or pass --overwrite")
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise FileNotFoundError(f"the output folder {out.parent} does not exist: create it first")
+    out = check_bundle_output(args.output, args.overwrite)
     check_latent_dim(args.latent_dim)
     simulated = Spectrum.from_hdf5(args.data)
     if simulated.force_constants is None:
