@@ -5,6 +5,7 @@ import argparse
 from pathlib import Path
 
 from ..fileio import check_bundle_output
+from . import add_bundle_output_options
 from ..prediction import read_inputs_on_grid, resolve_bundle
 from ..spectrum import Spectrum
 
@@ -25,9 +26,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run (checkpoint in OUTPUT.checkpoints)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
-    p.add_argument("--weights-dtype", choices=("float32", "float16"), default="float32",
-                   help="storage precision of the bundle's weights (float16: half the size; default float32)")
+    add_bundle_output_options(p)
     return p
 
 

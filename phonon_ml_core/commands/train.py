@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from ..fileio import check_bundle_output
+from . import add_bundle_output_options
 from ..models import DEFAULT_FAMILY, DEFAULT_KL_WEIGHT, DEFAULT_LATENT_DIM, FAMILIES, check_latent_dim
 from ..spectrum import Spectrum
 from ..training import DEFAULT_BACKGROUND_DEGREE
@@ -70,9 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="checkpoint folder (default OUTPUT.checkpoints; removed after success)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints of an interrupted run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle")
-    p.add_argument("--weights-dtype", choices=("float32", "float16"), default="float32",
-                   help="storage precision of the bundle's weights (float16: half the size; default float32)")
+    add_bundle_output_options(p)
     return p
 
 
