@@ -24,11 +24,13 @@ from .spectrum import Spectrum
 
 def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: float = 3e-4, batch: int = 32,
                     seed: int = 0, workdir: str | Path | None = None, resume: bool = False, progress: bool = True,
-                    settings: Any = None, sources: list[str] | None = None, trainable: str = "last") -> Bundle:
+                    settings: Any = None, sources: list[str] | None = None, trainable: str = "last",
+                    background: bool = True) -> Bundle:
     """A copy of ``bundle`` whose regressor is fine-tuned on ``measured`` (a set on the bundle grid, with
     temperatures) for ``steps`` Adam steps at ``lr``; ``trainable``: "last" (the output layer only, default)
     or "all" layers; ``settings`` are the simulator settings (default: the ones of the bundle's training
-    data). ``workdir`` holds a checkpoint for ``resume``."""
+    data); ``background``: compare with a profiled residual background slope, as the fits do.
+    ``workdir`` holds a checkpoint for ``resume``."""
     from .consistency import consistency_loss, consistency_simulator, consistency_stage, temperature_window_source
     from .fitting import get_simulator
     from .training import fit, spectra_tensor
@@ -63,11 +65,11 @@ def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: fl
         Path(workdir).mkdir(parents=True, exist_ok=True)
         ck = Path(workdir) / "physics-finetune.pt"
     t0 = time.perf_counter()
-    res = fit(reg, consistency_loss(sim, bundle.target_mean, bundle.target_std),
+    res = fit(reg, consistency_loss(sim, bundle.target_mean, bundle.target_std, bool(background)),
               temperature_window_source(mu, x, temps[keep], int(batch), seed), None, cfg, lr,
               stage="physics-finetune", seed=seed, checkpoint=ck, resume=resume,
               signature={"bundle": bundle.metadata.get("weights_sha256"), "n": int(x.shape[0]), "layers": trainable,
-                         "temperatures": [float(t) for t in temps[keep]],
+                         "background": bool(background), "temperatures": [float(t) for t in temps[keep]],
                          "data_checksum": float(torch.nan_to_num(x).double().sum())}, progress=progress)
     reg.eval()
     for p in reg.parameters():
@@ -75,7 +77,7 @@ def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: fl
     meta = copy.deepcopy(bundle.metadata)
     meta.setdefault("adaptation", []).append({
         "method": "simulator-consistency fine-tuning of the regressor (autoencoder frozen)",
-        "steps": int(steps), "lr": float(lr), "layers": trainable, "seed": int(seed), "n_spectra": int(x.shape[0]),
+        "steps": int(steps), "lr": float(lr), "layers": trainable, "background_slope_profiled": bool(background), "seed": int(seed), "n_spectra": int(x.shape[0]),
         "temperatures_K": temps[keep].tolist(), "sources": list(sources or []),
         "loss_first": res.history[0]["train_loss"], "loss_last": res.history[-1]["train_loss"],
         "seconds": time.perf_counter() - t0})

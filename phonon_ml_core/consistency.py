@@ -20,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .residual_background import best_slope, centred_energy, default_slope_bounds, with_slope
 from .simulator import PowderSimulator
 
 LINEWIDTH_MAX = 0.2  # upper clamp of a predicted γ in the physics loss (the data sets use 0–0.06)
@@ -34,9 +35,11 @@ def outputs_to_physical(out: torch.Tensor, target_mean: np.ndarray, target_std: 
 
 
 def consistency_nmse(sim: PowderSimulator, x: torch.Tensor, temperature: torch.Tensor, fc: torch.Tensor,
-                     gamma: torch.Tensor | None) -> torch.Tensor:
+                     gamma: torch.Tensor | None, background: bool = False) -> torch.Tensor:
     """Per-spectrum NMSE (B,) between mean-normalised spectra ``x`` and the simulation at ``fc`` (N/m),
-    ``temperature`` (K) and ``gamma``; NaN for dynamically unstable constants."""
+    ``temperature`` (K) and ``gamma``; NaN for dynamically unstable constants. With ``background`` the
+    simulation gets the best residual background slope of each spectrum (:mod:`.residual_background`, as
+    the fits' ``fit_background``); the slope is profiled without gradient (envelope theorem)."""
     y = sim(fc.to(sim.dtype), temperature.to(sim.dtype), linewidth=None if gamma is None else gamma.to(sim.dtype),
             allow_unstable=True).to(x.dtype)
     m = torch.as_tensor(np.array(sim.grid.mask, dtype=bool))
@@ -44,11 +47,18 @@ def consistency_nmse(sim: PowderSimulator, x: torch.Tensor, temperature: torch.T
     finite = torch.isfinite(xv)
     xv = torch.where(finite, xv, torch.zeros_like(xv))
     yv = torch.where(finite, yv, torch.zeros_like(yv))
+    if background:
+        e, _ = centred_energy(sim.grid, x.dtype)
+        stable = torch.isfinite(yv).all(-1, keepdim=True)
+        b = best_slope(xv, yv, e, default_slope_bounds(e))
+        yv = torch.where(stable, with_slope(torch.where(stable, yv, torch.zeros_like(yv)), b, e), yv)
     return ((xv - yv) ** 2).sum(-1) / (xv ** 2).sum(-1).clamp_min(1e-12)
 
 
-def consistency_loss(sim: PowderSimulator, target_mean: np.ndarray, target_std: np.ndarray) -> Callable:
-    """Loss for :func:`phonon_ml_core.training.fit` on batches (mu, x, T): mean NMSE over stable predictions."""
+def consistency_loss(sim: PowderSimulator, target_mean: np.ndarray, target_std: np.ndarray,
+                     background: bool = False) -> Callable:
+    """Loss for :func:`phonon_ml_core.training.fit` on batches (mu, x, T): mean NMSE over stable predictions
+    (with a profiled residual background slope when ``background``)."""
     def fn(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], gen: torch.Generator | None):
         mu, x, temps = batch
         fc, gamma = outputs_to_physical(model(mu), target_mean, target_std)
@@ -56,7 +66,7 @@ def consistency_loss(sim: PowderSimulator, target_mean: np.ndarray, target_std: 
             ok = torch.isfinite(consistency_nmse(sim, x, temps, fc, gamma))
         if not ok.any():  # every prediction unstable: no gradient, report the penalty
             return {"loss": 0.0 * fc.sum() + 1.0, "unstable": mu.new_tensor(1.0)}
-        per = consistency_nmse(sim, x[ok], temps[ok], fc[ok], None if gamma is None else gamma[ok])
+        per = consistency_nmse(sim, x[ok], temps[ok], fc[ok], None if gamma is None else gamma[ok], background)
         return {"loss": per.mean(), "unstable": 1.0 - ok.float().mean()}
     return fn
 

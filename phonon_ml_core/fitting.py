@@ -31,6 +31,7 @@ import torch
 from .constants import AL_REFERENCE_FC, FORCE_CONSTANT_NAMES
 from .fileio import atomic_path, check_output_path
 from .normalization import is_mean_normalized
+from .residual_background import SLOPE_LIMIT, best_slope, centred_energy, default_slope_bounds, with_slope
 from .simulator.powder import PowderSimulator, SimulationSettings
 from .spectrum import Spectrum
 
@@ -44,7 +45,7 @@ LINEWIDTH_START = 0.03
 LINEWIDTH_BOUNDS = (1.0e-3, 0.3)
 #: Default bound on |b1| (background slope, simulated-span units per meV) times the energy range of the valid pixels:
 #: the background may change by up to two spans of the simulated spectrum across the energy range.
-BACKGROUND_SLOPE_LIMIT = 2.0
+BACKGROUND_SLOPE_LIMIT = SLOPE_LIMIT
 
 
 # ---------------------------------------------------------------------------------------------- results
@@ -234,13 +235,9 @@ class _Problem:
         self.fit_background = bool(fit_background)
         self.energy_mean = None
         if self.fit_background:
-            e = np.broadcast_to(np.asarray(spectrum.grid.energy, float)[:, None], spectrum.grid.shape)[self.mask_np]
-            self.energy_mean = float(e.mean())
-            self.e = torch.as_tensor(e - self.energy_mean, dtype=sim.dtype)
-            if background_bounds is None:
-                lim = BACKGROUND_SLOPE_LIMIT / max(float(np.ptp(e)), 1e-12)
-                background_bounds = (-lim, lim)
-            self.b_bounds = (float(background_bounds[0]), float(background_bounds[1]))
+            self.e, self.energy_mean = centred_energy(spectrum.grid, sim.dtype)
+            self.b_bounds = (default_slope_bounds(self.e, BACKGROUND_SLOPE_LIMIT) if background_bounds is None
+                             else (float(background_bounds[0]), float(background_bounds[1])))
             if not self.b_bounds[1] > self.b_bounds[0]:
                 raise ValueError(f"background_bounds must be (low, high) with low < high, got {background_bounds}")
 
@@ -268,43 +265,12 @@ class _Problem:
 
     def model(self, y: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """normalise(y + b·(E − Ē)) over the valid pixels: y (..., n_pix), b (...) → (..., n_pix)."""
-        z = y + b[..., None] * self.e
-        span = (z.amax(-1, keepdim=True) - z.amin(-1, keepdim=True)).clamp_min(torch.finfo(z.dtype).tiny)
-        return (z - z.mean(-1, keepdim=True)) / span
+        return with_slope(y, b, self.e)
 
-    def best_background(self, y: torch.Tensor, points: int = 41, rounds: int = 6) -> torch.Tensor:
-        """The slope b1 (B,) in the background bounds that minimises Σ (x − normalise(y + b1·(E − Ē)))².
-
-        Variable projection: the NMSE is minimised exactly over b1 for the given simulated pixels y (B, n_pix) by
-        a nested grid search (``points`` values, then ±2 grid steps around the best, ``rounds`` times; final
-        resolution ≈ 10⁻⁶ of the bound width). The objective is not smooth in b1 (the span max − min), so no
-        Newton step. No simulator calls; no gradient (envelope theorem: ∂NMSE/∂θ at fixed b1* is the gradient of
-        the profiled NMSE).
-        """
-        lo, hi = self.b_bounds
-        with torch.no_grad():
-            y = y.detach()
-            y = torch.where(torch.isfinite(y), y, torch.zeros_like(y))
-            n = y.shape[0]
-            # the NMSE numerator from moments: with c = y − ȳ + b·e (e has zero mean) and s = span(y + b·e),
-            # Σ (x − c/s)² = Σx² − 2 (Σxc)/s + (Σc²)/s²; only the span needs the pixels for each trial b
-            yc = y - y.mean(1, keepdim=True)
-            sxy, syy, sye = (self.x * yc).sum(1, keepdim=True), (yc * yc).sum(1, keepdim=True), \
-                (yc * self.e).sum(1, keepdim=True)
-            sxe, see = float((self.x * self.e).sum()), float((self.e * self.e).sum())
-            centre = torch.full((n,), 0.5 * (lo + hi), dtype=y.dtype)
-            half = 0.5 * (hi - lo)
-            grid = torch.linspace(-1.0, 1.0, points, dtype=y.dtype)
-            rows = torch.arange(n)
-            for _ in range(rounds):
-                bs = (centre[:, None] + half * grid).clamp(lo, hi)  # (B, K)
-                z = y[:, None, :] + bs[..., None] * self.e
-                span = (z.amax(-1) - z.amin(-1)).clamp_min(torch.finfo(y.dtype).tiny)
-                f = -2 * (sxy + bs * sxe) / span + (syy + 2 * bs * sye + bs * bs * see) / span ** 2
-                f = torch.where(torch.isfinite(f), f, torch.full_like(f, math.inf))
-                centre = bs[rows, f.argmin(1)]
-                half = half * 4.0 / (points - 1)
-        return centre
+    def best_background(self, y: torch.Tensor) -> torch.Tensor:
+        """The slope b1 (B,) in the background bounds that minimises the NMSE of each row of ``y`` (B, n_pix)
+        (:func:`phonon_ml_core.residual_background.best_slope`: exact profiling, no simulator call)."""
+        return best_slope(self.x, y, self.e, self.b_bounds)
 
     def residuals(self, theta: torch.Tensor, background: torch.Tensor | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -13,6 +13,7 @@ from .constants import FORCE_CONSTANT_NAMES
 from .fileio import atomic_path, check_output_path
 from .grid import Grid
 from .normalization import nmse
+from .residual_background import profiled_nmse
 from .spectrum import Spectrum
 
 #: The bundle shipped with the package (models/ in the repository).
@@ -125,7 +126,9 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
     Per spectrum: ``force_constants`` (mean over ``n_samples`` latent draws, N/m), ``std``,
     ``mean_code_prediction``, the predicted intrinsic linewidth ``linewidth`` (γ) and ``linewidth_std`` when
     the bundle predicts one (None otherwise) and, when ``simulate`` and the temperature is known,
-    ``reconstruction`` (the spectrum simulated from the constants and γ) and its ``nmse`` against the input.
+    ``reconstruction`` (the spectrum simulated from the constants and γ) and its ``nmse`` against the input,
+    plus ``nmse_background_slope`` with the best residual background slope ``background_slope`` (per meV,
+    :mod:`.residual_background`) added: the nuisance model of ``phonon-ml fit``, to compare with its NMSE.
     """
     from .simulator import SimulationSettings, simulate_spectrum
 
@@ -137,7 +140,8 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
         entry: dict[str, Any] = {"force_constants": pred["mean"], "std": pred["std"],
                                  "mean_code_prediction": pred["mean_code_prediction"], "nmse": float("nan"),
                                  "temperature": float("nan") if t is None else float(t), "reconstruction": None,
-                                 "linewidth": None, "linewidth_std": None}
+                                 "linewidth": None, "linewidth_std": None,
+                                 "nmse_background_slope": float("nan"), "background_slope": float("nan")}
         if "linewidth" in pred:
             entry["linewidth"], entry["linewidth_std"] = float(pred["linewidth"]), float(pred["linewidth_std"])
         if simulate and t is not None and np.isfinite(t):
@@ -145,6 +149,8 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
                                     settings=SimulationSettings(quantity=s.quantity, normalize=True))
             x = s if s.normalization == "mean" else s.normalized()
             entry["nmse"] = float(nmse(x.intensity, rec.intensity, bundle.grid.mask))
+            n_bg, slope, _ = profiled_nmse(x.intensity, rec.intensity, bundle.grid)
+            entry["nmse_background_slope"], entry["background_slope"] = float(n_bg), float(slope)
             entry["reconstruction"] = rec
         out.append(entry)
     return out

@@ -125,6 +125,9 @@ class PipelineConfig:
         physics_finetune_lr, physics_finetune_layers: learning rate of the ``physics-finetune`` stage and which
             regressor layers it trains: "last" (the output layer only, default: generalises to spectra left
             out of the fine-tuning) or "all".
+        physics_background: both physics stages compare with a profiled residual background slope, as the
+            fits do by default (:mod:`phonon_ml_core.residual_background`): the regressor is not pushed to
+            mimic a smooth background with the force constants.
         seed: seeds the weights, the split, the shuffling and the sampling.
     """
 
@@ -148,6 +151,7 @@ class PipelineConfig:
     physics_lr: float = 3e-5
     physics_finetune_lr: float = 3e-4
     physics_finetune_layers: str = "last"
+    physics_background: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -625,7 +629,7 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
         lr = cfg.physics_lr if name == "physics" else cfg.physics_finetune_lr
         pcfg = consistency_stage(reg, steps, cfg.physics_batch, lr,
                                  "all" if name == "physics" else cfg.physics_finetune_layers)
-        run_stage(name, reg, consistency_loss(sim, y_mean, y_std),
+        run_stage(name, reg, consistency_loss(sim, y_mean, y_std, bool(cfg.physics_background)),
                   temperature_window_source(mu_s, x_s, t_s, int(cfg.physics_batch), cfg.seed + offset), None, pcfg,
                   lr, offset)
     reg.eval()

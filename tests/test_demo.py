@@ -141,6 +141,9 @@ def test_predict_command_writes_the_result_contract(tmp_path, capsys):
     for rec in (clean, with_bg):
         assert len(rec["force_constants"]) == 5 and len(rec["std"]) == 5 and rec["temperature"] == 300.0
         assert 0 <= rec["nmse"] < 0.1 and 0 <= rec["linewidth"] < 0.1
+        assert 0 <= rec["nmse_background_slope"] <= rec["nmse"] + 1e-12     # the fits' nuisance model never hurts
+    assert with_bg["background_slope"] < 0 and abs(clean["background_slope"]) < abs(with_bg["background_slope"])
+    assert with_bg["nmse_background_slope"] < with_bg["nmse"]             # the −0.1·E/E_max term is absorbed
     np.testing.assert_allclose(with_bg["force_constants"], clean["force_constants"], rtol=1e-3, atol=1e-3)
     assert main(["predict", "--input", str(tmp_path / "clean.h5"), "--output", str(out)]) == 2   # exists
     assert "already exists" in capsys.readouterr().err

@@ -73,6 +73,8 @@ def test_report_builds(report) -> None:
     for r in rows:
         vals = [float(r[k]) for k in ("nmse_100K", "nmse_300K", "nmse_500K", "mean_nmse")]
         assert all(np.isfinite(vals)) and all(v >= 0 for v in vals)
+        if not r["model"].startswith("fit"):   # the ML rows with the fit's background slope profiled, and without
+            assert float(r["mean_nmse"]) <= float(r["mean_nmse_no_background"]) + 1e-12
     with open(out / "r2_simulated_test.csv") as f:
         r2 = list(csv.DictReader(f))
     assert len(r2) == 3 and all(np.isfinite(float(r["r2_1XX"])) for r in r2)

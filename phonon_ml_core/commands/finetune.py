@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=3e-4, help="learning rate (default 3e-4)")
     p.add_argument("--layers", choices=("last", "all"), default="last",
                    help="regressor layers to train (default: the output layer only, which generalises best)")
+    p.add_argument("--no-background", dest="background", action="store_false",
+                   help="compare without the profiled residual background slope that the fits use")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run (checkpoint in OUTPUT.checkpoints)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     measured = Spectrum.stack(spectra)
     work = out.with_name(out.name + ".checkpoints")
     adapted = finetune_bundle(bundle, measured, steps=args.steps, lr=args.lr, seed=args.seed, workdir=work,
-                              resume=args.resume, progress=not args.no_progress, trainable=args.layers,
+                              resume=args.resume, progress=not args.no_progress, trainable=args.layers, background=args.background,
                               sources=[str(Path(p).resolve()) for p in args.input])
     adapted.save(out, overwrite=args.overwrite, weights_dtype=args.weights_dtype)
     shutil.rmtree(work, ignore_errors=True)

@@ -65,6 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="learning rate of the physics stage on the --finetune spectra (default 3e-4)")
     p.add_argument("--physics-finetune-layers", choices=("last", "all"), default="last",
                    help="regressor layers trained on the --finetune spectra (default: the output layer only)")
+    p.add_argument("--no-physics-background", dest="physics_background", action="store_false",
+                   help="physics stages compare without the profiled residual background slope that the fits use")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--checkpoint-every", type=int, default=5, help="checkpoint interval in epochs (default 5)")
     p.add_argument("--checkpoint-dir", default=None,
@@ -131,7 +133,8 @@ def run(args: argparse.Namespace) -> int:
         background_degree=args.background_degree, predict_linewidth=not args.no_linewidth,
         physics_steps=args.physics_steps, physics_finetune_steps=args.physics_finetune_steps,
         physics_lr=args.physics_lr, physics_finetune_lr=args.physics_finetune_lr,
-        physics_finetune_layers=args.physics_finetune_layers, seed=args.seed)
+        physics_finetune_layers=args.physics_finetune_layers,
+        physics_background=args.physics_background, seed=args.seed)
     ckdir = Path(args.checkpoint_dir) if args.checkpoint_dir else out.with_name(out.name + ".checkpoints")
     if args.resume and not ckdir.exists():
         print(f"no checkpoints in {ckdir}: starting from scratch")
