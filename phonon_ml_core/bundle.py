@@ -143,6 +143,23 @@ class Bundle:
             raise ValueError(f"input spectra {bad} are NaN on every valid pixel")
         return x, single
 
+    @property
+    def requires_temperature(self) -> bool:
+        """True when the regressor takes the sample temperature (K) as an input."""
+        return "temperature" in getattr(self.regressor, "conditions", ())
+
+    def _temperatures(self, spectra: Any, temperature: Any, n: int) -> torch.Tensor | None:
+        """Temperatures (n,) in K for the regressor, or None when it does not use them."""
+        if not self.requires_temperature:
+            return None
+        if temperature is None and isinstance(spectra, Spectrum) and spectra.temperature is not None:
+            temperature = spectra.temperatures()
+        t = None if temperature is None else np.broadcast_to(np.asarray(temperature, float), (n,))
+        if t is None or not np.all(np.isfinite(t) & (t > 0)):
+            raise ValueError("this bundle's regressor takes the sample temperature: give every spectrum its "
+                             "temperature in K (set it when preprocessing, or pass --temperature)")
+        return torch.as_tensor(t, dtype=torch.float32)
+
     @torch.no_grad()
     def encode(self, spectra: Spectrum | np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
         """Latent posterior means and log-variances, each (N, latent) ((latent,) for one spectrum).
@@ -160,21 +177,24 @@ class Bundle:
 
     @torch.no_grad()
     def predict(self, spectra: Spectrum | np.ndarray | torch.Tensor, n_samples: int = 10000,
-                seed: int = 0) -> dict[str, np.ndarray]:
+                seed: int = 0, temperature: float | np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Force constants (N/m) with uncertainties from ``n_samples`` latent draws per spectrum.
 
         Returns {'mean_code_prediction', 'mean', 'std'}, each (N, 5) ((5,) for one spectrum), and, when the
         bundle predicts it, 'linewidth' and 'linewidth_std' (N,) (γ, mean over the draws, clamped at 0):
         the regressor at the posterior mean, and the mean and standard deviation of the regressor over
         z ~ N(mu, e^logvar) (vectorised over samples). For fcae/cnnae std is 0 and mean = mean_code_prediction.
+        ``temperature`` (K, scalar or (N,)) overrides the spectra's own; a temperature-conditioned regressor
+        (``requires_temperature``) needs one or the other.
         """
         if int(n_samples) < 1:
             raise ValueError(f"n_samples must be ≥ 1, got {n_samples}")
         x, single = self._inputs(spectra)
+        t = self._temperatures(spectra, temperature, x.shape[0])
         mu, lv = self.autoencoder.encode(x)
         scale = torch.as_tensor(self.target_std, dtype=mu.dtype)
         shift = torch.as_tensor(self.target_mean, dtype=mu.dtype)
-        mean_code = self.regressor(mu) * scale + shift
+        mean_code = self.regressor(mu, t) * scale + shift
         if lv is None:
             mean, std = mean_code, torch.zeros_like(mean_code)
         else:
@@ -182,7 +202,7 @@ class Bundle:
             means, stds = [], []
             for i in range(mu.shape[0]):  # loop over spectra; samples are one batch
                 eps = torch.randn((int(n_samples), mu.shape[1]), generator=gen, dtype=mu.dtype)
-                pred = self.regressor(mu[i] + torch.exp(0.5 * lv[i]) * eps) * scale + shift
+                pred = self.regressor(mu[i] + torch.exp(0.5 * lv[i]) * eps, None if t is None else t[i]) * scale + shift
                 means.append(pred.mean(0))
                 stds.append(pred.std(0, correction=0))
             mean, std = torch.stack(means), torch.stack(stds)

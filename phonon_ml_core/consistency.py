@@ -61,7 +61,7 @@ def consistency_loss(sim: PowderSimulator, target_mean: np.ndarray, target_std: 
     (with a profiled residual background slope when ``background``)."""
     def fn(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], gen: torch.Generator | None):
         mu, x, temps = batch
-        fc, gamma = outputs_to_physical(model(mu), target_mean, target_std)
+        fc, gamma = outputs_to_physical(model(mu, temps), target_mean, target_std)  # T used when conditioned
         with torch.no_grad():  # find the unstable predictions first: their NaN would poison the gradient
             ok = torch.isfinite(consistency_nmse(sim, x, temps, fc, gamma))
         if not ok.any():  # every prediction unstable: no gradient, report the penalty

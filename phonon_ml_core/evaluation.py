@@ -64,6 +64,7 @@ class EvaluationBudget:
             simulated and on the measured spectra (:mod:`phonon_ml_core.consistency`).
         physics_background: those stages compare with the best residual background slope added, as the fit
             benchmark does (``PipelineConfig.physics_background``).
+        regressor_temperature: regressors that also take the sample temperature (``PipelineConfig``).
         leave_one_out: also evaluate every FCVAE ``fine-tuned`` model with each measured spectrum held out of
             its fine-tuning (one retraining of the fine-tuning stages per spectrum): NMSE on unseen data.
         n_samples: latent draws per measured spectrum for the prediction mean and std.
@@ -88,6 +89,7 @@ class EvaluationBudget:
     physics_steps: int = 0
     physics_finetune_steps: int = 100
     physics_background: bool = True
+    regressor_temperature: bool = False
     leave_one_out: bool = False
     n_samples: int = 2000
     fit_methods: tuple[str, ...] = ("gradient",)
@@ -345,7 +347,8 @@ def strategy_config(family: str, latent_dim: int, budget: EvaluationBudget, stra
         extended_epochs=budget.extended_epochs if strategy == "extended" else 0,
         regressor=StageConfig(epochs=budget.regressor_epochs, batch_size=128, patience=max(budget.patience, 30)),
         physics_steps=budget.physics_steps, physics_finetune_steps=budget.physics_finetune_steps,
-        physics_background=bool(budget.physics_background), seed=seed)
+        physics_background=bool(budget.physics_background),
+        regressor_temperature=bool(budget.regressor_temperature), seed=seed)
 
 
 def leave_one_out(simulated: Spectrum, measured: Spectrum, family: str, latent_dim: int, budget: EvaluationBudget,

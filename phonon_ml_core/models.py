@@ -309,20 +309,31 @@ def autoencoder_from_config(config: dict[str, Any], mask: np.ndarray | torch.Ten
     return build_autoencoder(family, mask, **cfg)
 
 
+#: Conditions a regressor can take besides the latent code, with the (centre, scale) that standardises them.
+REGRESSOR_CONDITIONS: dict[str, tuple[float, float]] = {"temperature": (350.0, 250.0)}  # K
+
+
 class ForceConstantRegressor(nn.Module):
     """Latent code → force constants: latent → 100 → 1000 → 1000 → 100 → 5 (tanh hidden layers).
 
-    Works on standardised targets; :class:`phonon_ml_core.bundle.Bundle` converts back to N/m.
+    Works on standardised targets; :class:`phonon_ml_core.bundle.Bundle` converts back to N/m. With
+    ``conditions=("temperature",)`` the sample temperature (K, known in every experiment) is a further input,
+    standardised as (T − 350 K) / 250 K: the code then need not carry T, which the spectrum shows through the
+    Debye–Waller factor, multiphonon scattering and a(T) in ways that mimic softer or stiffer constants.
     """
 
     def __init__(self, latent_dim: int = DEFAULT_LATENT_DIM, hidden: tuple[int, ...] = REGRESSOR_HIDDEN,
-                 n_outputs: int = N_FORCE_CONSTANTS):
+                 n_outputs: int = N_FORCE_CONSTANTS, conditions: tuple[str, ...] = ()):
         super().__init__()
         self.latent_dim = check_latent_dim(latent_dim)
         self.hidden = tuple(int(h) for h in hidden)
         self.n_outputs = int(n_outputs)
+        self.conditions = tuple(str(c) for c in conditions)
+        for c in self.conditions:
+            if c not in REGRESSOR_CONDITIONS:
+                raise ValueError(f"unknown regressor condition {c!r}: choose from {', '.join(REGRESSOR_CONDITIONS)}")
         layers: list[nn.Module] = []
-        n_in = self.latent_dim
+        n_in = self.latent_dim + len(self.conditions)
         for h in self.hidden:
             layers += [nn.Linear(n_in, h), nn.Tanh()]
             n_in = h
@@ -330,16 +341,29 @@ class ForceConstantRegressor(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def config(self) -> dict[str, Any]:
-        return {"latent_dim": self.latent_dim, "hidden": list(self.hidden), "n_outputs": self.n_outputs}
+        return {"latent_dim": self.latent_dim, "hidden": list(self.hidden), "n_outputs": self.n_outputs,
+                "conditions": list(self.conditions)}
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        """Latent codes (..., latent) → standardised force constants (..., n_outputs)."""
+    def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """Latent codes (..., latent) [and the physical conditions, e.g. T in K: (...,) or (..., n_conditions),
+        broadcast against the codes] → standardised force constants (..., n_outputs)."""
         if z.shape[-1] != self.latent_dim:
             raise ValueError(f"latent codes have {z.shape[-1]} dimensions, the regressor expects {self.latent_dim}")
-        return self.net(z)
+        if not self.conditions:
+            return self.net(z)
+        if condition is None:
+            raise ValueError(f"this regressor also needs the {', '.join(self.conditions)} of each spectrum "
+                             "(set the temperature when preprocessing, or pass --temperature)")
+        c = torch.as_tensor(condition, dtype=z.dtype)
+        if len(self.conditions) == 1 and (c.dim() == 0 or c.shape[-1] != 1 or c.dim() < z.dim()):
+            c = c.reshape(*c.shape, 1)
+        centre = torch.as_tensor([REGRESSOR_CONDITIONS[k][0] for k in self.conditions], dtype=z.dtype)
+        scale = torch.as_tensor([REGRESSOR_CONDITIONS[k][1] for k in self.conditions], dtype=z.dtype)
+        c = ((c - centre) / scale).expand(*z.shape[:-1], len(self.conditions))
+        return self.net(torch.cat([z, c], -1))
 
 
 def regressor_from_config(config: dict[str, Any]) -> ForceConstantRegressor:
     """Rebuild a regressor from :meth:`ForceConstantRegressor.config` output."""
     return ForceConstantRegressor(latent_dim=config["latent_dim"], hidden=tuple(config["hidden"]),
-                                  n_outputs=config["n_outputs"])
+                                  n_outputs=config["n_outputs"], conditions=tuple(config.get("conditions", ())))

@@ -128,6 +128,8 @@ class PipelineConfig:
         physics_background: both physics stages compare with a profiled residual background slope, as the
             fits do by default (:mod:`phonon_ml_core.residual_background`): the regressor is not pushed to
             mimic a smooth background with the force constants.
+        regressor_temperature: the regressor also takes the sample temperature (K) as an input
+            (:class:`~phonon_ml_core.models.ForceConstantRegressor` ``conditions``); predictions then need it.
         seed: seeds the weights, the split, the shuffling and the sampling.
     """
 
@@ -152,6 +154,7 @@ class PipelineConfig:
     physics_finetune_lr: float = 3e-4
     physics_finetune_layers: str = "last"
     physics_background: bool = True
+    regressor_temperature: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -448,13 +451,14 @@ def simulator_source(simulated: Spectrum, n: int, seed: int, batch: int = 8) -> 
 
 
 def regressor_loss(sample: bool) -> LossFn:
-    """MSE on standardised targets; batch = (mu, logvar, y). Codes are drawn from q(z|x) when ``sample``."""
+    """MSE on standardised targets; batch = (mu, logvar, y) or (mu, logvar, T, y) for a regressor conditioned on
+    the temperature T (K). Codes are drawn from q(z|x) when ``sample``."""
     def fn(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], gen: torch.Generator | None):
-        mu, logvar, y = batch
+        mu, logvar, *cond, y = batch      # (mu, logvar, [T,] y): T (K) for a temperature-conditioned regressor
         z = mu
         if sample and gen is not None:
             z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen, dtype=mu.dtype)
-        return {"loss": torch.mean((model(z) - y) ** 2)}
+        return {"loss": torch.mean((model(z, *cond) - y) ** 2)}
     return fn
 
 
@@ -541,6 +545,9 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
     if not np.all(np.isfinite(y)):
         raise ValueError("the simulated data set has non-finite force constants")
     temps = simulated.temperatures()[keep]
+    if cfg.regressor_temperature and not np.all(np.isfinite(temps) & (temps > 0)):
+        raise ValueError("regressor_temperature needs the temperature of every simulated spectrum; the set lacks "
+                         "some (regenerate it with `phonon-ml simulate`)")
     if keep.size < simulated.n_spectra:
         log.warning("dropped %d simulated spectra that are NaN everywhere (unstable sets)",
                     simulated.n_spectra - keep.size)
@@ -558,6 +565,7 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
     seconds: dict[str, float] = {}
     sig = {"family": cfg.family, "latent_dim": cfg.latent_dim, "kl_weight": cfg.kl_weight, "seed": cfg.seed,
            "augment": [cfg.augment_noise, cfg.augment_background], "on_the_fly": int(cfg.on_the_fly),
+           "regressor_temperature": bool(cfg.regressor_temperature),
            "background_degree": cfg.background_degree, "targets": int(y.shape[1]),
            "grid": grid.mask_hash(), "n_data": int(x.shape[0]),
            "data_checksum": float(np.nansum(x[: min(64, x.shape[0])].numpy(), dtype=np.float64))}
@@ -603,11 +611,14 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
     y_std = np.where(y_std > 0, y_std, 1.0)
     ys = torch.as_tensor((y - y_mean) / y_std, dtype=torch.float32)
     torch.manual_seed(cfg.seed + 7)
-    reg = ForceConstantRegressor(cfg.latent_dim, n_outputs=y.shape[1])
+    reg = ForceConstantRegressor(cfg.latent_dim, n_outputs=y.shape[1],
+                                 conditions=("temperature",) if cfg.regressor_temperature else ())
     rcfg = cfg.regressor
-    rv = (mu[va], lv[va], ys[va]) if va.size else None
+    tt = torch.as_tensor(temps, dtype=torch.float32)
+    cond = (lambda idx: (tt[idx],)) if cfg.regressor_temperature else (lambda idx: ())
+    rv = (mu[va], lv[va], *cond(va), ys[va]) if va.size else None
     run_stage("regressor", reg, regressor_loss(cfg.regressor_codes == "sample" and ae.variational),
-              (mu[tr], lv[tr], ys[tr]), rv, rcfg, rcfg.learning_rate("regressor"), 4)
+              (mu[tr], lv[tr], *cond(tr), ys[tr]), rv, rcfg, rcfg.learning_rate("regressor"), 4)
     physics = [("physics", int(cfg.physics_steps), mu[tr], x[tr], temps[tr], simulated, 5)]
     if xm is not None and cfg.finetune_epochs > 0 and cfg.physics_finetune_steps > 0:
         tm = measured.temperatures()[keep_m]
@@ -635,7 +646,7 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
     reg.eval()
     for p in reg.parameters():
         p.requires_grad_(False)
-    metrics = evaluate(ae, reg, x, y, y_mean, y_std, tr, va)
+    metrics = evaluate(ae, reg, x, y, y_mean, y_std, tr, va, temps)
     if wd is not None:
         write_log(history, wd / "training_log.jsonl")
         plot_history(history, wd / "loss_curve.png")
@@ -651,7 +662,8 @@ def physics_simulator(simulated: Spectrum):
 
 @torch.no_grad()
 def evaluate(ae: SpectrumAutoencoder, reg: ForceConstantRegressor, x: torch.Tensor, y: np.ndarray,
-             y_mean: np.ndarray, y_std: np.ndarray, tr: np.ndarray, va: np.ndarray) -> dict[str, Any]:
+             y_mean: np.ndarray, y_std: np.ndarray, tr: np.ndarray, va: np.ndarray,
+             temperature: np.ndarray | None = None) -> dict[str, Any]:
     """Reconstruction MSE and per-constant R² (from mean codes) on the training and validation splits."""
     from .constants import FORCE_CONSTANT_NAMES
 
@@ -664,7 +676,8 @@ def evaluate(ae: SpectrumAutoencoder, reg: ForceConstantRegressor, x: torch.Tens
         mse = sum(float(ae.loss(xs[i:i + 256])["mse"]) * xs[i:i + 256].shape[0]
                   for i in range(0, xs.shape[0], 256)) / xs.shape[0]
         mu, _ = encode_all(ae, xs)
-        pred = reg(mu).numpy() * y_std + y_mean
+        t = None if temperature is None else torch.as_tensor(np.asarray(temperature, float)[idx], dtype=mu.dtype)
+        pred = reg(mu, t).numpy() * y_std + y_mean
         r2 = r2_score(y[idx], pred)
         names = list(FORCE_CONSTANT_NAMES) + ["linewidth"] * (y.shape[1] > 5)
         out[name] = {"n": int(idx.size), "reconstruction_mse": mse,

@@ -208,3 +208,33 @@ def test_finetune_command_adapts_a_bundle_without_simulated_data(nuisance_set: S
     no_t = Spectrum(intensity=measured.intensity, grid=measured.grid, normalization="mean")
     with pytest.raises(ValueError, match="temperature"):
         finetune_bundle(bundle, no_t, steps=2, progress=False)
+
+
+def test_temperature_conditioned_regressor(nuisance_set: Spectrum, measured: Spectrum, tmp_path: Path) -> None:
+    """``regressor_temperature``: T (K) is a regressor input through training, physics stages, the bundle round
+    trip and prediction; a prediction without a temperature is a clear error, and T changes the prediction."""
+    from dataclasses import replace
+
+    from phonon_ml_core.models import ForceConstantRegressor
+
+    res = train_pipeline(nuisance_set, replace(_config(3), regressor_temperature=True), measured=measured,
+                         progress=False)
+    assert res.regressor.conditions == ("temperature",)
+    assert res.regressor.net[0].in_features == res.autoencoder.latent_dim + 1
+    assert np.isfinite(res.metrics["train"]["r2"]["1XX"])
+    bundle = bundle_from_training(res, nuisance_set.grid)
+    bundle.save(tmp_path / "b")
+    loaded = load_bundle(tmp_path / "b")
+    assert loaded.requires_temperature and not bundle_from_training(
+        train_pipeline(nuisance_set, _config(0), progress=False), nuisance_set.grid).requires_temperature
+    p = loaded.predict(measured, n_samples=20, seed=0)
+    np.testing.assert_allclose(p["mean"], bundle.predict(measured, n_samples=20, seed=0)["mean"], rtol=1e-6)
+    same = loaded.predict(measured, n_samples=20, seed=0, temperature=measured.temperatures())
+    np.testing.assert_allclose(same["mean"], p["mean"], rtol=1e-6)
+    hot = loaded.predict(measured, n_samples=20, seed=0, temperature=900.0)
+    assert not np.allclose(hot["mean"], p["mean"], rtol=1e-4)
+    no_t = Spectrum(intensity=measured.intensity, grid=measured.grid, normalization="mean")
+    with pytest.raises(ValueError, match="temperature"):
+        loaded.predict(no_t, n_samples=5)
+    with pytest.raises(ValueError, match="unknown regressor condition"):
+        ForceConstantRegressor(4, conditions=("pressure",))

@@ -48,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--physics-background", action=argparse.BooleanOptionalAction, default=None,
                    help="physics stages compare with the best residual background slope added, as the fit "
                         "benchmark (default: on)")
+    p.add_argument("--regressor-temperature", action=argparse.BooleanOptionalAction, default=None,
+                   help="regressors also take the sample temperature as an input (default: off)")
     p.add_argument("--leave-one-out", action=argparse.BooleanOptionalAction, default=None,
                    help="also evaluate the FCVAE fine-tuned with each measured spectrum held out (default: full budget)")
     p.add_argument("--samples", type=int, help="latent draws per measured spectrum (overrides the budget)")
@@ -76,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
                         regressor_epochs=args.regressor_epochs, n_samples=args.samples, fit=fit or None,
                         physics_steps=args.physics_steps, physics_finetune_steps=args.physics_finetune_steps,
                         physics_background=args.physics_background,
+                        regressor_temperature=args.regressor_temperature,
                         leave_one_out=args.leave_one_out, fit_methods=_list(args.fit_methods))
     summary = run_evaluation(out, measured_files=args.measured, data=args.data, budget=budget, seed=args.seed,
                              resume=args.resume, save_models=not args.no_models, progress=not args.no_progress,

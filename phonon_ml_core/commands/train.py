@@ -65,6 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="learning rate of the physics stage on the --finetune spectra (default 3e-4)")
     p.add_argument("--physics-finetune-layers", choices=("last", "all"), default="last",
                    help="regressor layers trained on the --finetune spectra (default: the output layer only)")
+    p.add_argument("--regressor-temperature", action="store_true",
+                   help="the regressor also takes the sample temperature (K) as an input; predictions then need it")
     p.add_argument("--no-physics-background", dest="physics_background", action="store_false",
                    help="physics stages compare without the profiled residual background slope that the fits use")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -134,7 +136,8 @@ def run(args: argparse.Namespace) -> int:
         physics_steps=args.physics_steps, physics_finetune_steps=args.physics_finetune_steps,
         physics_lr=args.physics_lr, physics_finetune_lr=args.physics_finetune_lr,
         physics_finetune_layers=args.physics_finetune_layers,
-        physics_background=args.physics_background, seed=args.seed)
+        physics_background=args.physics_background, regressor_temperature=args.regressor_temperature,
+        seed=args.seed)
     ckdir = Path(args.checkpoint_dir) if args.checkpoint_dir else out.with_name(out.name + ".checkpoints")
     if args.resume and not ckdir.exists():
         print(f"no checkpoints in {ckdir}: starting from scratch")
