@@ -57,6 +57,8 @@ def main() -> None:
             lo_n, lo_x, lo_raw = n, x, raw
         else:
             layers, lr, steps, *flag = setting.split(":")
+            if flag not in ([], ["nobg"]):
+                raise SystemExit(f"setting {setting!r}: the only flag after layers:lr:steps is ':nobg'")
 
             def adapt(idx):
                 return finetune_bundle(bundle, Spectrum.stack([spectra[i] for i in idx]), steps=int(steps),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -25,12 +25,12 @@ from .spectrum import Spectrum
 def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: float = 3e-4, batch: int = 32,
                     seed: int = 0, workdir: str | Path | None = None, resume: bool = False, progress: bool = True,
                     settings: Any = None, sources: list[str] | None = None, trainable: str = "last",
-                    background: bool = True) -> Bundle:
+                    background: bool = True, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> Bundle:
     """A copy of ``bundle`` whose regressor is fine-tuned on ``measured`` (a set on the bundle grid, with
     temperatures) for ``steps`` Adam steps at ``lr``; ``trainable``: "last" (the output layer only, default)
     or "all" layers; ``settings`` are the simulator settings (default: the ones of the bundle's training
     data); ``background``: compare with a profiled residual background slope, as the fits do.
-    ``workdir`` holds a checkpoint for ``resume``."""
+    ``workdir`` holds a checkpoint for ``resume``; ``on_epoch`` is called with each step's record."""
     from .consistency import consistency_loss, consistency_simulator, consistency_stage, temperature_window_source
     from .fitting import get_simulator
     from .training import fit, spectra_tensor
@@ -70,17 +70,37 @@ def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: fl
               stage="physics-finetune", seed=seed, checkpoint=ck, resume=resume,
               signature={"bundle": bundle.metadata.get("weights_sha256"), "n": int(x.shape[0]), "layers": trainable,
                          "background": bool(background), "temperatures": [float(t) for t in temps[keep]],
-                         "data_checksum": float(torch.nan_to_num(x).double().sum())}, progress=progress)
+                         "data_checksum": float(torch.nan_to_num(x).double().sum())}, progress=progress,
+              on_epoch=on_epoch)
     reg.eval()
     for p in reg.parameters():
         p.requires_grad_(False)
     meta = copy.deepcopy(bundle.metadata)
     meta.setdefault("adaptation", []).append({
         "method": "simulator-consistency fine-tuning of the regressor (autoencoder frozen)",
-        "steps": int(steps), "lr": float(lr), "layers": trainable, "background_slope_profiled": bool(background), "seed": int(seed), "n_spectra": int(x.shape[0]),
+        "steps": int(steps), "lr": float(lr), "layers": trainable, "background_slope_profiled": bool(background),
+        "seed": int(seed), "n_spectra": int(x.shape[0]),
         "temperatures_K": temps[keep].tolist(), "sources": list(sources or []),
         "loss_first": res.history[0]["train_loss"], "loss_last": res.history[-1]["train_loss"],
         "seconds": time.perf_counter() - t0})
     meta.pop("weights_sha256", None)
     return Bundle(autoencoder=ae, regressor=reg, grid=bundle.grid, target_mean=bundle.target_mean.copy(),
                   target_std=bundle.target_std.copy(), metadata=meta)
+
+
+def adapt_to_file(bundle: Bundle, measured: Spectrum, output: str | Path, overwrite: bool = False,
+                  weights_dtype: str = "float32", resume: bool = False, **kwargs: Any) -> Bundle:
+    """:func:`finetune_bundle` with its checkpoint beside ``output`` (``OUTPUT.checkpoints``, removed after
+    success; kept for ``resume`` after an interruption), then the adapted bundle written to ``output``
+    (atomically, :meth:`Bundle.save`). ``kwargs`` go to :func:`finetune_bundle`. What ``phonon-ml finetune``
+    and the Mantid algorithm AdaptPhononModel run."""
+    import shutil
+
+    from .fileio import check_bundle_output
+
+    out = check_bundle_output(output, overwrite)
+    work = out.with_name(out.name + ".checkpoints")
+    adapted = finetune_bundle(bundle, measured, workdir=work, resume=resume, **kwargs)
+    adapted.save(out, overwrite=overwrite, weights_dtype=weights_dtype)
+    shutil.rmtree(work, ignore_errors=True)
+    return adapted

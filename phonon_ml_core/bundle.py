@@ -154,11 +154,16 @@ class Bundle:
             return None
         if temperature is None and isinstance(spectra, Spectrum) and spectra.temperature is not None:
             temperature = spectra.temperatures()
-        t = None if temperature is None else np.broadcast_to(np.asarray(temperature, float), (n,))
+        how = ("record it when preprocessing, or give it: --temperature on the command line, the Temperature "
+               "property in Mantid")
+        t = None if temperature is None else np.asarray(temperature, float).reshape(-1)
+        if t is not None and t.size not in (1, n):
+            raise ValueError(f"{t.size} temperatures for {n} spectra: give one temperature or one per spectrum")
         if t is None or not np.all(np.isfinite(t) & (t > 0)):
-            raise ValueError("this bundle's regressor takes the sample temperature: give every spectrum its "
-                             "temperature in K (set it when preprocessing, or pass --temperature)")
-        return torch.as_tensor(t, dtype=torch.float32)
+            raise ValueError(f"this bundle's regressor takes the sample temperature: give every spectrum its "
+                             f"temperature in K ({how})")
+        t = np.broadcast_to(t, (n,))
+        return torch.tensor(t, dtype=torch.float32)
 
     @torch.no_grad()
     def encode(self, spectra: Spectrum | np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:

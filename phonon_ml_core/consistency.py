@@ -4,9 +4,11 @@ The label stage teaches the regressor the constants of simulated spectra; it nev
 spectrum *simulated from its prediction* matches the input, which is what the NMSE on measured data
 measures. The physics stages minimise exactly that, through the differentiable simulator:
 
-    loss = mean over spectra of NMSE(x, simulate(regressor(encoder(x)), T, γ))
+    loss = mean over spectra of NMSE(x, normalise(simulate(regressor(encoder(x), T), T, γ) + b1·(E − Ē)))
 
-with the autoencoder frozen and the regressor's predicted γ (when it predicts one) as the linewidth.
+with the autoencoder frozen, the regressor's predicted γ (when it predicts one) as the linewidth, T passed
+to the regressor only when it is temperature-conditioned, and b1 the best residual background slope of
+each spectrum (profiled as in the fits, :mod:`.residual_background`; ``background=False`` drops it).
 ``physics`` runs on the simulated training spectra (no labels needed; it sharpens the constants the
 spectrum is sensitive to); ``physics-finetune`` runs on the measured spectra, so fine-tuning adapts the
 regressor to real data, not only the autoencoder. Both reuse :func:`phonon_ml_core.training.fit`
@@ -20,7 +22,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .residual_background import best_slope, centred_energy, default_slope_bounds, with_slope
+from .residual_background import centred_energy, default_slope_bounds, profile
 from .simulator import PowderSimulator
 
 LINEWIDTH_MAX = 0.2  # upper clamp of a predicted γ in the physics loss (the data sets use 0–0.06)
@@ -44,14 +46,12 @@ def consistency_nmse(sim: PowderSimulator, x: torch.Tensor, temperature: torch.T
             allow_unstable=True).to(x.dtype)
     m = torch.as_tensor(np.array(sim.grid.mask, dtype=bool))
     xv, yv = x[:, m], y[:, m]
-    finite = torch.isfinite(xv)
+    finite = torch.isfinite(xv)          # pixels a measured spectrum lacks count for neither side
     xv = torch.where(finite, xv, torch.zeros_like(xv))
-    yv = torch.where(finite, yv, torch.zeros_like(yv))
     if background:
         e, _ = centred_energy(sim.grid, x.dtype)
-        stable = torch.isfinite(yv).all(-1, keepdim=True)
-        b = best_slope(xv, yv, e, default_slope_bounds(e))
-        yv = torch.where(stable, with_slope(torch.where(stable, yv, torch.zeros_like(yv)), b, e), yv)
+        yv = profile(xv, yv, e, default_slope_bounds(e))[0]
+    yv = torch.where(finite, yv, torch.zeros_like(yv))
     return ((xv - yv) ** 2).sum(-1) / (xv ** 2).sum(-1).clamp_min(1e-12)
 
 

@@ -414,7 +414,7 @@ def evaluate_measured(bundle: Any, measured: Spectrum, n_samples: int, seed: int
     with np.errstate(invalid="ignore"):
         out["nmse_no_background"] = np.array([nmse_fn(x[i], ysim[i], m) for i in range(len(x))])
         # the fit benchmark's nuisance model: the best residual background slope added to the simulation
-        out["nmse"], out["background_slope"], ysim = profiled_nmse(x, ysim, measured.grid)
+        out["nmse"], _, ysim = profiled_nmse(x, ysim, measured.grid)
         with torch.no_grad():
             xt = torch.as_tensor(x, dtype=torch.float32)
             mu, _ = bundle.autoencoder.encode(xt)

@@ -24,7 +24,7 @@ from .prediction import predict_spectra, shipped_bundle_path  # noqa: F401  (cor
 
 #: The algorithms in ``plugins/``, one file each, named after the algorithm (= the Python class name).
 PLUGIN_ALGORITHMS: tuple[str, ...] = ("SimulatePowderINS", "PreprocessForML", "TrainPhononVAE",
-                                      "PredictForceConstants", "FitForceConstantsNelderMead")
+                                      "PredictForceConstants", "FitForceConstantsNelderMead", "AdaptPhononModel")
 #: Mantid category of the algorithms.
 CATEGORY = "Inelastic\\PhononML"
 #: Energy-transfer unit IDs and their factor to meV (as the NeXus reader).
@@ -47,7 +47,7 @@ INSTALLED_PLUGIN_PACKAGE = "mantid_algorithms"
 
 # ------------------------------------------------------------------------------------------ locating
 def plugins_directory() -> Path:
-    """The directory holding the five plugin files.
+    """The directory holding the plugin files (:data:`PLUGIN_ALGORITHMS`).
 
     The repository's ``plugins/`` (beside the ``phonon_ml_core`` package) when it holds the plugins,
     else the installed copy ``phonon_ml_core/mantid_algorithms/`` (setup.py: ``package_dir`` maps
@@ -381,7 +381,8 @@ def bundle_grid_description(path: str | os.PathLike) -> dict[str, Any]:
         grid = data["grid"]
         return {"q": np.asarray(grid["q"], float), "energy": np.asarray(grid["energy"], float),
                 "ei_mev": float(grid["ei_mev"]), "mask_sha256": grid.get("mask_sha256"),
-                "family": data.get("autoencoder", {}).get("family")}
+                "family": data.get("autoencoder", {}).get("family"),
+                "requires_temperature": "temperature" in (data.get("regressor") or {}).get("conditions", ())}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path} metadata.json lacks the grid description: {exc}") from exc
 

@@ -345,15 +345,17 @@ class ForceConstantRegressor(nn.Module):
                 "conditions": list(self.conditions)}
 
     def forward(self, z: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        """Latent codes (..., latent) [and the physical conditions, e.g. T in K: (...,) or (..., n_conditions),
-        broadcast against the codes] → standardised force constants (..., n_outputs)."""
+        """Latent codes (..., latent) [and the physical conditions in their units (T in K): a scalar, (B,) for
+        codes (B, latent), or (..., n_conditions) broadcastable against the codes' leading dimensions]
+        → standardised force constants (..., n_outputs)."""
         if z.shape[-1] != self.latent_dim:
             raise ValueError(f"latent codes have {z.shape[-1]} dimensions, the regressor expects {self.latent_dim}")
         if not self.conditions:
             return self.net(z)
         if condition is None:
             raise ValueError(f"this regressor also needs the {', '.join(self.conditions)} of each spectrum "
-                             "(set the temperature when preprocessing, or pass --temperature)")
+                             "(record it when preprocessing, or give it: --temperature on the command line, the "
+                             "Temperature property in Mantid)")
         c = torch.as_tensor(condition, dtype=z.dtype)
         if len(self.conditions) == 1 and (c.dim() == 0 or c.shape[-1] != 1 or c.dim() < z.dim()):
             c = c.reshape(*c.shape, 1)

@@ -82,6 +82,18 @@ def best_slope(x: torch.Tensor, y: torch.Tensor, e: torch.Tensor, bounds: tuple[
     return centre
 
 
+def profile(x: torch.Tensor, y: torch.Tensor, e: torch.Tensor, bounds: tuple[float, float]
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """normalise(y + b1·e) with the best b1 for each row, and b1 (B,): ``x`` (B, n_pix) finite targets, ``y``
+    (B, n_pix) simulated pixels. Rows with a non-finite ``y`` (unstable constants) come back NaN, b1 too. The
+    gradient flows through ``y`` at fixed b1 (the profiled NMSE's gradient, envelope theorem)."""
+    stable = torch.isfinite(y).all(-1)
+    y0 = torch.where(stable[:, None], y, torch.zeros_like(y))
+    b = best_slope(x, y0, e, bounds)
+    model = torch.where(stable[:, None], with_slope(y0, b, e), torch.full_like(y0, math.nan))
+    return model, torch.where(stable, b, torch.full_like(b, math.nan))
+
+
 def profiled_nmse(x: np.ndarray, y: np.ndarray, grid, bounds: tuple[float, float] | None = None
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """NMSE (conventions §3) of mean-normalised spectra ``x`` against ``y`` (both (..., n_E, n_Q) on ``grid``)
@@ -96,12 +108,9 @@ def profiled_nmse(x: np.ndarray, y: np.ndarray, grid, bounds: tuple[float, float
     xv = torch.as_tensor(np.broadcast_to(xs, lead + xs.shape[-2:])[..., m].reshape(-1, int(m.sum())))
     yv = torch.as_tensor(np.broadcast_to(ys, lead + ys.shape[-2:])[..., m].reshape(-1, int(m.sum())))
     e, _ = centred_energy(grid)
-    bad = ~torch.isfinite(yv).all(-1)
-    b = best_slope(xv, yv, e, default_slope_bounds(e) if bounds is None else bounds)
-    model = with_slope(torch.where(torch.isfinite(yv), yv, torch.zeros_like(yv)), b, e)
-    val = ((xv - model) ** 2).sum(-1) / (xv ** 2).sum(-1)
-    val = torch.where(bad, torch.full_like(val, math.nan), val)
-    model = torch.where(bad[:, None], torch.full_like(model, math.nan), model)
+    model, b = profile(xv, yv, e, default_slope_bounds(e) if bounds is None else bounds)
+    val = ((xv - model) ** 2).sum(-1) / (xv ** 2).sum(-1)   # NaN where y or x is not finite
+    b = torch.where(torch.isfinite(val), b, torch.full_like(b, math.nan))
     full = np.full((model.shape[0], *grid.shape), np.nan)
     full[:, m] = model.numpy()
     return val.numpy().reshape(lead), b.numpy().reshape(lead), full.reshape(lead + tuple(grid.shape))

@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "phonon-ml-checkpoint"
 CHECKPOINT_VERSION = 1
 STAGES = ("pretrain", "finetune", "extended", "regressor", "physics", "physics-finetune")
+#: The stages that train the autoencoder (the others train the regressor).
+AUTOENCODER_STAGES = ("pretrain", "finetune", "extended")
 DEFAULT_BACKGROUND_DEGREE = 3
 #: The study's SGD learning rates (momentum 0.9).
 SGD_LR = {"fcae": 10.0, "fcvae": 1.0, "cnnae": 1.0, "cnnvae": 1.0, "regressor": 0.05}
@@ -565,10 +567,13 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
     seconds: dict[str, float] = {}
     sig = {"family": cfg.family, "latent_dim": cfg.latent_dim, "kl_weight": cfg.kl_weight, "seed": cfg.seed,
            "augment": [cfg.augment_noise, cfg.augment_background], "on_the_fly": int(cfg.on_the_fly),
-           "regressor_temperature": bool(cfg.regressor_temperature),
            "background_degree": cfg.background_degree, "targets": int(y.shape[1]),
            "grid": grid.mask_hash(), "n_data": int(x.shape[0]),
            "data_checksum": float(np.nansum(x[: min(64, x.shape[0])].numpy(), dtype=np.float64))}
+
+    # settings that change only the regressor's stages (a resume of the autoencoder stages stays valid)
+    reg_sig = {**sig, "regressor_temperature": bool(cfg.regressor_temperature),
+               "physics_background": bool(cfg.physics_background)}
 
     def after(rec: dict[str, Any]) -> None:
         history.append(rec)
@@ -583,7 +588,8 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
         ck = None if wd is None else wd / f"{name}.pt"
         n_before = len(history)
         res = fit(model, loss_fn, train, val, scfg, lr, stage=name, seed=cfg.seed * 1000 + offset,
-                  checkpoint=ck, resume=resume, signature=sig, on_epoch=after, progress=progress)
+                  checkpoint=ck, resume=resume, signature=sig if name in AUTOENCODER_STAGES else reg_sig,
+                  on_epoch=after, progress=progress)
         del history[n_before:]   # the stage's own history is authoritative (it includes resumed epochs)
         history.extend(res.history)
         seconds[name] = time.perf_counter() - t0

@@ -83,11 +83,19 @@ class PredictForceConstants(PythonAlgorithm):
                 break
         if self.getPropertyValue("OutputReconstruction") and len(members) != 1:
             issues["OutputReconstruction"] = "a reconstruction is written for a single input workspace only"
-        if self.getProperty("ComputeNMSE").value and self.getProperty("Temperature").isDefault:
+        conditioned = False
+        if bundle is not None and "ModelBundle" not in issues:
+            try:
+                conditioned = ma.bundle_grid_description(bundle)["requires_temperature"]
+            except (OSError, ValueError):
+                conditioned = False
+        if (conditioned or self.getProperty("ComputeNMSE").value) and self.getProperty("Temperature").isDefault:
             for name, member in members:
                 if ma.sample_temperature(member, self.getPropertyValue("TemperatureLog"))[1] is None:
-                    issues["Temperature"] = (f"{name or 'the workspace'} has no sample temperature log, needed to "
-                                             "simulate for the NMSE: set Temperature (K) or ComputeNMSE=False")
+                    need = ("this model bundle takes the sample temperature as an input" if conditioned else
+                            "it is needed to simulate for the NMSE")
+                    issues["Temperature"] = (f"{name or 'the workspace'} has no sample temperature log and {need}: "
+                                             "set Temperature (K)" + ("" if conditioned else " or ComputeNMSE=False"))
                     break
         return issues
 

@@ -225,8 +225,7 @@ def test_temperature_conditioned_regressor(nuisance_set: Spectrum, measured: Spe
     bundle = bundle_from_training(res, nuisance_set.grid)
     bundle.save(tmp_path / "b")
     loaded = load_bundle(tmp_path / "b")
-    assert loaded.requires_temperature and not bundle_from_training(
-        train_pipeline(nuisance_set, _config(0), progress=False), nuisance_set.grid).requires_temperature
+    assert loaded.requires_temperature and not ForceConstantRegressor(4).conditions
     p = loaded.predict(measured, n_samples=20, seed=0)
     np.testing.assert_allclose(p["mean"], bundle.predict(measured, n_samples=20, seed=0)["mean"], rtol=1e-6)
     same = loaded.predict(measured, n_samples=20, seed=0, temperature=measured.temperatures())
@@ -236,5 +235,16 @@ def test_temperature_conditioned_regressor(nuisance_set: Spectrum, measured: Spe
     no_t = Spectrum(intensity=measured.intensity, grid=measured.grid, normalization="mean")
     with pytest.raises(ValueError, match="temperature"):
         loaded.predict(no_t, n_samples=5)
+    with pytest.raises(ValueError, match="2 temperatures for 3 spectra"):
+        loaded.predict(measured, n_samples=5, temperature=[300.0, 400.0])
     with pytest.raises(ValueError, match="unknown regressor condition"):
         ForceConstantRegressor(4, conditions=("pressure",))
+    # the CLI: a spectrum without a temperature is a clear error (exit 2), --temperature supplies it
+    from phonon_ml_core.cli import main
+
+    no_t[0].to_hdf5(tmp_path / "noT.h5")
+    assert main(["predict", "--model", str(tmp_path / "b"), "--input", str(tmp_path / "noT.h5"),
+                 "--output", str(tmp_path / "r.json"), "--samples", "5"]) == 2
+    assert not (tmp_path / "r.json").exists()
+    assert main(["predict", "--model", str(tmp_path / "b"), "--input", str(tmp_path / "noT.h5"),
+                 "--output", str(tmp_path / "r.json"), "--samples", "5", "--temperature", "300"]) == 0

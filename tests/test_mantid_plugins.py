@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 STANDIN = Path(__file__).resolve().parent / "mantid_standin"
 ALGS = ("SimulatePowderINS", "PreprocessForML", "TrainPhononVAE", "PredictForceConstants",
-        "FitForceConstantsNelderMead")
+        "FitForceConstantsNelderMead", "AdaptPhononModel")
 ERRORS = (RuntimeError, TypeError, ValueError)
 
 
@@ -420,3 +420,38 @@ def test_predict_validation(mantid, tiny_bundle, tmp_path):
         mantid.sapi.PredictForceConstants(InputWorkspace="std", ModelBundle=str(tmp_path / "notabundle"),
                                           OutputWorkspace="x")
     assert not mantid.api.mtd.doesExist("x")
+
+
+def test_adapt_matches_core(mantid, tiny_dataset, tiny_bundle, tmp_path):
+    """AdaptPhononModel = adaptation.finetune_bundle on the same spectra (same seed → same weights); the bundle
+    it writes loads and records the workspaces; inputs without temperature or an existing output are refused."""
+    import torch
+
+    from phonon_ml_core.adaptation import finetune_bundle
+    from phonon_ml_core.bundle import load_bundle
+    from phonon_ml_core.mantid_adapter import spectrum_to_workspace
+    from phonon_ml_core.spectrum import Spectrum
+
+    data = Spectrum.from_hdf5(tiny_dataset)
+    for i in (0, 1):
+        mantid.api.mtd.addOrReplace(f"a{i}", spectrum_to_workspace(data[i]))
+    mantid.sapi.GroupWorkspaces(InputWorkspaces="a0,a1", OutputWorkspace="ag")
+    out = tmp_path / "adapted"
+    mantid.sapi.AdaptPhononModel(InputWorkspace="ag", ModelBundle=str(tiny_bundle), OutputBundle=str(out), Steps=3,
+                                 LearningRate=1e-3)
+    adapted = load_bundle(out)
+    assert adapted.metadata["adaptation"][-1]["sources"] == ["a0", "a1"]
+    assert adapted.metadata["adaptation"][-1]["background_slope_profiled"] is True
+    ref = finetune_bundle(load_bundle(tiny_bundle), Spectrum.stack([data[0], data[1]]), steps=3, lr=1e-3,
+                          progress=False)
+    for (k, v), (_, w) in zip(ref.regressor.state_dict().items(), adapted.regressor.state_dict().items()):
+        torch.testing.assert_close(v, w, rtol=1e-5, atol=1e-6, msg=k)
+    assert not out.with_name("adapted.checkpoints").exists()
+    with pytest.raises(ERRORS, match="already exists"):
+        mantid.sapi.AdaptPhononModel(InputWorkspace="a0", ModelBundle=str(tiny_bundle), OutputBundle=str(out))
+    ws = spectrum_to_workspace(Spectrum(intensity=data[0].intensity, grid=data.grid, normalization="mean"))
+    mantid.api.mtd.addOrReplace("noT", ws)
+    with pytest.raises(ERRORS, match="temperature"):
+        mantid.sapi.AdaptPhononModel(InputWorkspace="noT", ModelBundle=str(tiny_bundle),
+                                     OutputBundle=str(tmp_path / "b2"))
+    assert not (tmp_path / "b2").exists()

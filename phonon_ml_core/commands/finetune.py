@@ -33,20 +33,15 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    import shutil
-
-    from ..adaptation import finetune_bundle
+    from ..adaptation import adapt_to_file
 
     out = check_bundle_output(args.output, args.overwrite)
     bundle = resolve_bundle(args.model)
     spectra, _ = read_inputs_on_grid(args.input, bundle.grid, args.temperature)
-    measured = Spectrum.stack(spectra)
-    work = out.with_name(out.name + ".checkpoints")
-    adapted = finetune_bundle(bundle, measured, steps=args.steps, lr=args.lr, seed=args.seed, workdir=work,
-                              resume=args.resume, progress=not args.no_progress, trainable=args.layers, background=args.background,
-                              sources=[str(Path(p).resolve()) for p in args.input])
-    adapted.save(out, overwrite=args.overwrite, weights_dtype=args.weights_dtype)
-    shutil.rmtree(work, ignore_errors=True)
+    adapted = adapt_to_file(bundle, Spectrum.stack(spectra), out, overwrite=args.overwrite,
+                            weights_dtype=args.weights_dtype, resume=args.resume, steps=args.steps, lr=args.lr,
+                            seed=args.seed, progress=not args.no_progress, trainable=args.layers,
+                            background=args.background, sources=[str(Path(p).resolve()) for p in args.input])
     a = adapted.metadata["adaptation"][-1]
     print(f"simulator-consistency loss (mean NMSE) {a['loss_first']:.4f} → {a['loss_last']:.4f} on "
           f"{a['n_spectra']} spectra in {a['seconds']:.0f} s")

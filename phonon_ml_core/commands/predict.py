@@ -35,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
         _plot(spectra, entries, names, args.plot)
     for name, e in zip(names, entries):
         fc = ", ".join(f"{v:.2f}±{s:.2f}" for v, s in zip(e["force_constants"], e["std"]))
-        print(f"{Path(name).name}: [{fc}] N/m, NMSE {e['nmse']:.3f}")
+        print(f"{Path(name).name}: [{fc}] N/m, NMSE {e['nmse']:.3f} "
+              f"({e['nmse_background_slope']:.3f} with the best background slope, as `phonon-ml fit`)")
     print(f"wrote {args.output}")
     return 0
 

@@ -1,0 +1,127 @@
+# phonon-ml Mantid algorithm: a thin adapter to phonon_ml_core.adaptation.adapt_to_file, what `phonon-ml finetune`
+# runs (docs/mantid.md). Heavy imports (torch, phonon_ml_core) happen inside validateInputs/PyExec.
+from mantid.api import AlgorithmFactory, Progress, PythonAlgorithm, WorkspaceProperty
+from mantid.kernel import Direction, FloatBoundedValidator, IntBoundedValidator, Property, StringListValidator
+
+
+def _core():
+    try:
+        from phonon_ml_core import mantid_adapter
+    except ImportError as exc:
+        raise RuntimeError(f"phonon-ml is not importable in Mantid's Python ({exc}): install it with "
+                           "`pip install phonon-ml` in the Mantid environment") from exc
+    return mantid_adapter
+
+
+def _members(ws):
+    """[(name, workspace)] of a group's members, or [(None, ws)] for a single workspace."""
+    if hasattr(ws, "getNames"):
+        return [(name, ws.getItem(i)) for i, name in enumerate(ws.getNames())]
+    return [(None, ws)]
+
+
+class AdaptPhononModel(PythonAlgorithm):
+    def category(self):
+        return "Inelastic\\PhononML"
+
+    def summary(self):
+        return ("Adapts a model bundle to measured chi''(|Q|,E) workspaces: its regressor is trained through the "
+                "phonon simulator so that the spectra simulated from its predictions match them; writes a new bundle.")
+
+    def seeAlso(self):
+        return ["PredictForceConstants", "PreprocessForML", "TrainPhononVAE", "FitForceConstantsNelderMead"]
+
+    def checkGroups(self):
+        return False  # a group is the set of spectra the bundle is adapted to
+
+    def PyInit(self):
+        self.declareProperty(WorkspaceProperty("InputWorkspace", "", direction=Direction.Input),
+                             doc="model-ready chi''(|Q|,E) (PreprocessForML output) or a group of them, with temperatures")
+        self.declareProperty("ModelBundle", "", doc="model bundle to adapt (default: the bundle shipped in models/)")
+        self.declareProperty("OutputBundle", "", doc="the adapted model bundle directory to write")
+        self.declareProperty("Overwrite", False, doc="replace an existing bundle")
+        self.declareProperty("Steps", 100, IntBoundedValidator(lower=1), doc="Adam steps")
+        self.declareProperty("LearningRate", 3e-4, FloatBoundedValidator(lower=0.0, exclusive=True),
+                             doc="Adam learning rate")
+        self.declareProperty("Layers", "last", StringListValidator(["last", "all"]),
+                             doc="regressor layers to train (last: the output layer only, generalises best)")
+        self.declareProperty("ProfileBackground", True,
+                             doc="compare with the best residual background slope added, as the fits do")
+        self.declareProperty("WeightsDtype", "float32", StringListValidator(["float32", "float16"]),
+                             doc="storage precision of the adapted network weights")
+        self.declareProperty("Seed", 0, IntBoundedValidator(lower=0), doc="random seed")
+        self.declareProperty("Temperature", Property.EMPTY_DBL, FloatBoundedValidator(lower=0.0, exclusive=True),
+                             doc="K, for every input (default: each workspace's TemperatureLog)")
+        self.declareProperty("TemperatureLog", "SampleTemp", doc="sample log holding the temperature")
+        self.declareProperty("BundleDirectory", "", direction=Direction.Output, doc="the bundle written")
+
+    def _bundle_path(self, ma):
+        path = self.getPropertyValue("ModelBundle")
+        if path:
+            return path
+        found = ma.default_bundle_path()
+        return None if found is None else str(found)
+
+    def validateInputs(self):
+        ma = _core()
+        issues = {}
+        problem = ma.check_output_bundle(self.getPropertyValue("OutputBundle"), bool(self.getProperty("Overwrite").value))
+        if problem:
+            issues["OutputBundle"] = problem
+        members = _members(self.getProperty("InputWorkspace").value)
+        if not members:
+            return {**issues, "InputWorkspace": "the group is empty"}
+        bundle = self._bundle_path(ma)
+        if bundle is None:
+            issues["ModelBundle"] = "no model bundle given and none is shipped in models/: set ModelBundle"
+        for name, member in members:
+            label = f"{name}: " if name else ""
+            problem = ma.check_sqw_workspace(member)
+            if problem is None and bundle is not None:
+                problem = ma.check_grid_matches_bundle(member, bundle)
+                if problem and ("does not exist" in problem or "not a phonon-ml" in problem or "unreadable" in problem):
+                    issues["ModelBundle"] = problem
+                    problem = None
+            if problem:
+                issues["InputWorkspace"] = label + problem
+                break
+        if self.getProperty("Temperature").isDefault:
+            for name, member in members:
+                if ma.sample_temperature(member, self.getPropertyValue("TemperatureLog"))[1] is None:
+                    issues["Temperature"] = (f"{name or 'the workspace'} has no sample temperature log: the adaptation "
+                                             "simulates at each spectrum's temperature; set Temperature (K)")
+                    break
+        return issues
+
+    def PyExec(self):
+        ma = _core()
+        from phonon_ml_core.adaptation import adapt_to_file
+        from phonon_ml_core.bundle import load_bundle
+        from phonon_ml_core.spectrum import Spectrum
+
+        members = _members(self.getProperty("InputWorkspace").value)
+        steps = int(self.getProperty("Steps").value)
+        progress = Progress(self, 0.0, 1.0, steps + 2)
+        progress.report("loading the model bundle")
+        bundle = load_bundle(self._bundle_path(ma))
+        t = None if self.getProperty("Temperature").isDefault else float(self.getProperty("Temperature").value)
+        input_name = self.getPropertyValue("InputWorkspace")
+        spectra = [ma.on_grid(ma.workspace_to_spectrum(member, temperature=t,
+                                                       temperature_log=self.getPropertyValue("TemperatureLog")),
+                              bundle.grid) for _, member in members]
+        out = self.getPropertyValue("OutputBundle")
+        adapted = adapt_to_file(bundle, Spectrum.stack(spectra), out, overwrite=bool(self.getProperty("Overwrite").value),
+                                weights_dtype=self.getPropertyValue("WeightsDtype"), steps=steps,
+                                lr=float(self.getProperty("LearningRate").value), seed=int(self.getProperty("Seed").value),
+                                trainable=self.getPropertyValue("Layers"),
+                                background=bool(self.getProperty("ProfileBackground").value), progress=False,
+                                sources=[name or input_name for name, _ in members],
+                                on_epoch=ma.progress_callback(progress, steps, "adapting"))
+        a = adapted.metadata["adaptation"][-1]
+        self.log().notice(f"AdaptPhononModel: simulator-consistency loss (mean NMSE) {a['loss_first']:.4f} -> "
+                          f"{a['loss_last']:.4f} on {a['n_spectra']} spectra; wrote {out}")
+        self.setProperty("BundleDirectory", out)
+        progress.report("done")
+
+
+AlgorithmFactory.subscribe(AdaptPhononModel)
