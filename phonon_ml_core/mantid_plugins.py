@@ -1,6 +1,6 @@
 """Register the phonon-ml Mantid algorithms in a running Python session (scripts, notebooks).
 
-``import phonon_ml_core.mantid_plugins`` subscribes all five algorithms when Mantid is importable (and
+``import phonon_ml_core.mantid_plugins`` subscribes all the algorithms in plugins/ when Mantid is importable (and
 does nothing otherwise); :func:`register_plugins` does the same explicitly and returns the names. When
 ``mantid.simpleapi`` is already imported, the simpleapi functions are created too (the mslice / Shiver
 pattern, docs/mantid_api.md §8), so ``from mantid.simpleapi import PreprocessForML`` works afterwards.
@@ -19,7 +19,7 @@ REGISTERED: list[str] = []
 
 
 def register_plugins(create_functions: bool = True) -> list[str]:
-    """Subscribe the five algorithms with Mantid's AlgorithmFactory; [] when Mantid is not importable."""
+    """Subscribe the plugin algorithms (mantid_adapter.PLUGIN_ALGORITHMS) with Mantid's AlgorithmFactory; [] when Mantid is not importable."""
     if not mantid_available():
         return []
     from mantid.api import AlgorithmFactory  # noqa: F401  (the plugin files subscribe themselves)
