@@ -387,6 +387,51 @@ def bundle_grid_description(path: str | os.PathLike) -> dict[str, Any]:
         raise ValueError(f"{path} metadata.json lacks the grid description: {exc}") from exc
 
 
+def group_members(ws: Any) -> list[tuple[str | None, Any]]:
+    """[(name, workspace)] of a WorkspaceGroup's members, or [(None, ws)] for a single workspace."""
+    if hasattr(ws, "getNames"):
+        return [(name, ws.getItem(i)) for i, name in enumerate(ws.getNames())]
+    return [(None, ws)]
+
+
+def bundle_path_or_default(path: str) -> str | None:
+    """``path`` when given, else the shipped bundle's path, or None when there is none."""
+    if path:
+        return path
+    found = default_bundle_path()
+    return None if found is None else str(found)
+
+
+def check_members_for_bundle(members: Sequence[tuple[str | None, Any]], bundle: str | None) -> dict[str, str]:
+    """validateInputs issues ({property: message}) of using ``members`` with the bundle at ``bundle``: no
+    bundle, a missing or unreadable bundle (ModelBundle), a member not a χ''(|Q|,E) workspace or on another
+    grid (InputWorkspace, the first such member named)."""
+    issues: dict[str, str] = {}
+    if not members:
+        return {"InputWorkspace": "the group is empty"}
+    if bundle is None:
+        issues["ModelBundle"] = "no model bundle given and none is shipped in models/: set ModelBundle"
+    for name, member in members:
+        problem = check_sqw_workspace(member)
+        if problem is None and bundle is not None:
+            problem = check_grid_matches_bundle(member, bundle)
+            if problem and ("does not exist" in problem or "not a phonon-ml" in problem or "unreadable" in problem):
+                issues["ModelBundle"] = problem
+                problem = None
+        if problem:
+            issues["InputWorkspace"] = (f"{name}: " if name else "") + problem
+            break
+    return issues
+
+
+def member_without_temperature(members: Sequence[tuple[str | None, Any]], log_name: str) -> str | None:
+    """The label of the first member with no sample temperature log (``log_name`` or the fallbacks), or None."""
+    for name, member in members:
+        if sample_temperature(member, log_name)[1] is None:
+            return name or "the workspace"
+    return None
+
+
 def check_grid_matches_bundle(ws: Any, path: str | os.PathLike) -> str | None:
     """The problem with predicting from ``ws`` with the bundle at ``path`` (missing, not a bundle, other grid)."""
     try:

@@ -13,13 +13,6 @@ def _core():
     return mantid_adapter
 
 
-def _members(ws):
-    """[(name, workspace)] of a group's members, or [(None, ws)] for a single workspace."""
-    if hasattr(ws, "getNames"):
-        return [(name, ws.getItem(i)) for i, name in enumerate(ws.getNames())]
-    return [(None, ws)]
-
-
 class AdaptPhononModel(PythonAlgorithm):
     def category(self):
         return "Inelastic\\PhononML"
@@ -55,42 +48,21 @@ class AdaptPhononModel(PythonAlgorithm):
         self.declareProperty("TemperatureLog", "SampleTemp", doc="sample log holding the temperature")
         self.declareProperty("BundleDirectory", "", direction=Direction.Output, doc="the bundle written")
 
-    def _bundle_path(self, ma):
-        path = self.getPropertyValue("ModelBundle")
-        if path:
-            return path
-        found = ma.default_bundle_path()
-        return None if found is None else str(found)
-
     def validateInputs(self):
         ma = _core()
         issues = {}
         problem = ma.check_output_bundle(self.getPropertyValue("OutputBundle"), bool(self.getProperty("Overwrite").value))
         if problem:
             issues["OutputBundle"] = problem
-        members = _members(self.getProperty("InputWorkspace").value)
+        members = ma.group_members(self.getProperty("InputWorkspace").value)
+        bundle = ma.bundle_path_or_default(self.getPropertyValue("ModelBundle"))
+        issues.update(ma.check_members_for_bundle(members, bundle))
         if not members:
-            return {**issues, "InputWorkspace": "the group is empty"}
-        bundle = self._bundle_path(ma)
-        if bundle is None:
-            issues["ModelBundle"] = "no model bundle given and none is shipped in models/: set ModelBundle"
-        for name, member in members:
-            label = f"{name}: " if name else ""
-            problem = ma.check_sqw_workspace(member)
-            if problem is None and bundle is not None:
-                problem = ma.check_grid_matches_bundle(member, bundle)
-                if problem and ("does not exist" in problem or "not a phonon-ml" in problem or "unreadable" in problem):
-                    issues["ModelBundle"] = problem
-                    problem = None
-            if problem:
-                issues["InputWorkspace"] = label + problem
-                break
-        if self.getProperty("Temperature").isDefault:
-            for name, member in members:
-                if ma.sample_temperature(member, self.getPropertyValue("TemperatureLog"))[1] is None:
-                    issues["Temperature"] = (f"{name or 'the workspace'} has no sample temperature log: the adaptation "
-                                             "simulates at each spectrum's temperature; set Temperature (K)")
-                    break
+            return issues
+        missing = ma.member_without_temperature(members, self.getPropertyValue("TemperatureLog"))
+        if self.getProperty("Temperature").isDefault and missing is not None:
+            issues["Temperature"] = (f"{missing} has no sample temperature log: the adaptation simulates at each "
+                                     "spectrum's temperature; set Temperature (K)")
         return issues
 
     def PyExec(self):
@@ -99,11 +71,11 @@ class AdaptPhononModel(PythonAlgorithm):
         from phonon_ml_core.bundle import load_bundle
         from phonon_ml_core.spectrum import Spectrum
 
-        members = _members(self.getProperty("InputWorkspace").value)
+        members = ma.group_members(self.getProperty("InputWorkspace").value)
         steps = int(self.getProperty("Steps").value)
         progress = Progress(self, 0.0, 1.0, steps + 2)
         progress.report("loading the model bundle")
-        bundle = load_bundle(self._bundle_path(ma))
+        bundle = load_bundle(ma.bundle_path_or_default(self.getPropertyValue("ModelBundle")))
         t = None if self.getProperty("Temperature").isDefault else float(self.getProperty("Temperature").value)
         input_name = self.getPropertyValue("InputWorkspace")
         spectra = [ma.on_grid(ma.workspace_to_spectrum(member, temperature=t,

@@ -14,13 +14,6 @@ def _core():
     return mantid_adapter
 
 
-def _members(ws):
-    """[(name, workspace)] of a group's members, or [(None, ws)] for a single workspace."""
-    if hasattr(ws, "getNames"):
-        return [(name, ws.getItem(i)) for i, name in enumerate(ws.getNames())]
-    return [(None, ws)]
-
-
 class PredictForceConstants(PythonAlgorithm):
     def category(self):
         return "Inelastic\\PhononML"
@@ -53,34 +46,15 @@ class PredictForceConstants(PythonAlgorithm):
                                                      optional=PropertyMode.Optional),
                              doc="the spectrum simulated from the predicted constants (single input only)")
 
-    def _bundle_path(self, ma):
-        path = self.getPropertyValue("ModelBundle")
-        if path:
-            return path
-        found = ma.default_bundle_path()
-        return None if found is None else str(found)
-
     def validateInputs(self):
         ma = _core()
         issues = {}
         ws = self.getProperty("InputWorkspace").value
-        members = _members(ws)
+        members = ma.group_members(ws)
+        bundle = ma.bundle_path_or_default(self.getPropertyValue("ModelBundle"))
+        issues.update(ma.check_members_for_bundle(members, bundle))
         if not members:
-            return {"InputWorkspace": "the group is empty"}
-        bundle = self._bundle_path(ma)
-        if bundle is None:
-            issues["ModelBundle"] = "no model bundle given and none is shipped in models/: set ModelBundle"
-        for name, member in members:
-            label = f"{name}: " if name else ""
-            problem = ma.check_sqw_workspace(member)
-            if problem is None and bundle is not None:
-                problem = ma.check_grid_matches_bundle(member, bundle)
-                if problem and ("does not exist" in problem or "not a phonon-ml" in problem or "unreadable" in problem):
-                    issues["ModelBundle"] = problem
-                    problem = None
-            if problem:
-                issues["InputWorkspace"] = label + problem
-                break
+            return issues
         if self.getPropertyValue("OutputReconstruction") and len(members) != 1:
             issues["OutputReconstruction"] = "a reconstruction is written for a single input workspace only"
         conditioned = False
@@ -89,14 +63,13 @@ class PredictForceConstants(PythonAlgorithm):
                 conditioned = ma.bundle_grid_description(bundle)["requires_temperature"]
             except (OSError, ValueError):
                 conditioned = False
-        if (conditioned or self.getProperty("ComputeNMSE").value) and self.getProperty("Temperature").isDefault:
-            for name, member in members:
-                if ma.sample_temperature(member, self.getPropertyValue("TemperatureLog"))[1] is None:
-                    need = ("this model bundle takes the sample temperature as an input" if conditioned else
-                            "it is needed to simulate for the NMSE")
-                    issues["Temperature"] = (f"{name or 'the workspace'} has no sample temperature log and {need}: "
-                                             "set Temperature (K)" + ("" if conditioned else " or ComputeNMSE=False"))
-                    break
+        missing = ma.member_without_temperature(members, self.getPropertyValue("TemperatureLog"))
+        if (conditioned or self.getProperty("ComputeNMSE").value) and self.getProperty("Temperature").isDefault \
+                and missing is not None:
+            need = ("this model bundle takes the sample temperature as an input" if conditioned else
+                    "it is needed to simulate for the NMSE")
+            issues["Temperature"] = (f"{missing} has no sample temperature log and {need}: set Temperature (K)"
+                                     + ("" if conditioned else " or ComputeNMSE=False"))
         return issues
 
     def PyExec(self):
@@ -104,10 +77,10 @@ class PredictForceConstants(PythonAlgorithm):
         from phonon_ml_core.bundle import load_bundle
 
         ws = self.getProperty("InputWorkspace").value
-        members = _members(ws)
+        members = ma.group_members(ws)
         progress = Progress(self, 0.0, 1.0, len(members) + 2)
         progress.report("loading the model bundle")
-        bundle = load_bundle(self._bundle_path(ma))
+        bundle = load_bundle(ma.bundle_path_or_default(self.getPropertyValue("ModelBundle")))
         t = None if self.getProperty("Temperature").isDefault else float(self.getProperty("Temperature").value)
         entries, recs = [], []
         input_name = self.getPropertyValue("InputWorkspace")
