@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from phonon_ml_core.constants import AL_REFERENCE_FC
-from phonon_ml_core.evaluation import EvaluationBudget, monotonicity, run_evaluation
+from phonon_ml_core.evaluation import EvaluationBudget, ModelRecord, monotonicity, run_evaluation, study_targets
 from phonon_ml_core.latent import analyse_latent, write_latent_analysis
 from phonon_ml_core.spectrum import Spectrum
 
@@ -79,9 +79,36 @@ def test_report_builds(report) -> None:
         r2 = list(csv.DictReader(f))
     assert len(r2) == 3 and all(np.isfinite(float(r["r2_1XX"])) for r in r2)
     assert summary["monotonicity_1XX"]["fit"]["temperatures"] == [100.0, 300.0, 500.0]
+    gap = summary["targets"]["fcvae_gap_to_fit"]           # the study's claims, from the table's own numbers
+    ft = next(r for r in rows if r["model"] == "fcvae-4-fine-tuned")
+    assert gap["model"] == "fcvae-4-fine-tuned" and gap["met"] == (gap["gap"] <= 0.01)
+    assert gap["gap"] == pytest.approx(float(ft["mean_nmse"]) - summary["fit_mean_nmse"], abs=1e-6)
+    assert "The study's claims on this run" in page
     assert summary["best_model"] != "fcvae-4-fine-tuned, left out"       # the best model has a bundle
     assert (out / "models" / "fcvae-4-extended" / "metadata.json").is_file()
     assert not (out / "work").exists()
+
+
+def test_study_targets_rank_the_best_fine_tuned_model_of_each_family() -> None:
+    t = np.array([50.0, 300.0, 600.0])
+
+    def rec(family, dim, strategy, nmse, x1):
+        return ModelRecord(family, dim, strategy, object(), None, 0.0, np.zeros(5), np.zeros(5),
+                           np.column_stack([x1, np.ones((3, 4))]), np.zeros((3, 5)), np.array(nmse))
+
+    records = [rec("fcvae", 30, "fine-tuned", [0.20, 0.21, 0.22], [9.0, 8.8, 8.9]),
+               rec("fcvae", 10, "fine-tuned", [0.19, 0.20, 0.21], [9.0, 8.5, 8.0]),
+               rec("fcvae", 10, "sim-only", [0.10, 0.10, 0.10], [9.0, 8.5, 8.0]),   # not fine-tuned: not ranked
+               rec("fcae", 10, "fine-tuned", [0.20, 0.20, 0.20], [9.0, 8.5, 8.0]),
+               rec("cnnae", 10, "fine-tuned", [0.18, 0.19, 0.20], [9.0, 8.5, 8.0])]
+    out = study_targets(records, 0.195, t)
+    assert out["best_fine_tuned"]["fcvae"]["model"] == "fcvae-10-fine-tuned"
+    assert out["fcvae_gap_to_fit"]["gap"] == pytest.approx(0.005) and out["fcvae_gap_to_fit"]["met"]
+    assert out["fcvae_better_than"] == {"fcae": True, "cnnae": False}
+    assert out["fcvae_1xx_non_increasing"] == {"fcvae-30-fine-tuned": False, "fcvae-10-fine-tuned": True,
+                                               "fcvae-10-sim-only": True}
+    assert not study_targets(records, 0.17, t)["fcvae_gap_to_fit"]["met"]
+    assert study_targets([], 0.19, t) == {}
 
 
 def test_monotonicity_check() -> None:
