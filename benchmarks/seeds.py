@@ -7,7 +7,8 @@ deviation of the mean NMSE over the seeds, how often 1XX falls strictly with tem
 row beats each other row of the same strategy (paired by seed).
 
 Run: ``python benchmarks/seeds.py --seeds 0,1,2,3,4 --families fcvae,fcae --latent-dims 10
---strategies fine-tuned [--budget quick] [--data SIMULATED.h5] [--output-dir DIR]``
+--strategies fine-tuned [--budget quick] [--physics-finetune-steps N] [--fit-methods gradient]
+[--data SIMULATED.h5] [--output-dir DIR]``
 (default data: the budget's generated set, shared by all seeds; measured: ../shared/data when present).
 """
 from __future__ import annotations
@@ -36,6 +37,10 @@ def main() -> None:
     ap.add_argument("--latent-dims", default="10")
     ap.add_argument("--strategies", default="fine-tuned")
     ap.add_argument("--epochs", type=int, default=None, help="pretraining epochs (default: the budget's)")
+    ap.add_argument("--physics-finetune-steps", type=int, default=None,
+                    help="simulator-consistency steps on the measured spectra (default: the budget's; 0 = the "
+                         "study's protocol, regressor trained on simulated spectra only)")
+    ap.add_argument("--fit-methods", default=None, help="fit benchmarks (default: the budget's), e.g. gradient")
     ap.add_argument("--data", default=None, help="labelled simulated set (default: generated once, shared)")
     ap.add_argument("--output-dir", default=None, help="folder for the per-seed reports (default: temporary)")
     args = ap.parse_args()
@@ -44,7 +49,9 @@ def main() -> None:
     if not seeds:
         ap.error("--seeds needs at least one seed, e.g. 0,1,2")
     budget = get_budget(args.budget, families=_list(args.families), latent_dims=_list(args.latent_dims, int),
-                        strategies=_list(args.strategies), pretrain_epochs=args.epochs, leave_one_out=False)
+                        strategies=_list(args.strategies), pretrain_epochs=args.epochs, leave_one_out=False,
+                        physics_finetune_steps=args.physics_finetune_steps,
+                        fit_methods=None if args.fit_methods is None else _list(args.fit_methods))
     root = Path(args.output_dir or tempfile.mkdtemp(prefix="phonon_ml_seeds_"))
     data = args.data
     rows: dict[str, dict[int, tuple[float, bool]]] = {}
