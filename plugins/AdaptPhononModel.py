@@ -44,7 +44,8 @@ class AdaptPhononModel(PythonAlgorithm):
                              doc="storage precision of the adapted network weights")
         self.declareProperty("Seed", 0, IntBoundedValidator(lower=0), doc="random seed")
         self.declareProperty("Temperature", Property.EMPTY_DBL, FloatBoundedValidator(lower=0.0, exclusive=True),
-                             doc="K, for every input (default: each workspace's TemperatureLog)")
+                             doc="K, for every input: it overrides the logs of all members of a group (default: each "
+                                 "workspace's TemperatureLog)")
         self.declareProperty("TemperatureLog", "SampleTemp", doc="sample log holding the temperature")
         self.declareProperty("BundleDirectory", "", direction=Direction.Output, doc="the bundle written")
 

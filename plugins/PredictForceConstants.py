@@ -23,7 +23,7 @@ class PredictForceConstants(PythonAlgorithm):
                 "a trained autoencoder + regressor bundle.")
 
     def seeAlso(self):
-        return ["PreprocessForML", "FitForceConstantsNelderMead", "TrainPhononVAE", "SimulatePowderINS"]
+        return ["PreprocessForML", "FitForceConstantsNelderMead", "TrainPhononVAE", "AdaptPhononModel", "SimulatePowderINS"]
 
     def checkGroups(self):
         return False  # a group is handled here: one table with a block of rows per member
@@ -38,10 +38,12 @@ class PredictForceConstants(PythonAlgorithm):
         self.declareProperty("ComputeNMSE", True,
                              doc="simulate the spectrum of the predicted constants and compute its NMSE")
         self.declareProperty("Temperature", Property.EMPTY_DBL, FloatBoundedValidator(lower=0.0, exclusive=True),
-                             doc="K, for the NMSE simulation (default: the SampleTemp log or fallbacks)")
+                             doc="K, for the NMSE simulation and for temperature-conditioned bundles (default: the SampleTemp log or "
+                                 "fallbacks)")
         self.declareProperty("TemperatureLog", "SampleTemp", doc="sample log holding the temperature")
         self.declareProperty(ITableWorkspaceProperty("OutputWorkspace", "", direction=Direction.Output),
-                             doc="table: Input, Index, Name, Value, Std, Units, NMSE, Temperature per constant")
+                             doc="table: Input, Index, Name, Value, Std, Units, NMSE, NMSEBackgroundSlope, Temperature, "
+                                 "Linewidth per constant")
         self.declareProperty(MatrixWorkspaceProperty("OutputReconstruction", "", direction=Direction.Output,
                                                      optional=PropertyMode.Optional),
                              doc="the spectrum simulated from the predicted constants (single input only)")
@@ -93,11 +95,13 @@ class PredictForceConstants(PythonAlgorithm):
                                           simulate=bool(self.getProperty("ComputeNMSE").value))
             lw = entry.get("linewidth")
             entry.update({"input": name or input_name, "index": i, "NMSE": entry["nmse"],
+                          "NMSEBackgroundSlope": entry["nmse_background_slope"],
                           "Temperature": entry["temperature"], "Linewidth": float("nan") if lw is None else lw})
             entries.append(entry)
             recs.append(entry["reconstruction"])
             progress.report(f"predicted {name or input_name}")
-        self.setProperty("OutputWorkspace", ma.force_constants_table(entries, ("NMSE", "Temperature", "Linewidth")))
+        self.setProperty("OutputWorkspace", ma.force_constants_table(entries, ("NMSE", "NMSEBackgroundSlope", "Temperature",
+                                                                                "Linewidth")))
         if self.getPropertyValue("OutputReconstruction"):
             if recs[0] is None:
                 raise RuntimeError("no reconstruction: ComputeNMSE is off or the temperature is unknown")

@@ -39,7 +39,7 @@ class TrainPhononVAE(PythonAlgorithm):
                 "optionally fine-tuned on measured workspaces, and writes a model bundle.")
 
     def seeAlso(self):
-        return ["SimulatePowderINS", "PreprocessForML", "PredictForceConstants"]
+        return ["SimulatePowderINS", "PreprocessForML", "PredictForceConstants", "AdaptPhononModel"]
 
     def checkGroups(self):
         return False

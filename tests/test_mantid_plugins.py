@@ -395,6 +395,7 @@ def test_predict_matches_core(mantid, tiny_dataset, tiny_bundle):
     sim = simulate_spectrum(ref["mean"], 300.0, grid=bundle.grid, settings=SimulationSettings())
     assert table.column("NMSE")[0] == pytest.approx(float(nmse(data[0].intensity, sim.intensity, bundle.grid.mask)),
                                                     rel=1e-4)
+    assert 0 <= table.column("NMSEBackgroundSlope")[0] <= table.column("NMSE")[0] + 1e-12
     assert_sqw_layout(rec, 7, 7)
     mantid.sapi.GroupWorkspaces(InputWorkspaces="p0,p1", OutputWorkspace="pg")
     gtable = mantid.sapi.PredictForceConstants(InputWorkspace="pg", ModelBundle=str(tiny_bundle), NumberOfSamples=64,
