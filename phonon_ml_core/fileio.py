@@ -23,13 +23,19 @@ def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
     return p
 
 
-def check_bundle_output(path: str | os.PathLike, overwrite: bool) -> Path:
-    """Validate a model-bundle output folder before any training: no clobbering, parent exists."""
+def check_bundle_output(path: str | os.PathLike, overwrite: bool, overwrite_hint: str = "pass --overwrite") -> Path:
+    """Validate a model-bundle output folder before any training: no clobbering, not a file, parent exists and
+    is writable. ``overwrite_hint`` names the switch that allows replacing (CLI flag or Mantid property)."""
     out = Path(path)
     if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists: choose another output path or pass --overwrite")
-    if not (out.parent if str(out.parent) else Path(".")).is_dir():
-        raise FileNotFoundError(f"the output folder {out.parent} does not exist: create it first")
+        raise FileExistsError(f"{out} already exists: choose another output path or {overwrite_hint}")
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out} exists and is a file, not a bundle directory: choose another path")
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"the output folder {parent} does not exist: create it first")
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"cannot write to {parent}: choose a writable folder")
     return out
 
 

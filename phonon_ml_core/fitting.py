@@ -31,7 +31,8 @@ import torch
 from .constants import AL_REFERENCE_FC, FORCE_CONSTANT_NAMES
 from .fileio import atomic_path, check_output_path
 from .normalization import is_mean_normalized
-from .residual_background import SLOPE_LIMIT, best_slope, centred_energy, default_slope_bounds, with_slope
+from .residual_background import (SLOPE_LIMIT, best_slope, centred_energy, default_slope_bounds, profile,
+                                  with_slope)
 from .simulator.powder import PowderSimulator, SimulationSettings
 from .spectrum import Spectrum
 
@@ -272,19 +273,16 @@ class _Problem:
         (:func:`phonon_ml_core.residual_background.best_slope`: exact profiling, no simulator call)."""
         return best_slope(self.x, y, self.e, self.b_bounds)
 
-    def residuals(self, theta: torch.Tensor, background: torch.Tensor | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    def residuals(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Residuals model − x on the valid pixels (B, n_pix) and a bool (B,) of unstable sets.
 
-        With ``fit_background`` the model is normalise(y + b1·(E − Ē)) with b1 given (``background``, (B,)) or
-        profiled (the best one for each row, :meth:`best_background`).
+        With ``fit_background`` the model is normalise(y + b1·(E − Ē)) with the best b1 of each row profiled
+        (:func:`phonon_ml_core.residual_background.profile`).
         """
         y = self.simulate(theta)[:, self.mask]
         bad = ~torch.isfinite(y).all(1)
         if self.fit_background:
-            y = torch.where(bad[:, None], torch.zeros_like(y), y)
-            b = self.best_background(y) if background is None else background
-            y = self.model(y, b)
+            y = profile(self.x, y, self.e, self.b_bounds)[0]
         r = torch.where(bad[:, None], torch.zeros_like(y), y - self.x)
         return r, bad
 

@@ -348,19 +348,15 @@ def check_output_file(path: str, overwrite: bool) -> str | None:
 
 
 def check_output_bundle(path: str, overwrite: bool) -> str | None:
-    """The problem with writing a bundle directory at ``path``, or None."""
+    """The problem with writing a bundle directory at ``path`` (:func:`fileio.check_bundle_output`), or None."""
+    from .fileio import check_bundle_output
+
     if not path:
         return "give the output bundle directory"
-    p = Path(path)
-    if p.exists() and not overwrite:
-        return f"{p} already exists: choose another output path or set Overwrite"
-    if p.exists() and not p.is_dir():
-        return f"{p} exists and is a file, not a bundle directory: choose another path"
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        return f"the output folder {parent} does not exist: create it first"
-    if not os.access(parent, os.W_OK):
-        return f"cannot write to {parent}: choose a writable folder"
+    try:
+        check_bundle_output(path, overwrite, overwrite_hint="set Overwrite")
+    except (FileExistsError, FileNotFoundError, PermissionError) as exc:
+        return str(exc)
     return None
 
 

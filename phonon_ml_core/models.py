@@ -357,7 +357,7 @@ class ForceConstantRegressor(nn.Module):
                              "(record it when preprocessing, or give it: --temperature on the command line, the "
                              "Temperature property in Mantid)")
         c = torch.as_tensor(condition, dtype=z.dtype)
-        if len(self.conditions) == 1 and (c.dim() == 0 or c.shape[-1] != 1 or c.dim() < z.dim()):
+        if len(self.conditions) == 1 and c.dim() < z.dim():   # one value per code: add the condition axis
             c = c.reshape(*c.shape, 1)
         centre = torch.as_tensor([REGRESSOR_CONDITIONS[k][0] for k in self.conditions], dtype=z.dtype)
         scale = torch.as_tensor([REGRESSOR_CONDITIONS[k][1] for k in self.conditions], dtype=z.dtype)
