@@ -4,7 +4,7 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 # the shipped model bundles (models/<name>/*) install under <prefix>/share/phonon-ml/models, where
-# phonon_ml_core.prediction.shipped_bundle_path looks when the package is not an editable checkout
+# phonon_ml_core.prediction.predict.shipped_bundle_path looks when the package is not an editable checkout
 MODEL_FILES = [(f"share/phonon-ml/{d.as_posix()}", sorted(str(f.as_posix()) for f in d.iterdir() if f.is_file()))
                for d in sorted(Path("models").glob("*/")) if d.is_dir()]
 

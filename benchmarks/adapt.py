@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from phonon_ml_core.adaptation import finetune_bundle
-from phonon_ml_core.prediction import predict_spectra, resolve_bundle
-from phonon_ml_core.spectrum import Spectrum
+from phonon_ml_core.learn.adaptation import finetune_bundle
+from phonon_ml_core.prediction.predict import predict_spectra, resolve_bundle
+from phonon_ml_core.data.spectrum import Spectrum
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "al_arcs_ei50"
 TEMPERATURES = (50, 280, 350, 540, 640)

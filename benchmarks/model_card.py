@@ -10,11 +10,11 @@ import argparse
 
 import numpy as np
 
-from phonon_ml_core.constants import FORCE_CONSTANT_NAMES
-from phonon_ml_core.fitting import msq_combination
-from phonon_ml_core.prediction import resolve_bundle
-from phonon_ml_core.spectrum import Spectrum
-from phonon_ml_core.training import r2_score
+from phonon_ml_core.physics.units import FORCE_CONSTANT_NAMES
+from phonon_ml_core.fitting.spectrum_fit import msq_combination
+from phonon_ml_core.prediction.predict import resolve_bundle
+from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.learn.training import r2_score
 
 
 def main() -> None:

@@ -10,9 +10,9 @@ import time
 
 import numpy as np
 
-from phonon_ml_core.grid import Grid, edges_to_centres, kinematic_mask
-from phonon_ml_core.preprocess import preprocess
-from phonon_ml_core.spectrum import Spectrum
+from phonon_ml_core.data.grid import Grid, edges_to_centres, kinematic_mask
+from phonon_ml_core.preprocess.pipeline import preprocess
+from phonon_ml_core.data.spectrum import Spectrum
 
 
 def arcs_like_spectrum(n_e: int = 500, n_q: int = 500, seed: int = 0) -> Spectrum:
@@ -35,7 +35,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeats", type=int, default=10)
     args = ap.parse_args()
-    logging.getLogger("phonon_ml_core.preprocess").setLevel(logging.ERROR)
+    logging.getLogger("phonon_ml_core.preprocess.pipeline").setLevel(logging.ERROR)
     s = arcs_like_spectrum()
     preprocess(s)  # warm-up (imports, standard grid cache)
     times = []

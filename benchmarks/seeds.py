@@ -2,7 +2,7 @@
 
 One run of Table 1 cannot rank models whose NMSE differ by less than the run-to-run spread (training seed:
 initialisation, batches, latent draws; the simulated set stays the same). This runs
-:func:`phonon_ml_core.evaluation.run_evaluation` once per seed and prints, per model row, the mean ± standard
+:func:`phonon_ml_core.report.evaluation.run_evaluation` once per seed and prints, per model row, the mean ± standard
 deviation of the mean NMSE over the seeds, how often 1XX falls strictly with temperature, and how often the
 row beats each other row of the same strategy (paired by seed).
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phonon_ml_core.evaluation import get_budget, run_evaluation
+from phonon_ml_core.report.evaluation import get_budget, run_evaluation
 
 
 def _list(text: str, cast=str) -> tuple:

@@ -20,8 +20,8 @@ import time
 import numpy as np
 import torch
 
-from phonon_ml_core.dataset import SamplingConfig, sample_parameters
-from phonon_ml_core.normalization import nmse
+from phonon_ml_core.simulator.dataset import SamplingConfig, sample_parameters
+from phonon_ml_core.data.normalization import nmse
 from phonon_ml_core.simulator import PowderSimulator, SimulationSettings
 
 
@@ -66,7 +66,7 @@ def accuracy(n_sets: int) -> None:
 def dataset_memory(n: int) -> None:
     with tempfile.TemporaryDirectory() as d:
         out = os.path.join(d, "set.h5")
-        code = ("import resource,time; from phonon_ml_core.dataset import generate_dataset; t=time.time(); "
+        code = ("import resource,time; from phonon_ml_core.simulator.dataset import generate_dataset; t=time.time(); "
                 f"import torch; torch.set_num_threads({torch.get_num_threads()}); "
                 f"generate_dataset({out!r}, {n}, progress=False); "
                 "print(time.time()-t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")

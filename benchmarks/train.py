@@ -16,11 +16,11 @@ import time
 import numpy as np
 import torch
 
-from phonon_ml_core.constants import AL_REFERENCE_FC, FORCE_CONSTANT_NAMES
-from phonon_ml_core.grid import standard_grid
-from phonon_ml_core.models import FAMILIES
-from phonon_ml_core.spectrum import Spectrum
-from phonon_ml_core.training import PipelineConfig, StageConfig, r2_score, study_stage_config, train_pipeline
+from phonon_ml_core.physics.units import AL_REFERENCE_FC, FORCE_CONSTANT_NAMES
+from phonon_ml_core.data.grid import standard_grid
+from phonon_ml_core.learn.networks import FAMILIES
+from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.learn.training import PipelineConfig, StageConfig, r2_score, study_stage_config, train_pipeline
 
 
 def simulate(n: int, seed: int, temperature: float, batch: int = 200) -> Spectrum:
@@ -78,7 +78,7 @@ def main() -> None:
                          regressor_codes=args.regressor_codes)
     result = train_pipeline(train, cfg, progress=True)
 
-    from phonon_ml_core.bundle import bundle_from_training
+    from phonon_ml_core.learn.bundle import bundle_from_training
     bundle = bundle_from_training(result, standard_grid())
     t1 = time.perf_counter()
     pred = bundle.predict(test, n_samples=args.n_samples, seed=0)

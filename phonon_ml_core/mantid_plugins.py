@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-from .mantid_adapter import PLUGIN_ALGORITHMS, mantid_available, plugin_files
+from phonon_ml_core.mantid_support.adapter import PLUGIN_ALGORITHMS, mantid_available, plugin_files
 
 __all__ = ["register_plugins", "REGISTERED"]
 

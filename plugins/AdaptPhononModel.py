@@ -1,4 +1,4 @@
-# phonon-ml Mantid algorithm: a thin adapter to phonon_ml_core.adaptation.adapt_to_file, what `phonon-ml finetune`
+# phonon-ml Mantid algorithm: a thin adapter to phonon_ml_core.learn.adaptation.adapt_to_file, what `phonon-ml finetune`
 # runs (docs/mantid.md). Heavy imports (torch, phonon_ml_core) happen inside validateInputs/PyExec.
 from mantid.api import AlgorithmFactory, Progress, PythonAlgorithm, WorkspaceProperty
 from mantid.kernel import Direction, FloatBoundedValidator, IntBoundedValidator, Property, StringListValidator
@@ -6,7 +6,7 @@ from mantid.kernel import Direction, FloatBoundedValidator, IntBoundedValidator,
 
 def _core():
     try:
-        from phonon_ml_core import mantid_adapter
+        from phonon_ml_core.mantid_support import adapter as mantid_adapter
     except ImportError as exc:
         raise RuntimeError(f"phonon-ml is not importable in Mantid's Python ({exc}): install it with "
                            "`pip install phonon-ml` in the Mantid environment") from exc
@@ -68,9 +68,9 @@ class AdaptPhononModel(PythonAlgorithm):
 
     def PyExec(self):
         ma = _core()
-        from phonon_ml_core.adaptation import adapt_to_file
-        from phonon_ml_core.bundle import load_bundle
-        from phonon_ml_core.spectrum import Spectrum
+        from phonon_ml_core.learn.adaptation import adapt_to_file
+        from phonon_ml_core.learn.bundle import load_bundle
+        from phonon_ml_core.data.spectrum import Spectrum
 
         members = ma.group_members(self.getProperty("InputWorkspace").value)
         steps = int(self.getProperty("Steps").value)

@@ -1,17 +1,17 @@
-# phonon-ml Mantid algorithm: a thin adapter to phonon_ml_core.fitting.fit_spectrum (docs/mantid.md).
+# phonon-ml Mantid algorithm: a thin adapter to phonon_ml_core.fitting.spectrum_fit.fit_spectrum (docs/mantid.md).
 # Heavy imports (torch, phonon_ml_core) happen inside validateInputs/PyExec.
 from mantid.api import (AlgorithmFactory, ITableWorkspaceProperty, MatrixWorkspaceProperty, Progress, PropertyMode,
                         PythonAlgorithm)
 from mantid.kernel import (Direction, FloatArrayLengthValidator, FloatArrayProperty, FloatBoundedValidator,
                            IntBoundedValidator, Property, StringListValidator)
 
-#: Reference aluminium constants [1XX, 1XY, 1ZZ, 2XX, 2YY], N/m (conventions §1; = phonon_ml_core.constants).
+#: Reference aluminium constants [1XX, 1XY, 1ZZ, 2XX, 2YY], N/m (conventions §1; = phonon_ml_core.physics.units).
 AL_REFERENCE_FC = [10.35, 10.38, -2.77, 2.30, -0.25]
 
 
 def _core():
     try:
-        from phonon_ml_core import mantid_adapter
+        from phonon_ml_core.mantid_support import adapter as mantid_adapter
     except ImportError as exc:
         raise RuntimeError(f"phonon-ml is not importable in Mantid's Python ({exc}): install it with "
                            "`pip install phonon-ml` in the Mantid environment") from exc
@@ -88,7 +88,7 @@ class FitForceConstantsNelderMead(PythonAlgorithm):
     def PyExec(self):
         ma = _core()
         import numpy as np
-        from phonon_ml_core.fitting import fit_spectrum
+        from phonon_ml_core.fitting.spectrum_fit import fit_spectrum
 
         progress = Progress(self, 0.0, 1.0, 3)
         ws = self.getProperty("InputWorkspace").value

@@ -1,4 +1,4 @@
-# phonon-ml Mantid algorithm: a thin adapter to phonon_ml_core.bundle (load_bundle, Bundle.predict) and the
+# phonon-ml Mantid algorithm: a thin adapter to phonon_ml_core.learn.bundle (load_bundle, Bundle.predict) and the
 # simulator for the NMSE (docs/mantid.md). Heavy imports (torch, phonon_ml_core) happen inside validateInputs/PyExec.
 from mantid.api import (AlgorithmFactory, ITableWorkspaceProperty, MatrixWorkspaceProperty, Progress, PropertyMode,
                         PythonAlgorithm, WorkspaceProperty)
@@ -7,7 +7,7 @@ from mantid.kernel import Direction, FloatBoundedValidator, IntBoundedValidator,
 
 def _core():
     try:
-        from phonon_ml_core import mantid_adapter
+        from phonon_ml_core.mantid_support import adapter as mantid_adapter
     except ImportError as exc:
         raise RuntimeError(f"phonon-ml is not importable in Mantid's Python ({exc}): install it with "
                            "`pip install phonon-ml` in the Mantid environment") from exc
@@ -76,7 +76,7 @@ class PredictForceConstants(PythonAlgorithm):
 
     def PyExec(self):
         ma = _core()
-        from phonon_ml_core.bundle import load_bundle
+        from phonon_ml_core.learn.bundle import load_bundle
 
         ws = self.getProperty("InputWorkspace").value
         members = ma.group_members(ws)

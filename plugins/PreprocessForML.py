@@ -1,15 +1,15 @@
-# phonon-ml Mantid algorithm: a thin adapter to phonon_ml_core.preprocess.preprocess_with_report (docs/mantid.md).
+# phonon-ml Mantid algorithm: a thin adapter to phonon_ml_core.preprocess.pipeline.preprocess_with_report (docs/mantid.md).
 # Heavy imports (torch, phonon_ml_core) happen inside validateInputs/PyExec.
 from mantid.api import AlgorithmFactory, MatrixWorkspaceProperty, Progress, PythonAlgorithm
 from mantid.kernel import Direction, FloatBoundedValidator, Property, StringListValidator
 
-#: = sorted(phonon_ml_core.background.ESTIMATORS), default first.
+#: = sorted(phonon_ml_core.preprocess.background.ESTIMATORS), default first.
 BACKGROUNDS = ["minimum", "polynomial", "percentile", "low_region", "none"]  # first = core default
 
 
 def _core():
     try:
-        from phonon_ml_core import mantid_adapter
+        from phonon_ml_core.mantid_support import adapter as mantid_adapter
     except ImportError as exc:
         raise RuntimeError(f"phonon-ml is not importable in Mantid's Python ({exc}): install it with "
                            "`pip install phonon-ml` in the Mantid environment") from exc
@@ -72,7 +72,7 @@ class PreprocessForML(PythonAlgorithm):
 
     def PyExec(self):
         ma = _core()
-        from phonon_ml_core.preprocess import preprocess_with_report
+        from phonon_ml_core.preprocess.pipeline import preprocess_with_report
 
         progress = Progress(self, 0.0, 1.0, 3)
         ws = self.getProperty("InputWorkspace").value
@@ -83,7 +83,7 @@ class PreprocessForML(PythonAlgorithm):
         progress.report("reading the target grid")
         grid = None
         if self.getPropertyValue("ModelBundle"):
-            from phonon_ml_core.bundle import load_bundle
+            from phonon_ml_core.learn.bundle import load_bundle
             grid = load_bundle(self.getPropertyValue("ModelBundle")).grid
         target_ei = 50.0 if grid is None else grid.ei_mev
         if abs(spectrum.grid.ei_mev - target_ei) > 0.01 * target_ei:

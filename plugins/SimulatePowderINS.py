@@ -5,14 +5,14 @@ from mantid.api import AlgorithmFactory, FileAction, FileProperty, MatrixWorkspa
 from mantid.kernel import (Direction, FloatArrayLengthValidator, FloatArrayProperty, FloatBoundedValidator,
                            IntBoundedValidator, Property, StringListValidator)
 
-#: Reference aluminium constants [1XX, 1XY, 1ZZ, 2XX, 2YY], N/m (conventions §1; = phonon_ml_core.constants).
+#: Reference aluminium constants [1XX, 1XY, 1ZZ, 2XX, 2YY], N/m (conventions §1; = phonon_ml_core.physics.units).
 AL_REFERENCE_FC = [10.35, 10.38, -2.77, 2.30, -0.25]
 ARCS_CHOPPERS = ["ARCS-100-1.5-AST", "ARCS-700-1.5-AST", "ARCS-700-0.5-AST", "ARCS-100-1.5-SMI", "ARCS-700-1.5-SMI"]
 
 
 def _core():
     try:
-        from phonon_ml_core import mantid_adapter
+        from phonon_ml_core.mantid_support import adapter as mantid_adapter
     except ImportError as exc:
         raise RuntimeError(f"phonon-ml is not importable in Mantid's Python ({exc}): install it with "
                            "`pip install phonon-ml` in the Mantid environment") from exc
@@ -69,7 +69,7 @@ class SimulatePowderINS(PythonAlgorithm):
 
     def PyExec(self):
         ma = _core()
-        from phonon_ml_core.grid import Grid, standard_grid
+        from phonon_ml_core.data.grid import Grid, standard_grid
         from phonon_ml_core.simulator import SimulationSettings, simulate_spectrum
 
         progress = Progress(self, 0.0, 1.0, 3)

@@ -1,17 +1,17 @@
 # phonon-ml Mantid algorithm: a thin adapter to the training core that `phonon-ml train` calls
-# (phonon_ml_core.training.train_pipeline + phonon_ml_core.bundle.bundle_from_training; docs/mantid.md).
+# (phonon_ml_core.learn.training.train_pipeline + phonon_ml_core.learn.bundle.bundle_from_training; docs/mantid.md).
 # Heavy imports (torch, phonon_ml_core) happen inside validateInputs/PyExec.
 from mantid.api import AlgorithmFactory, FileAction, FileProperty, Progress, PythonAlgorithm, mtd
 from mantid.kernel import (Direction, FloatBoundedValidator, IntBoundedValidator, Property, StringArrayProperty,
                            StringListValidator)
 
-#: = phonon_ml_core.models.FAMILIES (default first).
+#: = phonon_ml_core.learn.networks.FAMILIES (default first).
 FAMILIES = ["fcvae", "fcae", "cnnae", "cnnvae"]
 
 
 def _core():
     try:
-        from phonon_ml_core import mantid_adapter
+        from phonon_ml_core.mantid_support import adapter as mantid_adapter
     except ImportError as exc:
         raise RuntimeError(f"phonon-ml is not importable in Mantid's Python ({exc}): install it with "
                            "`pip install phonon-ml` in the Mantid environment") from exc

@@ -7,15 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-from phonon_ml_core.background import smooth_background_basis
-from phonon_ml_core.bundle import bundle_from_training, load_bundle
-from phonon_ml_core.constants import AL_REFERENCE_FC
-from phonon_ml_core.consistency import consistency_nmse, outputs_to_physical
-from phonon_ml_core.grid import standard_grid
-from phonon_ml_core.models import build_autoencoder
-from phonon_ml_core.normalization import mean_normalize
-from phonon_ml_core.spectrum import Spectrum
-from phonon_ml_core.training import PipelineConfig, StageConfig, physics_simulator, train_pipeline
+from phonon_ml_core.preprocess.background import smooth_background_basis
+from phonon_ml_core.learn.bundle import bundle_from_training, load_bundle
+from phonon_ml_core.physics.units import AL_REFERENCE_FC
+from phonon_ml_core.learn.consistency import consistency_nmse, outputs_to_physical
+from phonon_ml_core.data.grid import standard_grid
+from phonon_ml_core.learn.networks import build_autoencoder
+from phonon_ml_core.data.normalization import mean_normalize
+from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.learn.training import PipelineConfig, StageConfig, physics_simulator, train_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +177,7 @@ def test_physics_finetune_is_skipped_without_temperatures(nuisance_set: Spectrum
 
 def test_finetune_command_adapts_a_bundle_without_simulated_data(nuisance_set: Spectrum, measured: Spectrum,
                                                                  base_result, tmp_path: Path) -> None:
-    from phonon_ml_core.adaptation import finetune_bundle
+    from phonon_ml_core.learn.adaptation import finetune_bundle
     from phonon_ml_core.cli import main
 
     bundle = bundle_from_training(base_result, nuisance_set.grid)
@@ -215,7 +215,7 @@ def test_temperature_conditioned_regressor(nuisance_set: Spectrum, measured: Spe
     trip and prediction; a prediction without a temperature is a clear error, and T changes the prediction."""
     from dataclasses import replace
 
-    from phonon_ml_core.models import ForceConstantRegressor
+    from phonon_ml_core.learn.networks import ForceConstantRegressor
 
     res = train_pipeline(nuisance_set, replace(_config(3), regressor_temperature=True), measured=measured,
                          progress=False)

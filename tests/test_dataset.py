@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from phonon_ml_core.cli import main
-from phonon_ml_core.constants import AL_REFERENCE_FC
-from phonon_ml_core.dataset import (SamplingConfig, generate_dataset, merge_shards, parse_shard, sample_parameters,
+from phonon_ml_core.physics.units import AL_REFERENCE_FC
+from phonon_ml_core.simulator.dataset import (SamplingConfig, generate_dataset, merge_shards, parse_shard, sample_parameters,
                                     shard_slice)
-from phonon_ml_core.model import BvKModel, stability_check
-from phonon_ml_core.normalization import is_mean_normalized
+from phonon_ml_core.physics.bvk import BvKModel, stability_check
+from phonon_ml_core.data.normalization import is_mean_normalized
 from phonon_ml_core.simulator import PowderSimulator
-from phonon_ml_core.spectrum import Spectrum
+from phonon_ml_core.data.spectrum import Spectrum
 
 
 def test_sampling_follows_the_study_rule_and_rejects_unstable_sets():

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from phonon_ml_core.cli import main
-from phonon_ml_core.demo import DEMO_TRUE_FC
-from phonon_ml_core.prediction import shipped_bundle_path
+from phonon_ml_core.report.demo import DEMO_TRUE_FC
+from phonon_ml_core.prediction.predict import shipped_bundle_path
 from phonon_ml_core.readers import read_spectrum
 
 
@@ -47,7 +47,7 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
 
 
 def test_demo_input_without_temperature_asks_for_it(tmp_path, capsys):
-    from phonon_ml_core.grid import standard_grid
+    from phonon_ml_core.data.grid import standard_grid
     from phonon_ml_core.simulator import simulate_spectrum
 
     s = simulate_spectrum(DEMO_TRUE_FC, 300.0, grid=standard_grid())
@@ -69,7 +69,7 @@ def test_demo_rejects_missing_input(tmp_path, capsys):
 def test_shipped_bundle_predicts_demo_constants():
     """The shipped FCVAE bundle recovers the demo's constants from clean simulated spectra (stated tolerances:
     1XX and 1XY within 10 %, M⟨ω²⟩ within 10 %)."""
-    from phonon_ml_core.bundle import load_bundle
+    from phonon_ml_core.learn.bundle import load_bundle
     from phonon_ml_core.simulator import simulate_spectrum
 
     bundle = load_bundle(shipped_bundle_path())
@@ -89,9 +89,9 @@ def test_spectrum_missing_a_few_pixels_is_put_on_the_bundle_grid():
     missing pixels at the mean), while a spectrum lacking many pixels or on other axes is refused."""
     from dataclasses import replace
 
-    from phonon_ml_core.grid import Grid, standard_grid
-    from phonon_ml_core.normalization import is_mean_normalized
-    from phonon_ml_core.prediction import onto_bundle_grid
+    from phonon_ml_core.data.grid import Grid, standard_grid
+    from phonon_ml_core.data.normalization import is_mean_normalized
+    from phonon_ml_core.prediction.predict import onto_bundle_grid
     from phonon_ml_core.simulator import simulate_spectrum
 
     g = standard_grid()
@@ -122,10 +122,10 @@ def test_predict_command_writes_the_result_contract(tmp_path, capsys):
     """`phonon-ml predict` without --model (conventions §6): one entry per input spectrum with the five
     constants, their std, the NMSE of the spectrum simulated from them and the predicted linewidth; the
     shipped bundle is blind to a smooth background added to the input."""
-    from phonon_ml_core.grid import standard_grid
-    from phonon_ml_core.normalization import mean_normalize
+    from phonon_ml_core.data.grid import standard_grid
+    from phonon_ml_core.data.normalization import mean_normalize
     from phonon_ml_core.simulator import simulate_spectrum
-    from phonon_ml_core.spectrum import Spectrum
+    from phonon_ml_core.data.spectrum import Spectrum
 
     g = standard_grid()
     s = simulate_spectrum(DEMO_TRUE_FC, 300.0, grid=g, linewidth=0.03)

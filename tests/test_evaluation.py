@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from phonon_ml_core.constants import AL_REFERENCE_FC
-from phonon_ml_core.evaluation import EvaluationBudget, ModelRecord, monotonicity, run_evaluation, study_targets
-from phonon_ml_core.latent import analyse_latent, write_latent_analysis
-from phonon_ml_core.spectrum import Spectrum
+from phonon_ml_core.physics.units import AL_REFERENCE_FC
+from phonon_ml_core.report.evaluation import EvaluationBudget, ModelRecord, monotonicity, run_evaluation, study_targets
+from phonon_ml_core.report.latent import analyse_latent, write_latent_analysis
+from phonon_ml_core.data.spectrum import Spectrum
 
 TINY_FIT = {"max_evaluations": 6, "n_starts": 2, "adam_steps": 1, "n_polish": 1}
 
@@ -21,9 +21,9 @@ TINY_FIT = {"max_evaluations": 6, "n_starts": 2, "adam_steps": 1, "n_polish": 1}
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory) -> dict[str, Path]:
     """64 simulated, labelled spectra (T 40–660 K, γ 0–0.06) and three 'measured' files (simulated, 100–500 K)."""
-    from phonon_ml_core.dataset import SamplingConfig, generate_dataset
-    from phonon_ml_core.fitting import get_simulator
-    from phonon_ml_core.grid import standard_grid
+    from phonon_ml_core.simulator.dataset import SamplingConfig, generate_dataset
+    from phonon_ml_core.fitting.spectrum_fit import get_simulator
+    from phonon_ml_core.data.grid import standard_grid
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("evaluation_data")
@@ -119,7 +119,7 @@ def test_monotonicity_check() -> None:
 
 
 def test_latent_analysis(report, tiny_data, tmp_path) -> None:
-    from phonon_ml_core.bundle import load_bundle
+    from phonon_ml_core.learn.bundle import load_bundle
 
     out, _ = report
     bundle = load_bundle(out / "models" / "fcvae-4-sim-only")
@@ -162,8 +162,8 @@ def test_latent_analysis_cli(report, tiny_data, tmp_path) -> None:
 
 def test_latent_analysis_deterministic_family(tiny_data) -> None:
     """fcae has no posterior: activity = relative variance of the codes (max 1), same threshold."""
-    from phonon_ml_core.bundle import Bundle
-    from phonon_ml_core.models import ForceConstantRegressor, build_autoencoder
+    from phonon_ml_core.learn.bundle import Bundle
+    from phonon_ml_core.learn.networks import ForceConstantRegressor, build_autoencoder
 
     data = Spectrum.from_hdf5(tiny_data["sim"])
     torch.manual_seed(0)
@@ -196,8 +196,8 @@ def test_evaluate_cli_without_measured(tiny_data, tmp_path) -> None:
 
 def test_evaluation_checks_inputs_before_simulating(tmp_path) -> None:
     """Measured spectra on another grid, a bad budget or threshold fail at once, before any simulation."""
-    from phonon_ml_core.evaluation import get_budget
-    from phonon_ml_core.grid import Grid, standard_grid
+    from phonon_ml_core.report.evaluation import get_budget
+    from phonon_ml_core.data.grid import Grid, standard_grid
 
     g = standard_grid()
     other = Grid.from_axes(g.q[:60], g.energy)

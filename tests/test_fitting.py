@@ -1,4 +1,4 @@
-"""Fits of force constants (phonon_ml_core.fitting, ``phonon-ml fit``) on a small grid for speed."""
+"""Fits of force constants (phonon_ml_core.fitting.spectrum_fit, ``phonon-ml fit``) on a small grid for speed."""
 from __future__ import annotations
 
 import json
@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from phonon_ml_core.constants import AL_REFERENCE_FC
-from phonon_ml_core.fitting import (UNSTABLE_PENALTY, _Problem, default_bounds, fit_series, fit_spectrum,
+from phonon_ml_core.physics.units import AL_REFERENCE_FC
+from phonon_ml_core.fitting.spectrum_fit import (UNSTABLE_PENALTY, _Problem, default_bounds, fit_series, fit_spectrum,
                                     get_simulator, msq_combination)
-from phonon_ml_core.grid import Grid
-from phonon_ml_core.normalization import mean_normalize
+from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.data.normalization import mean_normalize
 from phonon_ml_core.simulator.powder import SimulationSettings
-from phonon_ml_core.spectrum import Spectrum
+from phonon_ml_core.data.spectrum import Spectrum
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "al_arcs_ei50"
 TRUE_FC = np.array([11.0, 9.8, -2.5, 2.6, 0.2])

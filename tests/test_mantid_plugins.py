@@ -52,7 +52,7 @@ def mantid():
 
 # ------------------------------------------------------------------------------------------ helpers
 def tiny_grid():
-    from phonon_ml_core.grid import Grid
+    from phonon_ml_core.data.grid import Grid
 
     return Grid.from_axes(np.linspace(1.5, 4.5, 7), np.linspace(12.0, 36.0, 7), ei_mev=50.0)
 
@@ -79,7 +79,7 @@ def make_sqw(mantid, name, y, e_edges, q_edges, ei=50.0, temperature=300.0, tran
 
 def measured_like(seed=0):
     """A synthetic measured S(|Q|,E) on a finer grid than the standard one (NaN outside coverage)."""
-    from phonon_ml_core.grid import kinematic_mask
+    from phonon_ml_core.data.grid import kinematic_mask
 
     e_edges = np.arange(4.0, 48.01, 0.5)
     q_edges = np.arange(0.0, 10.51, 0.05)
@@ -106,7 +106,7 @@ def assert_sqw_layout(ws, n_e, n_q):
 
 # ------------------------------------------------------------------------------------------ registration
 def test_plugins_registered_and_thin(mantid):
-    from phonon_ml_core.mantid_adapter import plugins_directory
+    from phonon_ml_core.mantid_support.adapter import plugins_directory
 
     d = plugins_directory()
     assert d == ROOT / "plugins"
@@ -126,9 +126,9 @@ def test_plugins_registered_and_thin(mantid):
 
 
 def test_plugin_literals_match_core():
-    from phonon_ml_core.background import ESTIMATORS
-    from phonon_ml_core.constants import AL_REFERENCE_FC
-    from phonon_ml_core.models import FAMILIES
+    from phonon_ml_core.preprocess.background import ESTIMATORS
+    from phonon_ml_core.physics.units import AL_REFERENCE_FC
+    from phonon_ml_core.learn.networks import FAMILIES
 
     def literal(alg, name):
         for node in ast.parse((ROOT / "plugins" / f"{alg}.py").read_text()).body:
@@ -139,14 +139,14 @@ def test_plugin_literals_match_core():
     for n in ("SimulatePowderINS", "FitForceConstantsNelderMead"):
         assert literal(n, "AL_REFERENCE_FC") == AL_REFERENCE_FC.tolist()
     assert sorted(literal("PreprocessForML", "BACKGROUNDS")) == sorted(ESTIMATORS)
-    from phonon_ml_core.background import DEFAULT_BACKGROUND
+    from phonon_ml_core.preprocess.background import DEFAULT_BACKGROUND
     assert literal("PreprocessForML", "BACKGROUNDS")[0] == DEFAULT_BACKGROUND
     assert literal("TrainPhononVAE", "FAMILIES") == list(FAMILIES)
 
 
 def test_mantid_register_command(tmp_path, capsys):
     from phonon_ml_core.cli import main
-    from phonon_ml_core.mantid_adapter import plugins_directory
+    from phonon_ml_core.mantid_support.adapter import plugins_directory
 
     props = tmp_path / "Mantid.user.properties"
     props.write_text("# comment\ndatasearch.directories = /data\nuser.python.plugins.directories = /other/plugins\n")
@@ -168,7 +168,7 @@ def test_mantid_register_command(tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------------ SimulatePowderINS
 def test_simulate_matches_core(mantid):
-    from phonon_ml_core.constants import AL_REFERENCE_FC
+    from phonon_ml_core.physics.units import AL_REFERENCE_FC
     from phonon_ml_core.simulator import SimulationSettings, simulate_spectrum
 
     ws = mantid.sapi.SimulatePowderINS(Temperature=280.0, MeshDensity=6, Linewidth=0.02, OutputWorkspace="sim")
@@ -182,7 +182,7 @@ def test_simulate_matches_core(mantid):
     np.testing.assert_allclose(ws.getAxis(1).extractValues(), ref.grid.q_edges)
     run = ws.getRun()
     assert run.getProperty("Ei").value == 50.0 and run.getProperty("SampleTemp").value == 280.0
-    from phonon_ml_core.mantid_adapter import workspace_to_spectrum
+    from phonon_ml_core.mantid_support.adapter import workspace_to_spectrum
     back = workspace_to_spectrum(ws)
     assert back.quantity == "chi''" and back.normalization == "mean" and back.grid.same_as(ref.grid)
 
@@ -204,8 +204,8 @@ def test_simulate_validation(mantid, tmp_path):
 
 
 def test_phonopy_projection(tmp_path):
-    from phonon_ml_core.mantid_adapter import force_constants_from_phonopy
-    from phonon_ml_core.model import BvKModel
+    from phonon_ml_core.mantid_support.adapter import force_constants_from_phonopy
+    from phonon_ml_core.physics.bvk import BvKModel
 
     fc = np.array([9.0, 11.0, -2.0, 2.5, 0.4])
     ph = BvKModel.aluminium(fc, temperature=300).to_phonopy(3)
@@ -217,7 +217,7 @@ def test_phonopy_projection(tmp_path):
 
 # ------------------------------------------------------------------------------------------ PreprocessForML
 def test_preprocess_matches_core_both_orientations(mantid):
-    from phonon_ml_core.preprocess import preprocess_with_report
+    from phonon_ml_core.preprocess.pipeline import preprocess_with_report
     from phonon_ml_core.readers._common import spectrum_on_axes
 
     y, ee, qe = measured_like()
@@ -259,8 +259,8 @@ def test_preprocess_validation(mantid, tmp_path):
 
 # ------------------------------------------------------------------------------------------ FitForceConstantsNelderMead
 def test_fit_matches_core(mantid):
-    from phonon_ml_core.fitting import fit_spectrum
-    from phonon_ml_core.mantid_adapter import spectrum_to_workspace, workspace_to_spectrum
+    from phonon_ml_core.fitting.spectrum_fit import fit_spectrum
+    from phonon_ml_core.mantid_support.adapter import spectrum_to_workspace, workspace_to_spectrum
     from phonon_ml_core.simulator import simulate_spectrum
 
     truth = np.array([10.0, 10.8, -2.5, 2.1, 0.1])
@@ -282,8 +282,8 @@ def test_fit_matches_core(mantid):
 
 
 def test_fit_validation(mantid):
-    from phonon_ml_core.mantid_adapter import spectrum_to_workspace
-    from phonon_ml_core.spectrum import Spectrum
+    from phonon_ml_core.mantid_support.adapter import spectrum_to_workspace
+    from phonon_ml_core.data.spectrum import Spectrum
 
     g = tiny_grid()
     ws = spectrum_to_workspace(Spectrum(intensity=np.random.default_rng(0).random(g.shape), grid=g))  # no T
@@ -302,10 +302,10 @@ def test_fit_validation(mantid):
 # ------------------------------------------------------------------------------------------ Train / Predict
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
-    pytest.importorskip("phonon_ml_core.training", reason="training core not importable yet")
-    pytest.importorskip("phonon_ml_core.bundle", reason="bundle core not importable yet")
+    pytest.importorskip("phonon_ml_core.learn.training", reason="training core not importable yet")
+    pytest.importorskip("phonon_ml_core.learn.bundle", reason="bundle core not importable yet")
     from phonon_ml_core.simulator.powder import PowderSimulator, SimulationSettings
-    from phonon_ml_core.spectrum import Spectrum
+    from phonon_ml_core.data.spectrum import Spectrum
     import torch
 
     g = tiny_grid()
@@ -324,8 +324,8 @@ TRAIN = dict(Family="fcvae", LatentDim=3, Epochs=2, FinetuneEpochs=1, ExtendedEp
 
 
 def test_train_matches_core(mantid, tiny_dataset, tmp_path):
-    from phonon_ml_core.mantid_adapter import spectrum_to_workspace, train_bundle
-    from phonon_ml_core.spectrum import Spectrum
+    from phonon_ml_core.mantid_support.adapter import spectrum_to_workspace, train_bundle
+    from phonon_ml_core.data.spectrum import Spectrum
 
     meas = Spectrum.from_hdf5(tiny_dataset)[0]
     mantid.api.mtd.addOrReplace("meas0", spectrum_to_workspace(meas))
@@ -365,7 +365,7 @@ def test_train_validation(mantid, tiny_dataset, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_bundle(tiny_dataset, tmp_path_factory):
-    from phonon_ml_core.mantid_adapter import train_bundle
+    from phonon_ml_core.mantid_support.adapter import train_bundle
 
     out = tmp_path_factory.mktemp("bundles") / "tiny"
     args = {"data": str(tiny_dataset), "output": str(out), "family": "fcvae", "latent_dim": 3, "kl_weight": 1e-6,
@@ -375,11 +375,11 @@ def tiny_bundle(tiny_dataset, tmp_path_factory):
 
 
 def test_predict_matches_core(mantid, tiny_dataset, tiny_bundle):
-    from phonon_ml_core.bundle import load_bundle
-    from phonon_ml_core.mantid_adapter import spectrum_to_workspace
-    from phonon_ml_core.normalization import nmse
+    from phonon_ml_core.learn.bundle import load_bundle
+    from phonon_ml_core.mantid_support.adapter import spectrum_to_workspace
+    from phonon_ml_core.data.normalization import nmse
     from phonon_ml_core.simulator import SimulationSettings, simulate_spectrum
-    from phonon_ml_core.spectrum import Spectrum
+    from phonon_ml_core.data.spectrum import Spectrum
 
     data = Spectrum.from_hdf5(tiny_dataset)
     for i in (0, 1):
@@ -405,9 +405,9 @@ def test_predict_matches_core(mantid, tiny_dataset, tiny_bundle):
 
 
 def test_predict_validation(mantid, tiny_bundle, tmp_path):
-    from phonon_ml_core.mantid_adapter import spectrum_to_workspace
-    from phonon_ml_core.grid import standard_grid
-    from phonon_ml_core.spectrum import Spectrum
+    from phonon_ml_core.mantid_support.adapter import spectrum_to_workspace
+    from phonon_ml_core.data.grid import standard_grid
+    from phonon_ml_core.data.spectrum import Spectrum
 
     g = standard_grid()
     mantid.api.mtd.addOrReplace("std", spectrum_to_workspace(
@@ -428,10 +428,10 @@ def test_adapt_matches_core(mantid, tiny_dataset, tiny_bundle, tmp_path):
     it writes loads and records the workspaces; inputs without temperature or an existing output are refused."""
     import torch
 
-    from phonon_ml_core.adaptation import finetune_bundle
-    from phonon_ml_core.bundle import load_bundle
-    from phonon_ml_core.mantid_adapter import spectrum_to_workspace
-    from phonon_ml_core.spectrum import Spectrum
+    from phonon_ml_core.learn.adaptation import finetune_bundle
+    from phonon_ml_core.learn.bundle import load_bundle
+    from phonon_ml_core.mantid_support.adapter import spectrum_to_workspace
+    from phonon_ml_core.data.spectrum import Spectrum
 
     data = Spectrum.from_hdf5(tiny_dataset)
     for i in (0, 1):

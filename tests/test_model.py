@@ -5,7 +5,7 @@ References used here are NOT the model's own code paths:
 * the closed forms of conventions §1 (X and L frequencies, C11, C44, C12 + C44);
 * the Christoffel equation of continuum elasticity (sound velocities);
 * the cubic point group applied directly to bonds, tensors and wavevectors.
-Physical constants are taken from scipy here, not from phonon_ml_core.constants.
+Physical constants are taken from scipy here, not from phonon_ml_core.physics.units.
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from scipy import constants as sc
 
-from phonon_ml_core.model import BvKModel, stability_check
-from phonon_ml_core.symmetry import cubic_point_group, cubic_shells
+from phonon_ml_core.physics.bvk import BvKModel, stability_check
+from phonon_ml_core.physics.symmetry import cubic_point_group, cubic_shells
 
 AL_REF = np.array([10.35, 10.38, -2.77, 2.30, -0.25])
 RNG_SEED = 12345

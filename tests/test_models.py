@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from phonon_ml_core.grid import Grid, standard_grid
-from phonon_ml_core.models import (FAMILIES, ForceConstantRegressor, autoencoder_from_config, build_autoencoder,
+from phonon_ml_core.data.grid import Grid, standard_grid
+from phonon_ml_core.learn.networks import (FAMILIES, ForceConstantRegressor, autoencoder_from_config, build_autoencoder,
                                    flatten_valid, kl_divergence, unflatten_valid)
 
 

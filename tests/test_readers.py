@@ -7,12 +7,12 @@ import h5py
 import numpy as np
 import pytest
 
-from phonon_ml_core.constants import HBAR2_OVER_2MN_MEV_A2
-from phonon_ml_core.grid import Grid, edges_to_centres, standard_grid
+from phonon_ml_core.physics.units import HBAR2_OVER_2MN_MEV_A2
+from phonon_ml_core.data.grid import Grid, edges_to_centres, standard_grid
 from phonon_ml_core.readers import (read_mantid_nexus, read_nxspe, read_spectrum, sniff_format,
                                     write_mantid_nexus, write_nxspe)
 from phonon_ml_core.readers.powder import powder_sqw
-from phonon_ml_core.spectrum import Spectrum
+from phonon_ml_core.data.spectrum import Spectrum
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "al_arcs_ei50"
 C = 2.0721  # ħ²/2m_n, meV Å² (conventions §2)

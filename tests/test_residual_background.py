@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from phonon_ml_core.constants import AL_REFERENCE_FC
-from phonon_ml_core.consistency import consistency_nmse
-from phonon_ml_core.grid import standard_grid
-from phonon_ml_core.normalization import mean_normalize, nmse
-from phonon_ml_core.residual_background import (best_slope, centred_energy, default_slope_bounds, profiled_nmse,
+from phonon_ml_core.physics.units import AL_REFERENCE_FC
+from phonon_ml_core.learn.consistency import consistency_nmse
+from phonon_ml_core.data.grid import standard_grid
+from phonon_ml_core.data.normalization import mean_normalize, nmse
+from phonon_ml_core.fitting.residual_background import (best_slope, centred_energy, default_slope_bounds, profiled_nmse,
                                                 with_slope)
 from phonon_ml_core.simulator.powder import PowderSimulator
 

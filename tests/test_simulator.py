@@ -14,8 +14,8 @@ import torch
 from scipy import constants as sc
 from scipy.special import ndtr
 
-from phonon_ml_core.grid import Grid, kinematic_mask, standard_grid
-from phonon_ml_core.model import BvKModel, bz_sample
+from phonon_ml_core.data.grid import Grid, kinematic_mask, standard_grid
+from phonon_ml_core.physics.bvk import BvKModel, bz_sample
 from phonon_ml_core.simulator.powder import PowderSimulator, SimulationSettings, UnstableForceConstantsError
 from phonon_ml_core.simulator.thermal import mean_square_displacement
 

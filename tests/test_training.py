@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from phonon_ml_core.bundle import load_bundle
-from phonon_ml_core.constants import AL_REFERENCE_FC
-from phonon_ml_core.grid import Grid, standard_grid
-from phonon_ml_core.models import build_autoencoder
-from phonon_ml_core.spectrum import Spectrum
-from phonon_ml_core.training import (PipelineConfig, StageConfig, autoencoder_loss, fit, load_checkpoint,
+from phonon_ml_core.learn.bundle import load_bundle
+from phonon_ml_core.physics.units import AL_REFERENCE_FC
+from phonon_ml_core.data.grid import Grid, standard_grid
+from phonon_ml_core.learn.networks import build_autoencoder
+from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.learn.training import (PipelineConfig, StageConfig, autoencoder_loss, fit, load_checkpoint,
                                      train_pipeline)
 
 
@@ -106,7 +106,7 @@ def test_pipeline_outputs_and_regressor_learns(trained) -> None:
 
 
 def test_bundle_round_trip_and_refusals(trained, tiny_set: Spectrum, tmp_path: Path) -> None:
-    from phonon_ml_core.bundle import bundle_from_training
+    from phonon_ml_core.learn.bundle import bundle_from_training
 
     result, _ = trained
     bundle = bundle_from_training(result, tiny_set.grid, data={"n": tiny_set.n_spectra})
@@ -210,16 +210,16 @@ def test_augmented_loss_is_denoising_and_seeded():
     import numpy as np
     import torch
 
-    from phonon_ml_core.grid import standard_grid
-    from phonon_ml_core.models import build_autoencoder
-    from phonon_ml_core.training import augmented_autoencoder_loss, autoencoder_loss
+    from phonon_ml_core.data.grid import standard_grid
+    from phonon_ml_core.learn.networks import build_autoencoder
+    from phonon_ml_core.learn.training import augmented_autoencoder_loss, autoencoder_loss
 
     g = standard_grid()
     torch.manual_seed(0)
     ae = build_autoencoder("fcae", g.mask, latent_dim=4)
     x = torch.as_tensor(np.where(g.mask, np.random.default_rng(0).normal(size=(3, *g.shape)), np.nan),
                         dtype=torch.float32)
-    from phonon_ml_core.normalization import mean_normalize
+    from phonon_ml_core.data.normalization import mean_normalize
     x = mean_normalize(x, g.mask)
     assert augmented_autoencoder_loss(0.0, 0.0, g.mask, g.energy) is autoencoder_loss
     fn = augmented_autoencoder_loss(0.05, 0.1, g.mask, g.energy)
@@ -248,10 +248,10 @@ def test_on_the_fly_source_draws_fresh_deterministic_spectra(tmp_path):
     import numpy as np
     import torch
 
-    from phonon_ml_core.dataset import SamplingConfig, generate_dataset
+    from phonon_ml_core.simulator.dataset import SamplingConfig, generate_dataset
     from phonon_ml_core.simulator import SimulationSettings
-    from phonon_ml_core.spectrum import Spectrum
-    from phonon_ml_core.training import PipelineConfig, StageConfig, simulator_source, train_pipeline
+    from phonon_ml_core.data.spectrum import Spectrum
+    from phonon_ml_core.learn.training import PipelineConfig, StageConfig, simulator_source, train_pipeline
 
     path = generate_dataset(tmp_path / "d.h5", 12, SamplingConfig(seed=3, temperature_range=(100.0, 300.0)),
                             settings=SimulationSettings(mesh_density=6), progress=False)

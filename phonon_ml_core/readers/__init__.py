@@ -10,11 +10,11 @@ import os
 
 import h5py
 
-from ..spectrum import Spectrum, read_spectrum_group
-from .mantid_nexus import is_mantid_nexus, read_mantid_nexus
-from .nxspe import find_nxspe_entry, read_nxspe
-from .powder import powder_sqw
-from .writers import write_mantid_nexus, write_nxspe
+from phonon_ml_core.data.spectrum import Spectrum, read_spectrum_group
+from phonon_ml_core.readers.mantid_nexus import is_mantid_nexus, read_mantid_nexus
+from phonon_ml_core.readers.nxspe import find_nxspe_entry, read_nxspe
+from phonon_ml_core.readers.powder import powder_sqw
+from phonon_ml_core.readers.writers import write_mantid_nexus, write_nxspe
 
 __all__ = ["read_spectrum", "sniff_format", "read_mantid_nexus", "read_nxspe", "read_phonon_ml", "powder_sqw",
            "write_mantid_nexus", "write_nxspe",

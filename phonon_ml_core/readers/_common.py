@@ -6,8 +6,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..grid import ARCS_TWO_THETA_RANGE_DEG, STANDARD_EI_MEV, Grid, centres_to_edges, edges_to_centres
-from ..spectrum import Spectrum
+from phonon_ml_core.data.grid import ARCS_TWO_THETA_RANGE_DEG, STANDARD_EI_MEV, Grid, centres_to_edges, edges_to_centres
+from phonon_ml_core.data.spectrum import Spectrum
 
 
 def as_str(v: Any) -> str:

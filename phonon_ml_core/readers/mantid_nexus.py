@@ -14,8 +14,8 @@ import h5py
 import numpy as np
 from scipy import constants as _c
 
-from ..spectrum import Spectrum
-from ._common import as_str, attr, axis_edges, check_data, scalar_value, spectrum_on_axes
+from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.readers._common import as_str, attr, axis_edges, check_data, scalar_value, spectrum_on_axes
 
 #: Energy-transfer unit IDs and their factor to meV.
 ENERGY_UNITS: dict[str, float] = {

@@ -11,9 +11,9 @@ import os
 import h5py
 import numpy as np
 
-from ..spectrum import Spectrum
-from ._common import as_str, axis_edges, check_data, scalar_value, spectrum_on_axes
-from .powder import default_q_edges, powder_sqw
+from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.readers._common import as_str, axis_edges, check_data, scalar_value, spectrum_on_axes
+from phonon_ml_core.readers.powder import default_q_edges, powder_sqw
 
 #: Datasets (relative to the NXSPE entry) tried for the sample temperature (K), in order.
 TEMPERATURE_PATHS: tuple[str, ...] = ("NXSPE_info/temperature", "sample/temperature", "sample/temperature/value",

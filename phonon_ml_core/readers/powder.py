@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..constants import HBAR2_OVER_2MN_MEV_A2
+from phonon_ml_core.physics.units import HBAR2_OVER_2MN_MEV_A2
 
 _CHUNK = 1 << 20  # pixels per vectorised batch
 

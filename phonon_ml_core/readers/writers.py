@@ -11,7 +11,7 @@ from typing import Mapping
 import h5py
 import numpy as np
 
-from ..fileio import atomic_path
+from phonon_ml_core.data.fileio import atomic_path
 
 
 def _s(text: str) -> np.bytes_:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..grid import Grid
-from ..spectrum import Spectrum
-from .powder import PowderSimulator, SimulationSettings, UnstableForceConstantsError
+from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.simulator.powder import PowderSimulator, SimulationSettings, UnstableForceConstantsError
 
 __all__ = ["PowderSimulator", "SimulationSettings", "UnstableForceConstantsError", "simulate_spectrum"]
 

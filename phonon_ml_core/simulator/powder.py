@@ -20,16 +20,16 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..constants import (AL_MASS_U, FC_TO_MEV2, HBAR2_OVER_2MN_MEV_A2, KB_MEV_PER_K, NEUTRON_MASS_U,
+from phonon_ml_core.physics.units import (AL_MASS_U, FC_TO_MEV2, HBAR2_OVER_2MN_MEV_A2, KB_MEV_PER_K, NEUTRON_MASS_U,
                          aluminium_lattice_parameter)
-from ..grid import Grid, standard_grid
-from ..model import BvKModel, bz_sample
-from ..normalization import mean_normalize
-from .eigen3 import PACKED, eigvalsh3, mode_projections
-from .mesh import TRACE_WEIGHTS, shell_mesh, shell_to_bin_matrix
-from .quadrature import powder_quadrature
-from .resolution import Resolution, binned_gaussian_kernel
-from .thermal import (mean_square_displacement, multiphonon_coefficients, multiphonon_orders,
+from phonon_ml_core.data.grid import Grid, standard_grid
+from phonon_ml_core.physics.bvk import BvKModel, bz_sample
+from phonon_ml_core.data.normalization import mean_normalize
+from phonon_ml_core.simulator.eigen3 import PACKED, eigvalsh3, mode_projections
+from phonon_ml_core.simulator.mesh import TRACE_WEIGHTS, shell_mesh, shell_to_bin_matrix
+from phonon_ml_core.simulator.quadrature import powder_quadrature
+from phonon_ml_core.simulator.resolution import Resolution, binned_gaussian_kernel
+from phonon_ml_core.simulator.thermal import (mean_square_displacement, multiphonon_coefficients, multiphonon_orders,
                       one_phonon_incoherent, orders_needed)
 
 

@@ -9,7 +9,7 @@ import math
 
 import torch
 
-from ..constants import KB_MEV_PER_K
+from phonon_ml_core.physics.units import KB_MEV_PER_K
 
 
 def bose(energy: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:

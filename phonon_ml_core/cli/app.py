@@ -1,0 +1,76 @@
+"""The ``phonon-ml`` command line (conventions §6).
+
+Each subcommand lives in ``phonon_ml_core/cli/<name>.py`` with two functions,
+``register(subparsers)`` adding its parser and ``run(args) -> int``; the CLI only dispatches to the
+same core functions the Mantid plugins call.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import re
+import sys
+
+#: Subcommand modules in the order they appear in ``phonon-ml --help``.
+COMMANDS = ("simulate", "dispersion", "preprocess", "train", "predict", "finetune", "fit", "evaluate",
+            "latent_analysis", "demo", "mantid_register")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="phonon-ml",
+        description="Force constants from powder inelastic neutron scattering spectra.")
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f"phonon_ml_core.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"phonon_ml_core.cli.{name}":
+                continue  # subcommand not built yet
+            raise
+        p = module.register(sub)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+#: Options taking a comma-separated list of numbers that may start with a minus sign.
+NUMBER_LIST_OPTIONS = ("--force-constants", "--start", "--temperature-range", "--range", "--linewidth-range")
+
+
+def _join_negative_lists(argv: list[str]) -> list[str]:
+    """Let ``--force-constants -5,1,2,3,4`` through (argparse would take -5 for an option)."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok in NUMBER_LIST_OPTIONS and i + 1 < len(argv) and re.match(r"^-\.?\d", argv[i + 1]):
+            out.append(f"{tok}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(tok)
+        i += 1
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(_join_negative_lists(list(sys.argv[1:] if argv is None else argv)))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, KeyError) as exc:
+        print(f"phonon-ml {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"phonon-ml {args.command}: interrupted; rerun the same command to resume where supported",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""``phonon-ml mantid-register``: add the phonon-ml plugin directory to Mantid's user properties.
+
+Mantid loads every ``.py`` in the directories of ``user.python.plugins.directories`` (``;``-separated) from
+``~/.mantid/Mantid.user.properties`` on ``import mantid.simpleapi`` and in Workbench (docs/mantid_api.md §0, §8).
+Existing entries and all other lines are kept; running it twice changes nothing; the file is written atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from phonon_ml_core.data.fileio import atomic_path
+
+KEY = "user.python.plugins.directories"
+
+
+def default_properties_file() -> Path:
+    return Path.home() / ".mantid" / "Mantid.user.properties"
+
+
+def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "mantid-register", help="make Mantid load the phonon-ml algorithms (adds the plugin directory)",
+        description=f"Add the phonon-ml plugin directory to {KEY} in ~/.mantid/Mantid.user.properties "
+                    "(or --properties-file), keeping existing entries; idempotent. Restart Mantid afterwards.")
+    p.add_argument("--properties-file", default=None, help="Mantid user properties file (default "
+                                                           "~/.mantid/Mantid.user.properties)")
+    p.add_argument("--print", dest="print_only", action="store_true", help="only print the plugin directory")
+    p.add_argument("--remove", action="store_true", help="remove the directory from the property instead")
+    return p
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.split(";") if v.strip()]
+
+
+def update_properties(text: str, directory: str, remove: bool = False) -> tuple[str, bool]:
+    """``text`` with ``directory`` added to (or removed from) the KEY line; (new text, changed)."""
+    lines = text.splitlines()
+    norm = os.path.normpath(directory)
+    out, found, changed = [], False, False
+    for line in lines:
+        stripped = line.lstrip()
+        if not found and not stripped.startswith(("#", "!")) and stripped.split("=", 1)[0].strip() == KEY and "=" in stripped:
+            found = True
+            entries = _split(stripped.split("=", 1)[1])
+            present = any(os.path.normpath(e) == norm for e in entries)
+            if remove and present:
+                entries = [e for e in entries if os.path.normpath(e) != norm]
+                changed = True
+            elif not remove and not present:
+                entries.append(directory)
+                changed = True
+            out.append(f"{KEY} = {';'.join(entries)}" if changed else line)
+        else:
+            out.append(line)
+    if not found and not remove:
+        out.append(f"{KEY} = {directory}")
+        changed = True
+    new = "\n".join(out) + ("\n" if out else "")
+    return new, changed
+
+
+def run(args: argparse.Namespace) -> int:
+    from phonon_ml_core.mantid_support.adapter import plugins_directory
+
+    directory = str(plugins_directory())
+    if args.print_only:
+        print(directory)
+        return 0
+    path = Path(args.properties_file) if args.properties_file else default_properties_file()
+    if path.exists() and path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory: give the Mantid.user.properties file")
+    if not path.parent.exists():
+        if args.properties_file:
+            raise FileNotFoundError(f"the folder {path.parent} does not exist: create it first")
+        path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    new, changed = update_properties(text, directory, remove=args.remove)
+    if changed:
+        mode = path.stat().st_mode & 0o777 if path.exists() else None
+        with atomic_path(path) as tmp:
+            tmp.write_text(new, encoding="utf-8")
+            if mode is not None:
+                os.chmod(tmp, mode)
+        print(f"{'removed' if args.remove else 'added'} {directory} {'from' if args.remove else 'to'} {KEY} in {path}"
+              + ("" if args.remove else "; restart Mantid to load the algorithms"))
+    else:
+        print(f"{path} already {'lacks' if args.remove else 'has'} {directory} in {KEY}: nothing to do")
+    return 0

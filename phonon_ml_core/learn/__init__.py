@@ -1,0 +1,1 @@
+"""Machine learning: autoencoder and regressor networks, training stages, physics stages, bundles, adaptation."""

@@ -1,0 +1,375 @@
+"""Model bundles: a trained autoencoder + force-constant regressor with everything needed to use them.
+
+A bundle is a **directory** (docs/training.md)::
+
+    BUNDLE/
+      metadata.json             architecture, grid, normalisation, force-constant names/reference/ranges,
+                                instrument and Ei, training configuration and data provenance, library
+                                versions, validation metrics, target standardisation, SHA-256 of the weights
+      autoencoder.safetensors   autoencoder weights (incl. the grid mask as the buffer "mask")
+      regressor.safetensors     regressor weights
+      training_log.jsonl        optional: one JSON record per epoch
+      loss_curve.png            optional: loss curves
+
+It is written into a temporary sibling directory and renamed into place, so a bundle is either complete
+or absent. :func:`load_bundle` checks the format, the weight hashes, the architecture and the grid.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from phonon_ml_core.learn.bundle_metadata import json_default, read_bundle_metadata
+from phonon_ml_core.physics.units import AL_REFERENCE_FC, FORCE_CONSTANT_NAMES
+from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.learn.networks import (FAMILIES, ForceConstantRegressor, SpectrumAutoencoder, autoencoder_from_config,
+                     regressor_from_config)
+from phonon_ml_core.data.spectrum import Spectrum
+
+BUNDLE_FORMAT = "phonon-ml-bundle"
+BUNDLE_VERSION = 1
+BUNDLE_KIND = "autoencoder+regressor"
+WEIGHT_FILES = ("autoencoder.safetensors", "regressor.safetensors")
+#: Storage precisions of the weights (computation is always float32).
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+OPTIONAL_FILES = ("training_log.jsonl", "loss_curve.png")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a bundle depends on."""
+    import safetensors
+
+    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
+           "safetensors": safetensors.__version__}
+    try:
+        from importlib.metadata import version
+        out["phonon-ml"] = version("phonon-ml")
+    except Exception:  # noqa: BLE001 - not installed as a distribution
+        out["phonon-ml"] = "unknown"
+    return out
+
+
+def default_sampling_ranges() -> dict[str, list[float]]:
+    """The study's sampling rule (conventions §1): 0.5–1.5 × reference, 2YY in [−1, 1] N/m."""
+    lo, hi = np.sort(np.stack([AL_REFERENCE_FC * 0.5, AL_REFERENCE_FC * 1.5]), axis=0)
+    rng = {n: [float(a), float(b)] for n, a, b in zip(FORCE_CONSTANT_NAMES, lo, hi)}
+    rng["2YY"] = [-1.0, 1.0]
+    return rng
+
+
+@dataclass(eq=False)
+class Bundle:
+    """A trained two-stage model on a grid.
+
+    Attributes:
+        autoencoder: spectrum → latent code network (models.py).
+        regressor: latent code → standardised force constants.
+        grid: the grid (and mask) the networks were trained on.
+        target_mean, target_std: force-constant standardisation, N/m, shape (5,).
+        metadata: the JSON metadata (see module docstring).
+    """
+
+    autoencoder: SpectrumAutoencoder
+    regressor: ForceConstantRegressor
+    grid: Grid
+    target_mean: np.ndarray
+    target_std: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.target_mean = np.asarray(self.target_mean, dtype=float)
+        self.target_std = np.asarray(self.target_std, dtype=float)
+        n = self.regressor.n_outputs
+        if self.target_mean.shape != (n,) or self.target_std.shape != (n,):
+            raise ValueError(f"target standardisation must have shape ({n},)")
+        if not (np.all(np.isfinite(self.target_std)) and np.all(self.target_std > 0)):
+            raise ValueError("target standard deviations must be finite and positive")
+        if self.regressor.latent_dim != self.autoencoder.latent_dim:
+            raise ValueError(f"regressor latent dimension {self.regressor.latent_dim} differs from the "
+                             f"autoencoder's {self.autoencoder.latent_dim}")
+        if tuple(self.autoencoder.mask.shape) != self.grid.shape or \
+                not np.array_equal(self.autoencoder.mask.numpy(), self.grid.mask):
+            raise ValueError("the autoencoder's mask differs from the bundle grid's mask")
+        self.autoencoder.eval()
+        self.regressor.eval()
+
+    @property
+    def predicts_linewidth(self) -> bool:
+        """True when the regressor's 6th output is the intrinsic linewidth γ (HWHM = γ·E)."""
+        return self.regressor.n_outputs == 6
+
+    @property
+    def family(self) -> str:
+        return self.autoencoder.family
+
+    # -- inference --------------------------------------------------------------------
+    def _inputs(self, spectra: Spectrum | np.ndarray | torch.Tensor) -> tuple[torch.Tensor, bool]:
+        from phonon_ml_core.learn.training import spectra_tensor
+
+        if isinstance(spectra, Spectrum):
+            single = not spectra.is_set
+            s = spectra
+        else:
+            arr = np.asarray(spectra.detach().cpu() if isinstance(spectra, torch.Tensor) else spectra, dtype=float)
+            if arr.ndim not in (2, 3) or arr.shape[-2:] != self.grid.shape:
+                raise ValueError(f"spectra must have shape (n_E, n_Q) or (N, n_E, n_Q) = (…, {self.grid.shape[0]}, "
+                                 f"{self.grid.shape[1]}) on the bundle's grid, got {arr.shape}")
+            single = arr.ndim == 2
+            s = Spectrum(intensity=arr, grid=self.grid)
+        x, keep = spectra_tensor(s, self.grid, "input")
+        if keep.size != s.n_spectra:
+            bad = sorted(set(range(s.n_spectra)) - set(keep.tolist()))
+            raise ValueError(f"input spectra {bad} are NaN on every valid pixel")
+        return x, single
+
+    @property
+    def requires_temperature(self) -> bool:
+        """True when the regressor takes the sample temperature (K) as an input."""
+        return "temperature" in getattr(self.regressor, "conditions", ())
+
+    def _temperatures(self, spectra: Any, temperature: Any, n: int) -> torch.Tensor | None:
+        """Temperatures (n,) in K for the regressor, or None when it does not use them."""
+        if not self.requires_temperature:
+            return None
+        if temperature is None and isinstance(spectra, Spectrum) and spectra.temperature is not None:
+            temperature = spectra.temperatures()
+        how = ("record it when preprocessing, or give it: --temperature on the command line, the Temperature "
+               "property in Mantid")
+        t = None if temperature is None else np.asarray(temperature, float).reshape(-1)
+        if t is not None and t.size not in (1, n):
+            raise ValueError(f"{t.size} temperatures for {n} spectra: give one temperature or one per spectrum")
+        if t is None or not np.all(np.isfinite(t) & (t > 0)):
+            raise ValueError(f"this bundle's regressor takes the sample temperature: give every spectrum its "
+                             f"temperature in K ({how})")
+        t = np.broadcast_to(t, (n,))
+        return torch.tensor(t, dtype=torch.float32)
+
+    @torch.no_grad()
+    def encode(self, spectra: Spectrum | np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray | None]:
+        """Latent posterior means and log-variances, each (N, latent) ((latent,) for one spectrum).
+
+        logvar is None for the deterministic families (fcae, cnnae). Inputs are mean-normalised here
+        (idempotent) and must be on the bundle's grid.
+        """
+        x, single = self._inputs(spectra)
+        mu, lv = self.autoencoder.encode(x)
+        mu_np = mu.numpy().astype(float)
+        lv_np = None if lv is None else lv.numpy().astype(float)
+        if single:
+            return mu_np[0], None if lv_np is None else lv_np[0]
+        return mu_np, lv_np
+
+    @torch.no_grad()
+    def predict(self, spectra: Spectrum | np.ndarray | torch.Tensor, n_samples: int = 10000,
+                seed: int = 0, temperature: float | np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Force constants (N/m) with uncertainties from ``n_samples`` latent draws per spectrum.
+
+        Returns {'mean_code_prediction', 'mean', 'std'}, each (N, 5) ((5,) for one spectrum), and, when the
+        bundle predicts it, 'linewidth' and 'linewidth_std' (N,) (γ, mean over the draws, clamped at 0):
+        the regressor at the posterior mean, and the mean and standard deviation of the regressor over
+        z ~ N(mu, e^logvar) (vectorised over samples). For fcae/cnnae std is 0 and mean = mean_code_prediction.
+        ``temperature`` (K, scalar or (N,)) overrides the spectra's own; a temperature-conditioned regressor
+        (``requires_temperature``) needs one or the other.
+        """
+        if int(n_samples) < 1:
+            raise ValueError(f"n_samples must be ≥ 1, got {n_samples}")
+        x, single = self._inputs(spectra)
+        t = self._temperatures(spectra, temperature, x.shape[0])
+        mu, lv = self.autoencoder.encode(x)
+        scale = torch.as_tensor(self.target_std, dtype=mu.dtype)
+        shift = torch.as_tensor(self.target_mean, dtype=mu.dtype)
+        mean_code = self.regressor(mu, t) * scale + shift
+        if lv is None:
+            mean, std = mean_code, torch.zeros_like(mean_code)
+        else:
+            gen = torch.Generator().manual_seed(int(seed))
+            means, stds = [], []
+            for i in range(mu.shape[0]):  # loop over spectra; samples are one batch
+                eps = torch.randn((int(n_samples), mu.shape[1]), generator=gen, dtype=mu.dtype)
+                pred = self.regressor(mu[i] + torch.exp(0.5 * lv[i]) * eps, None if t is None else t[i]) * scale + shift
+                means.append(pred.mean(0))
+                stds.append(pred.std(0, correction=0))
+            mean, std = torch.stack(means), torch.stack(stds)
+        out = {"mean_code_prediction": mean_code.numpy().astype(float), "mean": mean.numpy().astype(float),
+               "std": std.numpy().astype(float)}
+        if self.predicts_linewidth:  # 6th output: γ, reported separately (clamped at 0), constants stay (N, 5)
+            out["linewidth"] = np.clip(out["mean"][:, 5], 0.0, None)
+            out["linewidth_std"] = out["std"][:, 5]
+            out = {k: (v[:, :5] if v.ndim == 2 else v) for k, v in out.items()}
+        if single:
+            out = {k: v[0] for k, v in out.items()}
+        return out
+
+    # -- persistence ------------------------------------------------------------------
+    def save(self, path: str | os.PathLike, overwrite: bool = False,
+             extra_files: dict[str, str | os.PathLike] | None = None, weights_dtype: str = "float32") -> Path:
+        """Write the bundle directory atomically; ``extra_files`` maps names in OPTIONAL_FILES to sources.
+        ``weights_dtype``: "float32" or "float16" (half the size; the weights are cast back to float32 when
+        loaded, so predictions change by the rounding of the weights only)."""
+        if weights_dtype not in WEIGHT_DTYPES:
+            raise ValueError(f"weights_dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {weights_dtype!r}")
+        store = WEIGHT_DTYPES[weights_dtype]
+        target = Path(path)
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{target} already exists: choose another output path or pass --overwrite")
+        if target.exists() and not (target / "metadata.json").exists() and (not target.is_dir() or any(target.iterdir())):
+            raise ValueError(f"{target} exists and is not a phonon-ml bundle: refusing to replace it")
+        parent = target.parent if str(target.parent) else Path(".")
+        if not parent.is_dir():
+            raise FileNotFoundError(f"the output folder {parent} does not exist: create it first")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        try:
+            def stored(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+                """Trained parameters in the storage precision; buffers (mask, background basis) exact."""
+                params = {k for k, _ in module.named_parameters()}
+                out = {k: (v.detach().to(store) if k in params else v.detach()).contiguous()
+                       for k, v in module.state_dict().items()}
+                bad = [k for k in params if not torch.isfinite(out[k]).all()]
+                if bad:
+                    raise ValueError(f"weights {', '.join(bad)} do not fit in {weights_dtype} (|w| too large or "
+                                     "non-finite): save with weights_dtype='float32'")
+                return out
+
+            ae_state = stored(self.autoencoder)
+            save_file(ae_state, tmp / WEIGHT_FILES[0], metadata={"format": BUNDLE_FORMAT})
+            reg_state = stored(self.regressor)
+            save_file(reg_state, tmp / WEIGHT_FILES[1], metadata={"format": BUNDLE_FORMAT})
+            for name, src in (extra_files or {}).items():
+                if name not in OPTIONAL_FILES:
+                    raise ValueError(f"unexpected extra bundle file {name!r}; allowed: {OPTIONAL_FILES}")
+                if Path(src).exists():
+                    shutil.copyfile(src, tmp / name)
+            meta = dict(self.metadata)
+            meta.update({
+                "format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, "kind": BUNDLE_KIND,
+                "autoencoder": self.autoencoder.config(), "regressor": self.regressor.config(),
+                "grid": self.grid.to_dict(),
+                "target_standardisation": {"mean": self.target_mean.tolist(), "std": self.target_std.tolist(),
+                                           "units": "N/m"},
+                "weights_sha256": {n: sha256_file(tmp / n) for n in WEIGHT_FILES}, "weights_dtype": weights_dtype})
+            meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+            meta.setdefault("library_versions", library_versions())
+            (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=json_default))
+            for f in tmp.iterdir():  # mkdtemp/mkstemp-style private modes → the usual umask modes
+                f.chmod(0o666 & ~umask)
+            tmp.chmod(0o777 & ~umask)
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
+                os.replace(target, old / "bundle")
+                os.replace(tmp, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self.metadata = {k: v for k, v in meta.items() if k != "weights_dtype"}   # in memory: float32
+        return target
+
+
+def load_bundle(path: str | os.PathLike, grid: Grid | None = None, family: str | None = None) -> Bundle:
+    """Load and validate a bundle directory.
+
+    Refuses (ValueError, with the reason) a directory that is not a bundle, an unknown format version,
+    weights whose SHA-256 differs from the metadata (tampered or corrupted), weights that do not fit the
+    recorded architecture, a mask that does not match the recorded grid hash, a bundle on another grid than
+    ``grid``, or of another family than ``family``.
+    """
+    p, meta = read_bundle_metadata(path)
+    meta_path = p / "metadata.json"
+    if meta.get("format") != BUNDLE_FORMAT:
+        raise ValueError(f"{p} is not a phonon-ml model bundle (metadata format {meta.get('format')!r})")
+    if meta.get("format_version") != BUNDLE_VERSION:
+        raise ValueError(f"{p} has bundle format version {meta.get('format_version')}; this phonon-ml reads "
+                         f"version {BUNDLE_VERSION}: retrain or upgrade phonon-ml")
+    if meta.get("kind") != BUNDLE_KIND:
+        raise ValueError(f"{p} holds a {meta.get('kind')!r} model, expected {BUNDLE_KIND!r}")
+    try:
+        ae_cfg, reg_cfg, gmeta = meta["autoencoder"], meta["regressor"], meta["grid"]
+        hashes, stdz = meta["weights_sha256"], meta["target_standardisation"]
+    except KeyError as exc:
+        raise ValueError(f"{meta_path} lacks the entry {exc}: the bundle is incomplete") from exc
+    if ae_cfg.get("family") not in FAMILIES:
+        raise ValueError(f"{p}: unknown model family {ae_cfg.get('family')!r}")
+    if family is not None and ae_cfg["family"] != family:
+        raise ValueError(f"{p} holds a {ae_cfg['family']} model, expected {family}")
+    states = {}
+    for name in WEIGHT_FILES:
+        f = p / name
+        if not f.is_file():
+            raise ValueError(f"{p} lacks {name}: the bundle is incomplete")
+        if sha256_file(f) != hashes.get(name):
+            raise ValueError(f"{f} does not match the SHA-256 recorded in metadata.json: the weights were "
+                             "modified or corrupted; retrain or restore the bundle")
+        try:
+            states[name] = {k: v.float() if v.is_floating_point() else v for k, v in load_file(f).items()}
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"{f} is not a readable safetensors file: {exc}") from exc
+    mask_t = states[WEIGHT_FILES[0]].get("mask")
+    if mask_t is None:
+        raise ValueError(f"{p}: the autoencoder weights lack the grid mask")
+    try:
+        bgrid = Grid(q=np.asarray(gmeta["q"]), energy=np.asarray(gmeta["energy"]), mask=mask_t.numpy().astype(bool),
+                     ei_mev=gmeta["ei_mev"], two_theta_deg=tuple(gmeta["two_theta_deg"]))
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"{p}: invalid grid description in metadata.json: {exc}") from exc
+    if bgrid.mask_hash() != gmeta.get("mask_sha256"):
+        raise ValueError(f"{p}: the grid mask/axes do not match the recorded mask hash: the bundle is inconsistent")
+    if grid is not None and not bgrid.same_as(grid):
+        raise ValueError(f"{p} was trained on another grid (shape {bgrid.shape}, mask hash {bgrid.mask_hash()[:12]}) "
+                         f"than the data (shape {grid.shape}, mask hash {grid.mask_hash()[:12]}): "
+                         "preprocess the data onto the bundle's grid or use a matching bundle")
+    try:
+        ae = autoencoder_from_config(ae_cfg, bgrid.mask)
+        ae.load_state_dict(states[WEIGHT_FILES[0]], strict=True)
+        reg = regressor_from_config(reg_cfg)
+        reg.load_state_dict(states[WEIGHT_FILES[1]], strict=True)
+    except (RuntimeError, TypeError, KeyError) as exc:
+        raise ValueError(f"{p}: the weights do not fit the recorded architecture: {exc}") from exc
+    return Bundle(autoencoder=ae, regressor=reg, grid=bgrid, target_mean=np.asarray(stdz["mean"]),
+                  target_std=np.asarray(stdz["std"]), metadata=meta)
+
+
+def bundle_from_training(result: Any, grid: Grid, *, data: dict[str, Any] | None = None,
+                         sampling_ranges: dict[str, Any] | None = None, instrument: str = "ARCS",
+                         quantity: str = "chi''") -> Bundle:
+    """A :class:`Bundle` from :class:`phonon_ml_core.learn.training.TrainingResult` with full metadata."""
+    meta = {
+        "normalization": {"method": "mean", "definition": "(x - mean) / (max - min) over valid pixels"},
+        "quantity": quantity,
+        "targets": list(FORCE_CONSTANT_NAMES) + ["linewidth"] * (result.regressor.n_outputs == 6),
+        "force_constants": {"names": list(FORCE_CONSTANT_NAMES), "units": "N/m",
+                            "reference": AL_REFERENCE_FC.tolist(),
+                            "sampling_ranges": sampling_ranges or default_sampling_ranges()},
+        "instrument": instrument, "ei_mev": grid.ei_mev,
+        "training": {"config": result.config.to_dict(), "seconds": result.seconds,
+                     "epochs": {s: sum(1 for r in result.history if r["stage"] == s)
+                                for s in ("pretrain", "finetune", "extended", "regressor", "physics",
+                                          "physics-finetune")}},
+        "data": data or {},
+        "metrics": result.metrics,
+    }
+    return Bundle(result.autoencoder, result.regressor, grid, result.target_mean, result.target_std, meta)

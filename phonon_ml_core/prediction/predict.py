@@ -1,0 +1,177 @@
+"""PredictForceConstants core: force constants with uncertainties from a model bundle, and the
+spectrum simulated from them with its NMSE against the input (conventions §3, §6)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from phonon_ml_core.physics.units import FORCE_CONSTANT_NAMES
+from phonon_ml_core.data.fileio import atomic_path, check_output_path
+from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.data.normalization import nmse
+from phonon_ml_core.fitting.residual_background import profiled_nmse
+from phonon_ml_core.data.spectrum import Spectrum
+
+#: The bundle shipped with the package (models/ in the repository).
+SHIPPED_BUNDLE_NAME = "al_arcs_ei50_fcvae"
+
+
+def bundle_search_paths(name: str = SHIPPED_BUNDLE_NAME) -> list[Path]:
+    """Where shipped bundles are looked for: models/ of a source checkout (editable install), then
+    share/phonon-ml/models under the install's data directory (``pip install .``, setup.py ``data_files``:
+    the environment's prefix, the user base for ``--user``, Debian's /usr/local)."""
+    import site
+    import sys
+    import sysconfig
+
+    package = Path(__file__).resolve().parents[1]  # phonon_ml_core/
+    roots = [sysconfig.get_path("data"), sys.prefix, getattr(site, "USER_BASE", None), "/usr/local"]
+    out = [package.parent / "models" / name, package / "models" / name]
+    out += [Path(r) / "share" / "phonon-ml" / "models" / name for r in dict.fromkeys(r for r in roots if r)]
+    return out
+
+
+def shipped_bundle_path() -> Path | None:
+    """Path of the shipped pretrained bundle, or None when none is installed (:func:`bundle_search_paths`)."""
+    return next((p for p in bundle_search_paths() if (p / "metadata.json").is_file()), None)
+
+
+def resolve_bundle(path: str | os.PathLike | None):
+    """Load the bundle at ``path`` (the shipped one when None), with a clear error when absent."""
+    from phonon_ml_core.learn.bundle import load_bundle
+
+    if path is None:
+        path = shipped_bundle_path()
+        if path is None:
+            raise FileNotFoundError("no --model given and no shipped bundle found (looked in "
+                                    + ", ".join(str(p) for p in bundle_search_paths()) + "): reinstall phonon-ml "
+                                    "from its repository (pip install .), or train one with `phonon-ml train` "
+                                    "and pass --model BUNDLE")
+    return load_bundle(path)
+
+
+#: Largest fraction of a bundle grid's valid pixels a spectrum may lack and still be predicted from.
+MAX_MISSING_FRACTION = 0.02
+
+
+def onto_bundle_grid(spectrum: Spectrum, grid, max_missing_fraction: float = MAX_MISSING_FRACTION) -> Spectrum:
+    """``spectrum`` on a bundle's ``grid`` (same axes), mean-normalised on the grid's mask.
+
+    A spectrum whose coverage misses a few of the grid's valid pixels (e.g. a slightly different low-|Q|
+    edge after preprocessing) is normalised on the pixels it has and the missing ones are set to the mean
+    (0), up to ``max_missing_fraction``; the count goes to ``metadata['filled_pixels']``. Other axes, or more
+    missing pixels, raise ValueError naming the fix.
+    """
+    from dataclasses import replace
+
+    g = spectrum.grid
+    if g.shape != grid.shape or not (np.allclose(g.q, grid.q, atol=1e-6) and np.allclose(g.energy, grid.energy,
+                                                                                           atol=1e-6)):
+        raise ValueError(f"the spectrum is on another grid (n_E × n_Q = {g.shape[0]} × {g.shape[1]}, E "
+                         f"{g.energy[0]:.4g}–{g.energy[-1]:.4g} meV, |Q| {g.q[0]:.4g}–{g.q[-1]:.4g} 1/Å) than the "
+                         f"model ({grid.shape[0]} × {grid.shape[1]}): preprocess it onto the model's grid first "
+                         "(`phonon-ml preprocess`, PreprocessForML)")
+    own = spectrum.masked() if spectrum.normalization == "mean" else spectrum.normalized()
+    finite = np.isfinite(own.intensity)
+    finite = finite.all(0) if finite.ndim == 3 else finite
+    have = finite & grid.mask
+    missing = int(grid.mask.sum() - have.sum())
+    if missing > max_missing_fraction * grid.n_valid:
+        raise ValueError(f"the spectrum lacks {missing} of the model grid's {grid.n_valid} valid pixels (more than "
+                         f"{max_missing_fraction:.0%}): the data do not cover the model's kinematic range; use data "
+                         "reduced over the model's range (Ei, angles)")
+    if missing == 0 and np.array_equal(g.mask, grid.mask) and spectrum.normalization == "mean":
+        return spectrum
+    from phonon_ml_core.data.normalization import mean_normalize
+
+    inten = np.where(have, own.intensity, np.nan)
+    inten = mean_normalize(inten, have)  # on the pixels present …
+    inten = np.where(grid.mask & ~have, 0.0, inten)  # … and the missing ones at the mean
+    meta = dict(spectrum.metadata, filled_pixels=missing)
+    err = None if spectrum.errors is None else np.where(grid.mask, spectrum.errors, np.nan)
+    return replace(spectrum, grid=grid, intensity=inten, errors=err, normalization="mean", metadata=meta)
+
+
+def read_inputs_on_grid(paths: Sequence[str | os.PathLike], grid: Grid, temperature: float | None = None
+                        ) -> tuple[list[Spectrum], list[str]]:
+    """Read each file (one spectrum or a set), put it on the bundle's ``grid`` (:func:`onto_bundle_grid`) and
+    split sets: (single spectra, names ``path`` or ``path[i]``). ``temperature`` (K) overrides the files'."""
+    from phonon_ml_core.readers import read_spectrum
+
+    if temperature is not None and not temperature > 0:
+        raise ValueError("--temperature must be positive (K)")
+    spectra, names = [], []
+    for path in paths:
+        s = read_spectrum(path)
+        try:
+            s = onto_bundle_grid(s, grid)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        for i, one in enumerate(s):
+            if temperature is not None:
+                one.temperature = float(temperature)
+            spectra.append(one)
+            names.append(str(path) if not s.is_set else f"{path}[{i}]")
+    return spectra, names
+
+
+def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 10000, seed: int = 0,
+                    simulate: bool = True) -> list[dict[str, Any]]:
+    """Force constants for each spectrum (on the bundle grid) from a loaded bundle.
+
+    Per spectrum: ``force_constants`` (mean over ``n_samples`` latent draws, N/m), ``std``,
+    ``mean_code_prediction``, the predicted intrinsic linewidth ``linewidth`` (γ) and ``linewidth_std`` when
+    the bundle predicts one (None otherwise) and, when ``simulate`` and the temperature is known,
+    ``reconstruction`` (the spectrum simulated from the constants and γ) and its ``nmse`` against the input,
+    plus ``nmse_background_slope`` with the best residual background slope ``background_slope`` (per meV,
+    :mod:`.residual_background`) added: the nuisance model of ``phonon-ml fit``, to compare with its NMSE.
+    """
+    from phonon_ml_core.simulator import SimulationSettings, simulate_spectrum
+
+    out = []
+    for s in spectra:
+        s = onto_bundle_grid(s, bundle.grid)
+        pred = bundle.predict(s, n_samples=n_samples, seed=seed)
+        t = s.temperature
+        entry: dict[str, Any] = {"force_constants": pred["mean"], "std": pred["std"],
+                                 "mean_code_prediction": pred["mean_code_prediction"], "nmse": float("nan"),
+                                 "temperature": float("nan") if t is None else float(t), "reconstruction": None,
+                                 "linewidth": None, "linewidth_std": None,
+                                 "nmse_background_slope": float("nan"), "background_slope": float("nan")}
+        if "linewidth" in pred:
+            entry["linewidth"], entry["linewidth_std"] = float(pred["linewidth"]), float(pred["linewidth_std"])
+        if simulate and t is not None and np.isfinite(t):
+            rec = simulate_spectrum(pred["mean"], float(t), grid=bundle.grid, linewidth=entry["linewidth"],
+                                    settings=SimulationSettings(quantity=s.quantity, normalize=True))
+            x = s if s.normalization == "mean" else s.normalized()
+            entry["nmse"] = float(nmse(x.intensity, rec.intensity, bundle.grid.mask))
+            n_bg, slope, _ = profiled_nmse(x.intensity, rec.intensity, bundle.grid)
+            entry["nmse_background_slope"], entry["background_slope"] = float(n_bg), float(slope)
+            entry["reconstruction"] = rec
+        out.append(entry)
+    return out
+
+
+def result_records(entries: Sequence[dict[str, Any]], inputs: Sequence[str]) -> list[dict[str, Any]]:
+    """RESULT.json entries (conventions §6): plain lists and floats, one per input spectrum."""
+    records = []
+    for e, name in zip(entries, inputs):
+        rec = {"input": name, "names": list(FORCE_CONSTANT_NAMES)}
+        for k, v in e.items():
+            if k == "reconstruction":
+                continue
+            rec[k] = np.asarray(v).tolist() if isinstance(v, np.ndarray) else v
+        records.append(rec)
+    return records
+
+
+def write_results(path: str | os.PathLike, records: list[dict[str, Any]], overwrite: bool = False) -> Path:
+    """Write RESULT.json atomically."""
+    out = check_output_path(path, overwrite)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(records, indent=2, allow_nan=True))
+    return out

@@ -1,0 +1,1 @@
+"""Reports: figures, latent-space analysis, the evaluation report and the demo."""

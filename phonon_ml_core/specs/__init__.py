@@ -1,0 +1,22 @@
+"""Materials and experiments as data (conventions §0, §7): validated, serialisable specs and built-in presets.
+
+``Material`` (lattice, shells, mass, scattering, a(T), reference constants, sampling ranges, fit bounds) and
+``Experiment`` (instrument, chopper, Ei, 2θ range, (E, |Q|) grid and mask) round-trip through dicts, JSON and
+YAML files. Built-in materials live in ``specs/materials/*.json`` (derived by ``specs/derive_builtin.py``).
+"""
+from ._io import SpecError
+from .experiment import STANDARD_EXPERIMENT, Experiment, default_grid
+from .instruments import InstrumentInfo, get_instrument, list_instruments
+from .material import (
+                       ALUMINIUM,
+                       LatticeParameter,
+                       Material,
+                       builtin_materials,
+                       fit_bounds_rule,
+                       get_material,
+                       sampling_rule,
+)
+
+__all__ = ["ALUMINIUM", "STANDARD_EXPERIMENT", "Experiment", "InstrumentInfo", "LatticeParameter", "Material",
+           "SpecError", "builtin_materials", "default_grid", "fit_bounds_rule", "get_instrument", "get_material",
+           "list_instruments", "sampling_rule"]
