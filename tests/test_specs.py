@@ -228,3 +228,16 @@ def test_matches_todays_dataset_and_fitting_code():
     lo, hi = SamplingConfig(reference=AL_REF.tolist()).bounds(ALUMINIUM.names)
     assert [tuple(p) for p in ALUMINIUM.sampling_ranges] == list(zip(lo.tolist(), hi.tolist()))
     assert np.array_equal(np.array(ALUMINIUM.fit_bounds), default_bounds(AL_REF))
+
+
+def test_docs_yaml_example_reads(tmp_path):
+    import pathlib
+    import re
+
+    doc = pathlib.Path(__file__).resolve().parents[1] / "docs" / "materials.md"
+    if not doc.exists():
+        pytest.skip("docs/materials.md not present")
+    text = re.search(r"```yaml\n(.*?)```", doc.read_text(encoding="utf-8"), re.DOTALL).group(1)
+    (tmp_path / "cu80.yaml").write_text(text, encoding="utf-8")
+    m = get_material(tmp_path / "cu80.yaml")
+    assert m.name == "Cu-80K" and m.bvk_model().is_stable()
