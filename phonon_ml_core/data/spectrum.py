@@ -13,10 +13,15 @@ from typing import Any, Iterator
 import h5py
 import numpy as np
 
-from phonon_ml_core.learn.bundle_metadata import json_default
 from phonon_ml_core.data.fileio import atomic_path, check_output_path
 from phonon_ml_core.data.grid import ARCS_TWO_THETA_RANGE_DEG, Grid
+from phonon_ml_core.data.jsonio import json_default
 from phonon_ml_core.data.normalization import mean_normalize
+from phonon_ml_core.specs.experiment import Experiment
+from phonon_ml_core.specs.material import Material
+
+#: Names of the five fcc two-shell constants (conventions §1): files without a material and five constants.
+FCC_TWO_SHELL_NAMES: tuple[str, ...] = ("1XX", "1XY", "1ZZ", "2XX", "2YY")
 
 QUANTITIES = ("chi''", "S")
 NORMALIZATIONS = ("mean", "none")
@@ -33,10 +38,12 @@ class Spectrum:
         quantity: "chi''" (dynamical susceptibility) or "S" (scattering function).
         normalization: "mean" (conventions §3) or "none".
         errors: one-sigma uncertainties, same shape as intensity, or None.
-        force_constants: N/m, (5,) or (N, 5), order [1XX, 1XY, 1ZZ, 2XX, 2YY], when known.
+        force_constants: N/m, (K,) or (N, K) in the order of :attr:`names`, when known.
         linewidth: intrinsic damping γ (dimensionless, HWHM = γ·E), scalar or (N,), when known (simulated).
         instrument, sample: free text.
         metadata: further JSON-serialisable facts (provenance, lattice parameter, sampling ranges).
+        material: the :class:`~phonon_ml_core.specs.Material` the spectrum belongs to, when known.
+        experiment: the :class:`~phonon_ml_core.specs.Experiment` it was measured or simulated for, when known.
     """
 
     intensity: np.ndarray
@@ -50,6 +57,8 @@ class Spectrum:
     instrument: str = "ARCS"
     sample: str = "aluminium"
     metadata: dict[str, Any] = field(default_factory=dict)
+    material: Material | None = None
+    experiment: Experiment | None = None
 
     def __post_init__(self) -> None:
         self.intensity = np.asarray(self.intensity)
@@ -73,10 +82,17 @@ class Spectrum:
             self.temperature = float(t) if t.ndim == 0 else t
         if self.force_constants is not None:
             fc = np.asarray(self.force_constants, dtype=float)
-            want = (5,) if not self.is_set else (self.n_spectra, 5)
-            if fc.shape != want and not (self.is_set and fc.shape == (5,)):
+            k = fc.shape[-1] if fc.ndim else 0
+            if self.material is not None and k != self.material.n_constants:
+                raise ValueError(f"{k} force constants for {self.material.name}, which has {self.material.n_constants} "
+                                 f"({', '.join(self.material.names)})")
+            want = (k,) if not self.is_set else (self.n_spectra, k)
+            if k == 0 or (fc.shape != want and not (self.is_set and fc.shape == (k,))):
                 raise ValueError(f"force_constants shape {fc.shape}, expected {want}")
             self.force_constants = fc
+        for name, cls in (("material", Material), ("experiment", Experiment)):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), cls):
+                raise TypeError(f"Spectrum.{name} must be a {cls.__name__} or None, got {type(getattr(self, name)).__name__}")
         if self.linewidth is not None:
             lw = np.asarray(self.linewidth, dtype=float)
             if lw.ndim == 1 and lw.size != self.n_spectra or lw.ndim > 1:
@@ -94,6 +110,15 @@ class Spectrum:
     @property
     def n_spectra(self) -> int:
         return self.intensity.shape[0] if self.is_set else 1
+
+    @property
+    def names(self) -> tuple[str, ...] | None:
+        """Names of the force constants (from the material; the fcc two-shell names for 5 constants without one)."""
+        if self.material is not None:
+            return self.material.names
+        if self.force_constants is not None and np.shape(self.force_constants)[-1] == len(FCC_TWO_SHELL_NAMES):
+            return FCC_TWO_SHELL_NAMES
+        return None
 
     @property
     def mask(self) -> np.ndarray:
@@ -140,6 +165,9 @@ class Spectrum:
             raise ValueError("no spectra to stack")
         first = spectra[0]
         for s in spectra[1:]:
+            if (s.material is None) != (first.material is None) or (
+                    s.material is not None and not s.material.same_as(first.material)):
+                raise ValueError("spectra belong to different materials: stack spectra of one material")
             if not s.grid.same_as(first.grid):
                 raise ValueError("spectra are on different grids: preprocess them onto one grid first")
             if s.quantity != first.quantity or s.normalization != first.normalization:
@@ -148,7 +176,7 @@ class Spectrum:
         temps = np.concatenate([s.temperatures() for s in spectra])
         fcs = None
         if all(s.force_constants is not None for s in spectra):
-            fcs = np.concatenate([np.broadcast_to(s.force_constants, (s.n_spectra, 5)) for s in spectra])
+            fcs = np.concatenate([np.broadcast_to(s.force_constants, (s.n_spectra, np.shape(s.force_constants)[-1])) for s in spectra])
         errs = None
         if all(s.errors is not None for s in spectra):
             errs = np.concatenate([s.errors.reshape(-1, *first.grid.shape) for s in spectra])
@@ -223,7 +251,7 @@ def write_spectrum_group(f: h5py.Group, s: Spectrum) -> None:
     if s.force_constants is not None:
         d = f.create_dataset("force_constants", data=s.force_constants)
         d.attrs["units"] = "N/m"
-        d.attrs["order"] = "1XX,1XY,1ZZ,2XX,2YY"
+        d.attrs["order"] = ",".join(s.names or ())
     if s.linewidth is not None:
         f.create_dataset("linewidth", data=s.linewidth).attrs["meaning"] = "γ, HWHM = γ·E"
     f.attrs["quantity"] = s.quantity
@@ -233,6 +261,10 @@ def write_spectrum_group(f: h5py.Group, s: Spectrum) -> None:
     f.attrs["instrument"] = s.instrument
     f.attrs["sample"] = s.sample
     f.attrs["metadata_json"] = json.dumps(s.metadata, default=json_default)
+    if s.material is not None:
+        f.attrs["material_json"] = json.dumps(s.material.to_dict(), default=json_default)
+    if s.experiment is not None:
+        f.attrs["experiment_json"] = json.dumps(s.experiment.to_dict(), default=json_default)
 
 
 def read_spectrum_group(f: h5py.Group, source: str = "") -> Spectrum:
@@ -264,7 +296,8 @@ def read_spectrum_group(f: h5py.Group, source: str = "") -> Spectrum:
     grid = Grid(q=q, energy=energy, mask=mask, ei_mev=ei, two_theta_deg=tt, **kw)
     meta = json.loads(_attr_str(f.attrs.get("metadata_json", "{}")))
     for k, v in f.attrs.items():
-        if k not in ("quantity", "normalization", "ei_mev", "two_theta_deg", "instrument", "sample", "metadata_json"):
+        if k not in ("quantity", "normalization", "ei_mev", "two_theta_deg", "instrument", "sample", "metadata_json",
+                     "material_json", "experiment_json"):
             meta.setdefault(k, _plain(v))
     if source:
         meta.setdefault("source_file", source)
@@ -280,7 +313,20 @@ def read_spectrum_group(f: h5py.Group, source: str = "") -> Spectrum:
         instrument=_attr_str(f.attrs.get("instrument", "")),
         sample=_attr_str(f.attrs.get("sample", "")),
         metadata=meta,
+        material=_spec_attr(f, "material_json", Material, source),
+        experiment=_spec_attr(f, "experiment_json", Experiment, source),
     )
+
+
+def _spec_attr(f: h5py.Group, key: str, cls: type, source: str) -> Any:
+    """The Material/Experiment stored in attribute ``key`` (None when absent; files before the specs)."""
+    if key not in f.attrs:
+        return None
+    try:
+        return cls.from_dict(json.loads(_attr_str(f.attrs[key])))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{source or 'file'}: its stored {cls.__name__.lower()} is invalid ({exc}); "
+                         "rewrite the file with this version of phonon-ml") from exc
 
 
 def _attr_str(v: Any) -> str:

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from phonon_ml_core.learn.bundle_metadata import json_default, read_bundle_metadata
+from phonon_ml_core.data.jsonio import json_default
+from phonon_ml_core.learn.bundle_metadata import read_bundle_metadata
 from phonon_ml_core.physics.units import AL_REFERENCE_FC, FORCE_CONSTANT_NAMES
 from phonon_ml_core.data.grid import Grid
 from phonon_ml_core.learn.networks import (FAMILIES, ForceConstantRegressor, SpectrumAutoencoder, autoencoder_from_config,

@@ -23,16 +23,3 @@ def read_bundle_metadata(path: str | os.PathLike) -> tuple[Path, dict[str, Any]]
     if not isinstance(meta, dict):
         raise ValueError(f"{meta_path} does not hold a JSON object: the bundle is corrupted")
     return p, meta
-
-
-def json_default(o: Any) -> Any:
-    """``json.dumps(default=...)`` for numpy arrays and scalars and paths."""
-    import numpy as np
-
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, Path):
-        return os.fspath(o)
-    raise TypeError(f"not JSON serialisable: {type(o)}")
