@@ -69,8 +69,10 @@ def test_mantid_without_logs_and_descending_axis(tmp_path):
     q_edges, e_edges, y, err = sqe_fixture()
     p = tmp_path / "d.nxs"
     write_mantid_nexus(p, y[::-1], e_edges, q_edges[::-1], errors=err[::-1])
-    s = read_spectrum(p)
-    assert s.temperature is None and s.metadata["ei_from_file"] is False
+    with pytest.raises(ValueError, match="no incident energy.*--ei"):
+        read_spectrum(p)   # never a silent default Ei
+    s = read_spectrum(p, ei_mev=50.0)
+    assert s.temperature is None and s.metadata["ei_from_file"] is False and s.grid.ei_mev == 50.0
     np.testing.assert_array_equal(s.intensity, y.T)
 
 
@@ -78,7 +80,7 @@ def test_mantid_wavenumber_energy_converted(tmp_path):
     q_edges, e_edges, y, err = sqe_fixture()
     p = tmp_path / "w.nxs"
     write_mantid_nexus(p, y, e_edges / 0.12398419843320026, q_edges, errors=err, axis1_units="DeltaE_inWavenumber")
-    np.testing.assert_allclose(read_spectrum(p).grid.energy_edges, e_edges, rtol=1e-6)
+    np.testing.assert_allclose(read_spectrum(p, ei_mev=50.0).grid.energy_edges, e_edges, rtol=1e-6)
 
 
 def test_mantid_unfinalised_rebinned_output(tmp_path):
@@ -86,7 +88,7 @@ def test_mantid_unfinalised_rebinned_output(tmp_path):
     frac = np.full(y.shape, 0.5)
     p = tmp_path / "f.nxs"
     write_mantid_nexus(p, y * frac, e_edges, q_edges, errors=err * frac, frac_area=frac)
-    s = read_spectrum(p)
+    s = read_spectrum(p, ei_mev=50.0)
     np.testing.assert_allclose(s.intensity, y.T)
 
 

@@ -18,6 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: The half-area rule (conventions §7): an output bin counts as covered when the data cover at least half of its
+#: area, as with Mantid's fractional-area (NormalisedPolygon) rebinning.
+HALF_AREA_COVERAGE: float = 0.5
+
 
 def overlap_matrix(src_edges: np.ndarray, dst_edges: np.ndarray) -> np.ndarray:
     """Overlap lengths ``A[j, i]`` of input bin ``i`` with output bin ``j``, shape (n_dst, n_src).
