@@ -221,7 +221,7 @@ def test_no_overlap_all_nan_inf_and_shapes():
     g = Grid(q=np.linspace(0.5, 3, 10), energy=np.linspace(60, 90, 12), mask=np.ones((12, 10), bool), ei_mev=120.0)
     s = Spectrum(intensity=np.ones(g.shape), grid=g, temperature=300.0, quantity="S")
     with pytest.raises(ValueError, match="no overlap with the target grid"):
-        preprocess(s)
+        preprocess(s, grid=standard_grid())   # the default target follows the input's Ei (specs.default_grid)
     g2 = Grid(q=np.linspace(0.05, 0.3, 6), energy=np.linspace(10, 20, 12), mask=np.ones((12, 6), bool))
     s2 = Spectrum(intensity=np.ones(g2.shape), grid=g2, temperature=300.0, quantity="S")
     with pytest.raises(ValueError, match="no overlap with the target grid"):
