@@ -13,8 +13,16 @@ from phonon_ml_core.data.rebin import HALF_AREA_COVERAGE
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.readers import read_spectrum, sniff_format
 from phonon_ml_core.readers.logs import canonical_instrument
-from phonon_ml_core.specs import ALUMINIUM, STANDARD_EXPERIMENT, Experiment, Material, SpecError, default_grid, \
-    get_material, list_instruments
+from phonon_ml_core.specs import (
+    ALUMINIUM,
+    STANDARD_EXPERIMENT,
+    Experiment,
+    Material,
+    SpecError,
+    default_grid,
+    get_material,
+    list_instruments,
+)
 
 log = logging.getLogger(__name__)
 

@@ -14,11 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from phonon_ml_core.preprocess.background import DEFAULT_BACKGROUND, ESTIMATORS, estimate_background, subtract_background
-from phonon_ml_core.physics.units import KB_MEV_PER_K
 from phonon_ml_core.data.grid import Grid, standard_grid
 from phonon_ml_core.data.rebin import HALF_AREA_COVERAGE, crop_indices, rebin2d
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.physics.units import KB_MEV_PER_K
+from phonon_ml_core.preprocess.background import (
+    DEFAULT_BACKGROUND,
+    ESTIMATORS,
+    estimate_background,
+    subtract_background,
+)
 from phonon_ml_core.preprocess.measurement import experiment_of, measured_instrument, resolve_material, target_grid
 from phonon_ml_core.specs import Material
 

@@ -1,8 +1,6 @@
 """Helpers shared by the readers: validation, axis handling, building a :class:`Spectrum`."""
 from __future__ import annotations
 
-from typing import Any
-
 import h5py
 import numpy as np
 

@@ -6,7 +6,8 @@ of numbers; time series are averaged over their finite values.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import numpy as np
 

@@ -27,7 +27,7 @@ ENERGY_UNITS: dict[str, float] = {
 Q_UNITS: tuple[str, ...] = ("MomentumTransfer",)
 
 def is_mantid_nexus(f: h5py.File) -> bool:
-    return any(k.startswith("mantid_workspace_") for k in f.keys())
+    return any(k.startswith("mantid_workspace_") for k in f)
 
 
 def read_log(logs: h5py.Group | None, names: tuple[str, ...], positive: bool = True

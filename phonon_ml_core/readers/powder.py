@@ -69,7 +69,7 @@ def powder_sqw(data: np.ndarray, error: np.ndarray | None, energy_edges: np.ndar
     is zero).
     """
     y = np.asarray(data, dtype=float)
-    n_det, n_e = y.shape
+    n_e = y.shape[1]
     ee = np.asarray(energy_edges, dtype=float)
     qe = np.asarray(q_edges, dtype=float)
     n_q = qe.size - 1

@@ -6,7 +6,7 @@ for tests, examples and exchanging synthetic data; they are not full Mantid file
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import h5py
 import numpy as np
