@@ -30,10 +30,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from phonon_ml_core.data.fileio import check_output_dir
-    from phonon_ml_core.report.latent import analyse_latent, write_latent_analysis
+    from phonon_ml_core.data.spectrum import Spectrum
     from phonon_ml_core.prediction.predict import onto_bundle_grid, resolve_bundle, shipped_bundle_path
     from phonon_ml_core.readers import read_spectrum
-    from phonon_ml_core.data.spectrum import Spectrum
+    from phonon_ml_core.report.latent import analyse_latent, write_latent_analysis
 
     out = check_output_dir(args.output_dir)
     bundle = resolve_bundle(args.model)

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from phonon_ml_core.physics.units import FORCE_CONSTANT_NAMES
 from phonon_ml_core.data.fileio import atomic_path
 from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.physics.units import FORCE_CONSTANT_NAMES
 
 DEMO_TEMPERATURES = (50.0, 300.0, 640.0)
 #: The demo's "true" constants: the reference with a softer second shell (not the training centre).
@@ -77,10 +78,10 @@ def run_workflow(inputs: Sequence[Path], out_dir: Path, truth: np.ndarray | None
     constants, independently of the prediction, as in the study. ``temperature`` (K) overrides the files'.
     """
     from phonon_ml_core.fitting.spectrum_fit import fit_spectrum
-    from phonon_ml_core.report.plotting import plot_spectrum
     from phonon_ml_core.prediction.predict import predict_spectra, resolve_bundle
     from phonon_ml_core.preprocess.pipeline import preprocess_with_report
     from phonon_ml_core.readers import read_spectrum
+    from phonon_ml_core.report.plotting import plot_spectrum
 
     bundle = resolve_bundle(None) if predict else None
     records = []
