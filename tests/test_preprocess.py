@@ -126,7 +126,7 @@ def test_detailed_balance_closed_form():
     np.testing.assert_allclose(c.intensity, x * f[:, None], rtol=1e-8)
     np.testing.assert_allclose(c.errors, err * f[:, None], rtol=1e-8)
     assert c.quantity == "chi''"
-    assert KB_MEV_PER_K == pytest.approx(8.617333262e-2)
+    assert pytest.approx(8.617333262e-2) == KB_MEV_PER_K
     assert detailed_balance_factor(np.array([-5.0]), 300.0)[0] < 0    # χ'' is odd in E
     assert to_chi(s, temperature=50.0).temperature == 50.0
 

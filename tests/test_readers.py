@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from phonon_ml_core.physics.units import HBAR2_OVER_2MN_MEV_A2
-from phonon_ml_core.data.grid import Grid, edges_to_centres, standard_grid
+from phonon_ml_core.data.grid import edges_to_centres, standard_grid
 from phonon_ml_core.readers import (read_mantid_nexus, read_nxspe, read_spectrum, sniff_format,
                                     write_mantid_nexus, write_nxspe)
 from phonon_ml_core.readers.powder import powder_sqw
@@ -189,7 +189,7 @@ def test_nxspe_single_detector_lands_at_kinematic_q(tmp_path):
 
 
 def test_q_formula_uses_project_constant():
-    assert HBAR2_OVER_2MN_MEV_A2 == pytest.approx(C, rel=1e-4)
+    assert pytest.approx(C, rel=1e-4) == HBAR2_OVER_2MN_MEV_A2
 
 
 def _reference_overlaps(a0, a1, b0, b1, de, q_edges, n=4000):
@@ -217,7 +217,8 @@ def test_powder_rebin_matches_slow_area_reference():
         var = np.zeros(30)
         for d in range(3):
             lo, hi = np.radians(polar[d] - width[d] / 2), np.radians(polar[d] + width[d] / 2)
-            q = lambda th, e: q_expected(np.degrees(th), e, ei)
+            def q(th, e):
+                return q_expected(np.degrees(th), e, ei)
             w = _reference_overlaps(q(lo, e_edges[k]), q(lo, e_edges[k + 1]), q(hi, e_edges[k]), q(hi, e_edges[k + 1]),
                                     e_edges[k + 1] - e_edges[k], q_edges)
             num += w * data[d, k]

@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--ei", type=float, default=None, help="incident energy, meV (default: the instrument's)")
     p.add_argument("--output-dir", default="phonon_ml_output/demo", help="report folder (default %(default)s)")
     p.add_argument("--input", nargs="+", help="run on these files instead of simulated data")
-    p.add_argument("--noise", type=float, default=0.04, help="relative counting noise of the simulated data (default 0.04)")
+    p.add_argument("--noise", type=float, default=0.04,
+                   help="relative counting noise of the simulated data (default 0.04)")
     p.add_argument("--methods", default="nelder-mead,gradient", help="fit methods (comma-separated)")
     p.add_argument("--no-predict", action="store_true", help="skip the ML prediction")
     p.add_argument("--temperature", type=float, help="with --input: sample temperature, K (overrides the files')")

@@ -67,7 +67,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         f"on {STANDARD_EXPERIMENT.instrument})")
     p.add_argument("--mesh-density", type=int, default=SimulationSettings.mesh_density,
                    help="reciprocal-space points per 2π/a (accuracy; default %(default)s)")
-    p.add_argument("--batch-size", type=int, default=8, help="spectra per simulator call (default 8: fits the CPU cache)")
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="spectra per simulator call (default 8: fits the CPU cache)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
     p.add_argument("--plot", help="one spectrum: also save a PNG of the spectrum")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")

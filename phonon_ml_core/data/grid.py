@@ -37,7 +37,8 @@ def edges_to_centres(edges: np.ndarray) -> np.ndarray:
     return 0.5 * (e[1:] + e[:-1])
 
 
-def q_limits(energy_mev: np.ndarray, ei_mev: float, two_theta_deg: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def q_limits(energy_mev: np.ndarray, ei_mev: float, two_theta_deg: tuple[float, float]
+             ) -> tuple[np.ndarray, np.ndarray]:
     """|Q| (1/Å) reached at the smallest and largest scattering angle for each energy transfer.
 
     NaN where the energy transfer exceeds Ei (no final neutron).

@@ -77,7 +77,8 @@ def rebin2d(intensity: np.ndarray, energy_edges: np.ndarray, q_edges: np.ndarray
     v = valid.astype(float)
     num = a_e @ yv @ a_q.T
     cov = a_e @ v @ a_q.T
-    area = np.diff(np.asarray(new_energy_edges, dtype=float))[:, None] * np.diff(np.asarray(new_q_edges, dtype=float))[None, :]
+    area = (np.diff(np.asarray(new_energy_edges, dtype=float))[:, None]
+            * np.diff(np.asarray(new_q_edges, dtype=float))[None, :])
     frac = cov / area
     ok = frac >= max(min_coverage, 1e-12)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -134,7 +134,8 @@ def crop(s: Spectrum, energy_range: tuple[float, float], q_range: tuple[float, f
         raise ValueError(f"no overlap with the target grid: the input covers E {g.energy_edges[0]:.3g}–"
                          f"{g.energy_edges[-1]:.3g} meV and |Q| {g.q_edges[0]:.3g}–{g.q_edges[-1]:.3g} 1/Å, the "
                          f"target E {energy_range[0]:.3g}–{energy_range[1]:.3g} meV and |Q| {q_range[0]:.3g}–"
-                         f"{q_range[1]:.3g} 1/Å: reduce the data over the target range or choose a grid inside the data")
+                         f"{q_range[1]:.3g} 1/Å: reduce the data over the target range or choose a grid inside "
+                         "the data")
     g = s.grid
     grid = Grid(q=g.q[iq], energy=g.energy[ie], mask=g.mask[ie, iq], ei_mev=g.ei_mev, two_theta_deg=g.two_theta_deg,
                 q_edges=g.q_edges[iq.start:iq.stop + 1], energy_edges=g.energy_edges[ie.start:ie.stop + 1])
@@ -287,7 +288,8 @@ def preprocess(spectrum: Spectrum, grid: Grid | None = None, temperature: float 
         grid: target grid, default :func:`phonon_ml_core.specs.default_grid` for the spectrum's Ei and
             instrument (the standard grid for ARCS at 50 meV).
         temperature: sample temperature (K), overriding the spectrum's; needed when the input is S.
-        background: estimator name (:data:`phonon_ml_core.preprocess.background.ESTIMATORS`), default "minimum" (docs/preprocess.md: chosen by the downstream fit NMSE).
+        background: estimator name (:data:`phonon_ml_core.preprocess.background.ESTIMATORS`), default "minimum"
+            (docs/preprocess.md: chosen by the downstream fit NMSE).
         **options: ``background_options`` (dict), ``min_coverage`` (0.5, the half-area rule), ``normalize``
             (True), ``max_lost_fraction`` (None), ``material`` (symbol, file or Material; default the input's,
             else aluminium), ``instrument`` (default the input's, else the standard experiment's).

@@ -9,7 +9,8 @@ from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.readers.logs import INSTRUMENT_LOGS, as_str, canonical_instrument, finite_mean, resolve_ei
 from phonon_ml_core.specs import STANDARD_EXPERIMENT, get_instrument
 
-__all__ = ["as_str", "attr", "axis_edges", "check_data", "finite_mean", "read_instrument_name", "scalar_value", "spectrum_on_axes"]
+__all__ = ["as_str", "attr", "axis_edges", "check_data", "finite_mean", "read_instrument_name", "scalar_value",
+           "spectrum_on_axes"]
 
 
 def attr(obj: h5py.HLObject, name: str, default: str = "") -> str:

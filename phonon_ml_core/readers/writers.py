@@ -66,7 +66,8 @@ def write_mantid_nexus(path: str | os.PathLike, values: np.ndarray, axis1: np.nd
         for name, val in (logs or {}).items():
             g = lg.create_group(name)
             g.attrs["NX_class"] = _s("NXlog")
-            g.create_dataset("value", data=_s(val) if isinstance(val, str) else np.atleast_1d(np.asarray(val, dtype=float)))
+            value = _s(val) if isinstance(val, str) else np.atleast_1d(np.asarray(val, dtype=float))
+            g.create_dataset("value", data=value)
             if not isinstance(val, str) and np.size(val) > 1:
                 g.create_dataset("time", data=np.arange(np.size(val), dtype=float))
 

@@ -102,7 +102,8 @@ def check_budget(b: EvaluationBudget) -> EvaluationBudget:
         if int(getattr(b, name)) < 0:
             raise ValueError(f"{name} must be ≥ 0, got {getattr(b, name)}")
     if b.pretrain_epochs < 1 or b.regressor_epochs < 1:
-        raise ValueError("the pretraining and regressor stages need at least 1 epoch each (--epochs, --regressor-epochs)")
+        raise ValueError("the pretraining and regressor stages need at least 1 epoch each "
+                         "(--epochs, --regressor-epochs)")
     if int(b.n_samples) < 1:
         raise ValueError(f"the number of latent draws (--samples) must be at least 1, got {b.n_samples}")
     bad = [m for m in b.fit_methods if m not in FIT_METHODS]

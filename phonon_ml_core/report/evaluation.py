@@ -280,7 +280,8 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
                     "path": r.path, "train_seconds": r.train_seconds,
                     "r2": dict(zip(names, r.r2)), "rmse": dict(zip(names, r.rmse)),
                     "nmse": None if r.nmse is None else r.nmse, "mean_nmse": r.mean_nmse,
-                    "nmse_no_background": r.nmse_no_background, "recon_nmse": r.recon_nmse, "force_constants": r.fc, "std": r.std} for r in records],
+                    "nmse_no_background": r.nmse_no_background, "recon_nmse": r.recon_nmse,
+                    "force_constants": r.fc, "std": r.std} for r in records],
         "fit": [{"temperature": f.temperature, "force_constants": f.force_constants, "std": f.std, "nmse": f.nmse,
                  "linewidth": f.linewidth, "evaluations": f.evaluations, "seconds": f.seconds,
                  "converged": f.converged} for f in fits],
@@ -289,7 +290,8 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
         "fit_mean_nmse": fit_mean, "best_model": None if best is None else best.name,
         "monotonicity_1XX": mono, "targets": study_targets(records, fit_mean, temps), "latent": latent_summary,
         "figures": figs,
-        "tables": {"nmse": "table1_nmse.csv", "r2": "r2_simulated_test.csv", "force_constants": "force_constants_vs_T.csv"},
+        "tables": {"nmse": "table1_nmse.csv", "r2": "r2_simulated_test.csv",
+                   "force_constants": "force_constants_vs_T.csv"},
         "seconds": {"total": time.perf_counter() - t_start, "fits": fit_seconds},
     }
     summary = to_jsonable(summary)

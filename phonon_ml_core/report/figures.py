@@ -20,7 +20,9 @@ def plot_intensity(measured: Spectrum, best: ModelRecord | None, fits: list[Any]
     x = measured.normalized()
     n = measured.n_spectra
     fig, ax = plt.subplots(figsize=(6.5, 2.0 + 1.3 * n))
-    qa = lambda a: np.nanmean(np.where(g.mask, a, np.nan), axis=-1)
+    def qa(a):
+        return np.nanmean(np.where(g.mask, a, np.nan), axis=-1)
+
     temps = measured.temperatures()
     for k in range(n):
         off = 0.45 * k

@@ -153,8 +153,9 @@ def render_report(summary: dict[str, Any], nmse_header: list[str], nmse_rows: li
     if lat:
         f = lat["files"]
         parts.append(f"<h2>Fig. 4 and S2–S5: latent analysis of {e(str(lat.get('model')))}</h2>")
-        parts.append(f"<p>{lat['n_spectra']} simulated test spectra; {lat['n_active']} of {lat['latent_dim']} dimensions "
-                     f"active ({e(lat['activity_measure'])} &gt; {lat['threshold']:g}); active, by decreasing KL: "
+        parts.append(f"<p>{lat['n_spectra']} simulated test spectra; {lat['n_active']} of {lat['latent_dim']} "
+                     f"dimensions active ({e(lat['activity_measure'])} &gt; {lat['threshold']:g}); "
+                     "active, by decreasing KL: "
                      f"{e(', '.join(f'z{d}' for d in lat['active_dimensions']))}. Tables: "
                      f"<a href='{e(f['activity_csv'])}'>activity &amp; sensitivity</a>"
                      + (f", <a href='{e(f['fc_correlation_csv'])}'>latent–constant correlation</a>"

@@ -311,10 +311,10 @@ def plot_latent_analysis(res: LatentAnalysis, out_dir: str | os.PathLike, prefix
         im = row[2].pcolormesh(g.q_edges, g.energy_edges, dd, cmap="RdBu_r", vmin=-loc, vmax=loc, shading="flat")
         row[2].set_title(f"Δ (dimension {d}, KL {res.kl[d]:.3g})", fontsize=8)
         fig.colorbar(im, ax=row[2])
-        with np.errstate(invalid="ignore"):
-            qa = lambda a: np.nanmean(np.where(g.mask, a, np.nan), axis=-1)
         for a, lab, st in ((res.minus[d], "−", "--"), (res.base, "z̄", "-"), (res.plus[d], "+", ":")):
-            row[3].plot(g.energy, qa(a), st, label=lab)
+            with np.errstate(invalid="ignore"):
+                curve = np.nanmean(np.where(g.mask, a, np.nan), axis=-1)
+            row[3].plot(g.energy, curve, st, label=lab)
         row[3].set_xlabel("Energy transfer (meV)", fontsize=8)
         row[3].set_title("|Q|-averaged", fontsize=8)
         row[3].legend(fontsize=7)
