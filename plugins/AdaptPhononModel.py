@@ -46,7 +46,7 @@ class AdaptPhononModel(PythonAlgorithm):
         self.declareProperty("Temperature", Property.EMPTY_DBL, FloatBoundedValidator(lower=0.0, exclusive=True),
                              doc="K, for every input: it overrides the logs of all members of a group (default: each "
                                  "workspace's TemperatureLog)")
-        self.declareProperty("TemperatureLog", "SampleTemp", doc="sample log holding the temperature")
+        self.declareProperty("TemperatureLog", _core().TEMPERATURE_LOGS[0], doc="sample log holding the temperature")
         self.declareProperty("BundleDirectory", "", direction=Direction.Output, doc="the bundle written")
 
     def validateInputs(self):
@@ -60,6 +60,18 @@ class AdaptPhononModel(PythonAlgorithm):
         issues.update(ma.check_members_for_bundle(members, bundle))
         if not members:
             return issues
+        if bundle is not None and "ModelBundle" not in issues:
+            try:
+                expected = ma.bundle_grid_description(bundle)["material"]
+            except (OSError, ValueError):
+                expected = None
+            for name, member in members:
+                got = ma.workspace_material(member)
+                problem = None if expected is None or got is None else \
+                    ma.material_mismatch(expected, got, f"the model bundle {bundle}")
+                if problem:
+                    issues["InputWorkspace"] = (f"{name}: " if name else "") + problem
+                    break
         missing = ma.member_without_temperature(members, self.getPropertyValue("TemperatureLog"))
         if self.getProperty("Temperature").isDefault and missing is not None:
             issues["Temperature"] = (f"{missing} has no sample temperature log: the adaptation simulates at each "

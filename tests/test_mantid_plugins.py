@@ -71,9 +71,11 @@ def make_sqw(mantid, name, y, e_edges, q_edges, ei=50.0, temperature=300.0, tran
                                NSpec=len(q_edges) - 1, UnitX=x_unit, VerticalAxisUnit=v_unit, YUnitLabel=label, **kw)
     if ei is not None:
         s.AddSampleLog(Workspace=name, LogName="Ei", LogText=str(ei), LogType="Number", LogUnit="meV")
-    if temperature is not None:
-        s.AddSampleLog(Workspace=name, LogName="SampleTemp", LogText=f"{temperature} {temperature + 2}",
-                       LogType="Number Series", LogUnit="K")
+    if temperature is not None:  # a two-entry time series, built as Mantid does (AddSampleLog adds ONE entry)
+        series = mantid.kernel.FloatTimeSeriesProperty("SampleTemp")
+        series.addValue("2024-01-01T00:00:00", temperature)
+        series.addValue("2024-01-01T00:10:00", temperature + 2)
+        mantid.api.AnalysisDataService.retrieve(name).mutableRun().addProperty("SampleTemp", series, True)
     return mantid.api.AnalysisDataService.retrieve(name)
 
 
@@ -125,10 +127,11 @@ def test_plugins_registered_and_thin(mantid):
         assert hasattr(mantid.sapi, name)
 
 
-def test_plugin_literals_match_core():
-    from phonon_ml_core.preprocess.background import ESTIMATORS
-    from phonon_ml_core.physics.units import AL_REFERENCE_FC
+def test_plugin_literals_match_core(mantid):
     from phonon_ml_core.learn.networks import FAMILIES
+    from phonon_ml_core.mantid_support.logs import TEMPERATURE_LOGS
+    from phonon_ml_core.preprocess.background import ESTIMATORS
+    from phonon_ml_core.specs import ALUMINIUM, STANDARD_EXPERIMENT, list_instruments
 
     def literal(alg, name):
         for node in ast.parse((ROOT / "plugins" / f"{alg}.py").read_text()).body:
@@ -136,8 +139,16 @@ def test_plugin_literals_match_core():
                 return ast.literal_eval(node.value)
         raise AssertionError(f"{alg} lacks {name}")
 
-    for n in ("SimulatePowderINS", "FitForceConstantsNelderMead"):
-        assert literal(n, "AL_REFERENCE_FC") == AL_REFERENCE_FC.tolist()
+    for n in ("SimulatePowderINS", "FitForceConstantsNelderMead", "PreprocessForML"):  # defaults from the specs
+        alg = mantid.api.AlgorithmManager.create(n)
+        assert alg.getProperty("Material").value == ALUMINIUM.element
+        allowed = alg.getProperty("Instrument").validator.allowedValues()
+        assert [a for a in allowed if a] == list(list_instruments())
+    sim = mantid.api.AlgorithmManager.create("SimulatePowderINS")
+    assert sim.getProperty("Instrument").value == STANDARD_EXPERIMENT.instrument
+    for n in ("PreprocessForML", "FitForceConstantsNelderMead", "PredictForceConstants", "AdaptPhononModel"):
+        assert mantid.api.AlgorithmManager.create(n).getProperty("TemperatureLog").value == TEMPERATURE_LOGS[0]
+    assert not (ROOT / "plugins" / "FitForceConstantsNelderMead.py").read_text().count("120")
     assert sorted(literal("PreprocessForML", "BACKGROUNDS")) == sorted(ESTIMATORS)
     from phonon_ml_core.preprocess.background import DEFAULT_BACKGROUND
     assert literal("PreprocessForML", "BACKGROUNDS")[0] == DEFAULT_BACKGROUND
@@ -188,7 +199,7 @@ def test_simulate_matches_core(mantid):
 
 
 def test_simulate_validation(mantid, tmp_path):
-    with pytest.raises(ValueError, match="ForceConstants"):
+    with pytest.raises(ERRORS, match="ForceConstants"):  # Al has five (the count is the material's)
         mantid.sapi.SimulatePowderINS(ForceConstants=[1.0, 2.0, 3.0, 4.0], OutputWorkspace="bad")
     with pytest.raises(ERRORS, match="Ei"):
         mantid.sapi.SimulatePowderINS(Ei=8.0, OutputWorkspace="bad")
@@ -293,8 +304,9 @@ def test_fit_validation(mantid):
     with pytest.raises(ERRORS, match="LowerBounds and UpperBounds"):
         mantid.sapi.FitForceConstantsNelderMead(InputWorkspace="noT", Temperature=300.0, LowerBounds=[0.0] * 5,
                                                 OutputWorkspace="f")
-    with pytest.raises(ValueError, match="StartValues"):
-        mantid.sapi.FitForceConstantsNelderMead(InputWorkspace="noT", StartValues=[1.0, 2.0], OutputWorkspace="f")
+    with pytest.raises(ERRORS, match="StartValues"):
+        mantid.sapi.FitForceConstantsNelderMead(InputWorkspace="noT", Temperature=300.0, StartValues=[1.0, 2.0],
+                                                OutputWorkspace="f")
     with pytest.raises(ValueError, match="Method"):
         mantid.sapi.FitForceConstantsNelderMead(InputWorkspace="noT", Method="lm", OutputWorkspace="f")
 
