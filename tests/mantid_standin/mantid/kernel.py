@@ -215,3 +215,32 @@ class Logger:  # mantid/kernel/src/Exports/Logger.cpp
 
 
 logger = Logger("Python")  # mantid/kernel/_aliases.py
+
+
+class _ConfigService:  # mantid/kernel/src/Exports/ConfigService.cpp; config = ConfigService (kernel/_aliases.py)
+    def __init__(self):
+        self._values = {"default.facility": "ISIS", "user.python.plugins.directories": ""}
+        self._user_dir = ""
+
+    def __getitem__(self, key):
+        return self._values.get(key, "")
+
+    def __setitem__(self, key, value):
+        self._values[key] = str(value)
+
+    def getString(self, key):
+        return self[key]
+
+    def setString(self, key, value):
+        self[key] = value
+
+    def getUserPropertiesDir(self):
+        return self._user_dir
+
+    def getUserFilename(self):
+        import os
+        return os.path.join(self._user_dir, "Mantid.user.properties")
+
+
+ConfigService = _ConfigService()
+config = ConfigService
