@@ -29,7 +29,8 @@ class AdaptPhononModel(PythonAlgorithm):
 
     def PyInit(self):
         self.declareProperty(WorkspaceProperty("InputWorkspace", "", direction=Direction.Input),
-                             doc="model-ready chi''(|Q|,E) (PreprocessForML output) or a group of them, with temperatures")
+                             doc="model-ready chi''(|Q|,E) (PreprocessForML output) or a group of them, with "
+                                 "temperatures")
         self.declareProperty("ModelBundle", "", doc="model bundle to adapt (default: the bundle shipped in models/)")
         self.declareProperty("OutputBundle", "", doc="the adapted model bundle directory to write")
         self.declareProperty("Overwrite", False, doc="replace an existing bundle")
@@ -52,7 +53,8 @@ class AdaptPhononModel(PythonAlgorithm):
     def validateInputs(self):
         ma = _core()
         issues = {}
-        problem = ma.check_output_bundle(self.getPropertyValue("OutputBundle"), bool(self.getProperty("Overwrite").value))
+        overwrite = bool(self.getProperty("Overwrite").value)
+        problem = ma.check_output_bundle(self.getPropertyValue("OutputBundle"), overwrite)
         if problem:
             issues["OutputBundle"] = problem
         members = ma.group_members(self.getProperty("InputWorkspace").value)
@@ -95,9 +97,11 @@ class AdaptPhononModel(PythonAlgorithm):
                                                        temperature_log=self.getPropertyValue("TemperatureLog")),
                               bundle.grid) for _, member in members]
         out = self.getPropertyValue("OutputBundle")
-        adapted = adapt_to_file(bundle, Spectrum.stack(spectra), out, overwrite=bool(self.getProperty("Overwrite").value),
+        adapted = adapt_to_file(bundle, Spectrum.stack(spectra), out,
+                                overwrite=bool(self.getProperty("Overwrite").value),
                                 weights_dtype=self.getPropertyValue("WeightsDtype"), steps=steps,
-                                lr=float(self.getProperty("LearningRate").value), seed=int(self.getProperty("Seed").value),
+                                lr=float(self.getProperty("LearningRate").value),
+                                seed=int(self.getProperty("Seed").value),
                                 trainable=self.getPropertyValue("Layers"),
                                 background=bool(self.getProperty("ProfileBackground").value), progress=False,
                                 sources=[name or input_name for name, _ in members],

@@ -44,13 +44,14 @@ class FitForceConstantsNelderMead(PythonAlgorithm):
         self.declareProperty("Method", "nelder-mead", StringListValidator(["nelder-mead", "gradient"]),
                              doc="bounded Nelder-Mead, or autograd multi-start + L-BFGS-B")
         self.declareProperty(FloatArrayProperty("StartValues", [], direction=Direction.Input),
-                             doc="starting constants, N/m, in the material's order (e.g. PredictForceConstants output); "
-                                 "empty: the material's reference constants")
+                             doc="starting constants, N/m, in the material's order (e.g. PredictForceConstants "
+                                 "output); empty: the material's reference constants")
         self.declareProperty(FloatArrayProperty("LowerBounds", [], direction=Direction.Input),
                              doc="lower bounds, N/m, one per constant (empty: the material's fit bounds)")
         self.declareProperty(FloatArrayProperty("UpperBounds", [], direction=Direction.Input),
                              doc="upper bounds, N/m, one per constant (empty: the material's fit bounds)")
-        self.declareProperty("FitLinewidth", True, doc="fit the linewidth gamma (HWHM = gamma * E) as a nuisance parameter")
+        self.declareProperty("FitLinewidth", True,
+                             doc="fit the linewidth gamma (HWHM = gamma * E) as a nuisance parameter")
         self.declareProperty("FitBackground", True, doc="fit a residual background slope in energy transfer "
                              "(flat in |Q|) as a nuisance parameter")
         self.declareProperty("Linewidth", 0.0, FloatBoundedValidator(lower=0.0),

@@ -23,7 +23,8 @@ class PredictForceConstants(PythonAlgorithm):
                 "a trained autoencoder + regressor bundle.")
 
     def seeAlso(self):
-        return ["PreprocessForML", "FitForceConstantsNelderMead", "TrainPhononVAE", "AdaptPhononModel", "SimulatePowderINS"]
+        return ["PreprocessForML", "FitForceConstantsNelderMead", "TrainPhononVAE", "AdaptPhononModel",
+                "SimulatePowderINS"]
 
     def checkGroups(self):
         return False  # a group is handled here: one table with a block of rows per member
@@ -42,12 +43,12 @@ class PredictForceConstants(PythonAlgorithm):
         self.declareProperty("ComputeNMSE", True,
                              doc="simulate the spectrum of the predicted constants and compute its NMSE")
         self.declareProperty("Temperature", Property.EMPTY_DBL, FloatBoundedValidator(lower=0.0, exclusive=True),
-                             doc="K, for the NMSE simulation and for temperature-conditioned bundles (default: the SampleTemp log or "
-                                 "fallbacks)")
+                             doc="K, for the NMSE simulation and for temperature-conditioned bundles (default: the "
+                                 "TemperatureLog log or fallbacks)")
         self.declareProperty("TemperatureLog", ma.TEMPERATURE_LOGS[0], doc="sample log holding the temperature")
         self.declareProperty(ITableWorkspaceProperty("OutputWorkspace", "", direction=Direction.Output),
-                             doc="table: Input, Index, Name (the bundle material's constants), Value, Std, Units, NMSE, "
-                                 "NMSEBackgroundSlope, Temperature, Linewidth per constant")
+                             doc="table: Input, Index, Name (the bundle material's constants), Value, Std, Units, "
+                                 "NMSE, NMSEBackgroundSlope, Temperature, Linewidth per constant")
         self.declareProperty(MatrixWorkspaceProperty("OutputReconstruction", "", direction=Direction.Output,
                                                      optional=PropertyMode.Optional),
                              doc="the spectrum simulated from the predicted constants (single input only)")

@@ -88,8 +88,8 @@ class PreprocessForML(PythonAlgorithm):
                             "(GetEi / AddSampleLog(LogName='Ei', LogType='Number'))")
         else:
             issues.update(ma.experiment_problems(ws, *self._settings()))
-        if ma.workspace_quantity(ws) == "S" and self.getProperty("Temperature").isDefault:
-            if ma.sample_temperature(ws, self.getPropertyValue("TemperatureLog"))[1] is None:
+        if ma.workspace_quantity(ws) == "S" and self.getProperty("Temperature").isDefault and \
+                ma.sample_temperature(ws, self.getPropertyValue("TemperatureLog"))[1] is None:
                 issues["Temperature"] = ("the sample temperature is unknown (no SampleTemp or fallback log): set "
                                          "Temperature (K) or TemperatureLog; it is needed to convert S to chi''")
         bundle = self.getPropertyValue("ModelBundle")
@@ -133,8 +133,8 @@ class PreprocessForML(PythonAlgorithm):
                                              background=self.getPropertyValue("Background"),
                                              min_coverage=float(self.getProperty("MinCoverage").value))
         self.log().notice(f"PreprocessForML: {report.summary()}; {material.name}; {experiment.describe()}")
-        result = ma.spectrum_to_workspace(out, title=f"model-ready chi'' from {self.getPropertyValue('InputWorkspace')}",
-                                          material=material, experiment=experiment)
+        title = f"model-ready chi'' from {self.getPropertyValue('InputWorkspace')}"
+        result = ma.spectrum_to_workspace(out, title=title, material=material, experiment=experiment)
         self.setProperty("OutputWorkspace", result)
         progress.report("done")
 

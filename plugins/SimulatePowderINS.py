@@ -48,7 +48,8 @@ class SimulatePowderINS(PythonAlgorithm):
         self.declareProperty("LatticeParameter", Property.EMPTY_DBL, positive,
                              doc="lattice parameter, Angstrom (default: the material's a(T))")
         self.declareProperty("Instrument", ma.DEFAULT_INSTRUMENT, StringListValidator(ma.instrument_choices()),
-                             doc="direct-geometry instrument (resolution via resins, detector 2theta range for the mask)")
+                             doc="direct-geometry instrument (resolution via resins, detector 2theta range for the "
+                                 "mask)")
         self.declareProperty("Ei", Property.EMPTY_DBL, positive,
                              doc="incident energy, meV (default: the instrument's standard Ei; ARCS 50 meV gives the "
                                  "standard grid)")
@@ -83,8 +84,8 @@ class SimulatePowderINS(PythonAlgorithm):
         if phonopy and len(fc):
             issues["PhonopyFile"] = "give either ForceConstants or PhonopyFile, not both"
         elif phonopy and (material.lattice, material.n_shells) != ("fcc", 2):
-            issues["PhonopyFile"] = (f"phonopy files are projected onto fcc two-shell constants, but {material.name} is "
-                                     f"{material.lattice} with {material.n_shells} shells: give ForceConstants")
+            issues["PhonopyFile"] = (f"phonopy files are projected onto fcc two-shell constants, but {material.name} "
+                                     f"is {material.lattice} with {material.n_shells} shells: give ForceConstants")
         elif len(fc) and len(fc) != material.n_constants:
             issues["ForceConstants"] = (f"{material.name} has {material.n_constants} constants "
                                         f"({', '.join(material.names)}), got {len(fc)} values")
@@ -106,7 +107,8 @@ class SimulatePowderINS(PythonAlgorithm):
             source = f"phonopy ({info['source']}; projection residual {info['residual']:.2g})"
             self.log().information(f"phonopy constants projected: {list(fc)} N/m, {info}")
         progress.report("building the simulator")
-        settings = {"quantity": self.getPropertyValue("Quantity"), "normalize": bool(self.getProperty("Normalize").value),
+        settings = {"quantity": self.getPropertyValue("Quantity"),
+                    "normalize": bool(self.getProperty("Normalize").value),
                     "multiphonon": bool(self.getProperty("Multiphonon").value),
                     "mesh_density": int(self.getProperty("MeshDensity").value)}
         lw = float(self.getProperty("Linewidth").value) or None

@@ -9,12 +9,13 @@ import logging
 import numpy as np
 import pytest
 
-from mantid_standin.harness import ROOT, mantid, measured_like  # noqa: F401
+from mantid_standin.harness import ROOT, mantid_fixture, measured_like  # noqa: F401
 
 
 @pytest.fixture(scope="module")
 def autoreduce():
-    spec = importlib.util.spec_from_file_location("autoreduce_arcs_phonon", ROOT / "examples" / "autoreduce_arcs_phonon.py")
+    path = ROOT / "examples" / "autoreduce_arcs_phonon.py"
+    spec = importlib.util.spec_from_file_location("autoreduce_arcs_phonon", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

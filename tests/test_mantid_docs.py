@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from mantid_standin.harness import ALGS, ROOT, mantid  # noqa: F401
+from mantid_standin.harness import ALGS, ROOT, mantid_fixture  # noqa: F401
 
 DIRECTIVE = re.compile(r"^\.\. (testsetup|testcode|testcleanup|testoutput):: (\S+)\n((?:[ \t]*:.*\n)*)\n"
                        r"((?:(?:   .*)?\n)+)", re.M)

@@ -8,7 +8,7 @@ import inspect
 import numpy as np
 import pytest
 
-from mantid_standin.harness import ERRORS, ROOT, make_sqw, mantid  # noqa: F401
+from mantid_standin.harness import ERRORS, ROOT, make_sqw, mantid_fixture  # noqa: F401
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +112,8 @@ def test_predict_refuses_a_bundle_of_another_material(mantid, fe):
                                         temperature=300.0), material=material)
     mantid.api.mtd.addOrReplace("fe_std", ws)
     with pytest.raises(ERRORS, match="Material: the model bundle .* is for Al "):
-        mantid.sapi.PredictForceConstants(InputWorkspace="fe_std", ModelBundle=str(ROOT / "models" / "al_arcs_ei50_fcvae"),
-                                          OutputWorkspace="x")
+        mantid.sapi.PredictForceConstants(InputWorkspace="fe_std", OutputWorkspace="x",
+                                          ModelBundle=str(ROOT / "models" / "al_arcs_ei50_fcvae"))
     assert not mantid.api.mtd.doesExist("x")
 
 

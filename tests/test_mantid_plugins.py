@@ -3,17 +3,14 @@ stand-in in tests/mantid_standin (injected via sys.path inside the fixture only)
 from __future__ import annotations
 
 import ast
-import importlib
 import json
 import os
-import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from mantid_standin.harness import (ALGS, ERRORS, ROOT, assert_sqw_layout, make_sqw, mantid,  # noqa: F401
+from mantid_standin.harness import (ALGS, ERRORS, ROOT, assert_sqw_layout, make_sqw, mantid_fixture,  # noqa: F401
                                    measured_like, table_values, tiny_grid)
 
 
@@ -121,7 +118,8 @@ def test_simulate_validation(mantid, tmp_path):
     f = tmp_path / "phonopy.yaml"
     f.write_text("x")
     with pytest.raises(ERRORS, match="either ForceConstants or PhonopyFile"):
-        mantid.sapi.SimulatePowderINS(ForceConstants=[1.0, 2.0, 3.0, 4.0, 5.0], PhonopyFile=str(f), OutputWorkspace="bad")
+        mantid.sapi.SimulatePowderINS(ForceConstants=[1.0, 2.0, 3.0, 4.0, 5.0], PhonopyFile=str(f),
+                                      OutputWorkspace="bad")
     assert not mantid.api.mtd.doesExist("bad")
 
 
@@ -242,8 +240,8 @@ def tiny_dataset(tmp_path_factory):
     return path
 
 
-TRAIN = dict(Family="fcvae", LatentDim=3, Epochs=2, FinetuneEpochs=1, ExtendedEpochs=1, RegressorEpochs=2,
-             BatchSize=4, Seed=3)
+TRAIN = {"Family": "fcvae", "LatentDim": 3, "Epochs": 2, "FinetuneEpochs": 1, "ExtendedEpochs": 1,
+         "RegressorEpochs": 2, "BatchSize": 4, "Seed": 3}
 
 
 def test_train_matches_core(mantid, tiny_dataset, tmp_path):
@@ -273,7 +271,8 @@ def test_train_validation(mantid, tiny_dataset, tmp_path):
     with pytest.raises(ERRORS, match="already exists"):
         mantid.sapi.TrainPhononVAE(SimulatedData=str(tiny_dataset), OutputBundle=str(tmp_path / "exists"), **TRAIN)
     with pytest.raises(ERRORS, match="nowhere"):
-        mantid.sapi.TrainPhononVAE(SimulatedData=str(tmp_path / "nowhere.h5"), OutputBundle=str(tmp_path / "b"), **TRAIN)
+        mantid.sapi.TrainPhononVAE(SimulatedData=str(tmp_path / "nowhere.h5"), OutputBundle=str(tmp_path / "b"),
+                                   **TRAIN)
     with pytest.raises(ERRORS, match="no workspace named"):
         mantid.sapi.TrainPhononVAE(SimulatedData=str(tiny_dataset), MeasuredWorkspaces=["ghost"],
                                    OutputBundle=str(tmp_path / "b"), **TRAIN)

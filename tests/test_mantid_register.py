@@ -16,7 +16,8 @@ def test_properties_file_per_platform():
 def test_windows_paths_written_with_forward_slashes():
     plugins = "C:\\Users\\u\\site-packages\\phonon_ml_core\\mantid_algorithms"
     new, changed = update_properties("datasearch.directories = C:/data\n", plugins)
-    assert changed and "user.python.plugins.directories = C:/Users/u/site-packages/phonon_ml_core/mantid_algorithms" in new
+    written = "user.python.plugins.directories = C:/Users/u/site-packages/phonon_ml_core/mantid_algorithms"
+    assert changed and written in new
     assert "\\" not in new  # Poco's PropertyFileConfiguration would read "\U" as an escape
     again, changed = update_properties(new, plugins)
     assert not changed and again == new

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from mantid_standin.harness import ERRORS, ROOT, STANDIN, make_sqw, mantid, measured_like  # noqa: F401
+from mantid_standin.harness import ERRORS, ROOT, STANDIN, make_sqw, mantid_fixture, measured_like  # noqa: F401
 
 
 def test_is_default_means_value_equals_default(mantid):
@@ -138,8 +138,8 @@ def test_distribution_flag_honoured(mantid):
 
 
 def test_registration_and_dialogs_do_not_import_torch():
-    code = ("import sys; sys.path.insert(0, %r); import phonon_ml_core.mantid_plugins as p; "
+    code = (f"import sys; sys.path.insert(0, {str(STANDIN)!r}); import phonon_ml_core.mantid_plugins as p; "
             "import mantid.api as api; assert p.REGISTERED; "
             "[api.AlgorithmManager.create(n) for n in p.REGISTERED]; "
-            "assert 'torch' not in sys.modules, 'torch imported'" % str(STANDIN))
+            "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)

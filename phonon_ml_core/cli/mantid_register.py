@@ -71,7 +71,8 @@ def update_properties(text: str, directory: str, remove: bool = False) -> tuple[
     out, found, changed = [], False, False
     for line in lines:
         stripped = line.lstrip()
-        if not found and not stripped.startswith(("#", "!")) and stripped.split("=", 1)[0].strip() == KEY and "=" in stripped:
+        is_key = "=" in stripped and stripped.split("=", 1)[0].strip() == KEY
+        if not found and not stripped.startswith(("#", "!")) and is_key:
             found = True
             entries = _split(stripped.split("=", 1)[1])
             present = any(os.path.normpath(property_path(e)) == norm for e in entries)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from phonon_ml_core.mantid_support.checks import (bundle_grid_description, bundle_path_or_default,  # noqa: F401
                                                   check_grid_matches_bundle, check_members_for_bundle,

@@ -5,7 +5,8 @@ exists; until then they are defined here. Time series are averaged over their fi
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from typing import Any
+from collections.abc import Iterable
 
 import numpy as np
 

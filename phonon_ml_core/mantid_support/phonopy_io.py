@@ -35,7 +35,8 @@ def force_constants_from_phonopy(path: str | os.PathLike, tolerance: float = 0.0
         ph = phonopy.load(str(p), **kwargs)
     except Exception as exc:  # noqa: BLE001 - phonopy raises many types for bad files
         raise ValueError(f"{p} could not be read by phonopy ({type(exc).__name__}: {exc}); give a phonopy yaml "
-                         "with force constants (phonopy --writefc / Phonopy.save(settings={'force_constants': True}))") from exc
+                         "with force constants (phonopy --writefc / "
+                         "Phonopy.save(settings={'force_constants': True}))") from exc
     fc = ph.force_constants
     if fc is None:
         raise ValueError(f"{p} holds no force constants (only displacements?): produce them with phonopy first")

@@ -1,7 +1,8 @@
 """Result tables (TableWorkspace) of the algorithms: one row per (input, force constant), named from the material."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -53,7 +53,8 @@ def sqw_layout(ws: Any) -> str:
         raise ValueError(f"the X unit is '{x_unit or 'none'}', not energy transfer (DeltaE): convert with "
                          "ConvertUnits(Target='DeltaE', EMode='Direct') and SofQW(Method='NormalisedPolygon') first")
     else:
-        what = "spectrum numbers" if vaxis.isSpectra() else ("text labels" if vaxis.isText() else f"'{v_unit or 'none'}'")
+        what = ("spectrum numbers" if vaxis.isSpectra() else
+                "text labels" if vaxis.isText() else f"'{v_unit or 'none'}'")
         raise ValueError(f"the vertical axis holds {what}, not |Q| (MomentumTransfer): run "
                          "SofQW(InputWorkspace, QAxisBinning=..., EMode='Direct', Method='NormalisedPolygon') "
                          "to get powder S(|Q|,E)")

@@ -23,8 +23,8 @@ def _purge_mantid():
         del sys.modules[name]
 
 
-@pytest.fixture(scope="module")
-def mantid():
+@pytest.fixture(scope="module", name="mantid")
+def mantid_fixture():
     try:
         import mantid.simpleapi  # noqa: F401
         real = True
