@@ -143,3 +143,20 @@ def test_registration_and_dialogs_do_not_import_torch():
             "[api.AlgorithmManager.create(n) for n in p.REGISTERED]; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=120)
+
+
+def test_train_expands_groups_of_measured_workspaces(mantid, tmp_path):
+    """TrainPhononVAE takes names (a StringArrayProperty, values a list) and expands groups itself
+    (checkGroups() is false): a bad member is named."""
+    y, ee, qe = measured_like()
+    make_sqw(mantid, "tm_good", y, ee, qe)
+    make_sqw(mantid, "tm_tof", y, ee, qe, x_unit="TOF")
+    mantid.sapi.GroupWorkspaces(InputWorkspaces="tm_good,tm_tof", OutputWorkspace="tm_group")
+    data = tmp_path / "set.h5"
+    data.write_bytes(b"")
+    alg = mantid.api.AlgorithmManager.create("TrainPhononVAE")
+    alg.setProperty("MeasuredWorkspaces", "tm_group")
+    assert alg.getProperty("MeasuredWorkspaces").value == ["tm_group"]
+    with pytest.raises(ERRORS, match="MeasuredWorkspaces: tm_tof: the X unit is 'TOF'"):
+        mantid.sapi.TrainPhononVAE(SimulatedData=str(data), MeasuredWorkspaces="tm_group",
+                                   OutputBundle=str(tmp_path / "b"))
