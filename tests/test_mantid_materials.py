@@ -1,6 +1,7 @@
 """The Mantid algorithms on a non-aluminium material and another instrument (issue 15 item 8): bcc iron on
-SEQUOIA at 80 meV. The simulator's output is compared with the BvK model's analytic zone-boundary physics
-(the bcc H point: Mω² = 16/3·(... ) is not needed; the checks are layout, records, names and the core)."""
+SEQUOIA at 80 meV — the simulation against the BvK model assembled independently, the records (material,
+experiment) on the outputs, the default grid for the Ei, the names of the constants, and the refusals
+(wrong count, unknown material, chopper or frequency the instrument lacks, a bundle of another material)."""
 from __future__ import annotations
 
 import inspect
