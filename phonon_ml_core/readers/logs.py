@@ -13,9 +13,9 @@ import numpy as np
 
 from phonon_ml_core.specs import SpecError, get_instrument
 
-#: Sample logs tried for the sample temperature (K), in order (SNS: SampleTemp, sampletemp, the Lakeshore
-#: SensorA/B/C channels and the temp5/temp8 thermometers; ISIS and others: the rest).
-TEMPERATURE_LOGS: tuple[str, ...] = ("SampleTemp", "sampletemp", "SensorA", "SensorB", "SensorC", "temp5", "temp8",
+#: Sample logs tried for the sample temperature (K), in order: Mantid's SampleTemp, the names SNS direct-geometry
+#: autoreduction uses (sampletemp, the Lakeshore SensorC/B/A channels, the temp5/temp8 thermometers), then others.
+TEMPERATURE_LOGS: tuple[str, ...] = ("SampleTemp", "sampletemp", "SensorC", "SensorB", "SensorA", "temp5", "temp8",
                                      "sample_temperature", "SampleTemperature", "Temperature", "temperature",
                                      "SensorD", "SensorA250", "SensorB250", "SensorTemp")
 #: Sample logs tried for the incident energy (meV), in order.
