@@ -87,8 +87,8 @@ def detector_range(instrument: str | None) -> tuple[float, float]:
 
 def spectrum_on_axes(intensity: np.ndarray, errors: np.ndarray | None, energy_edges: np.ndarray,
                      q_edges: np.ndarray, *, ei_mev: float | None, temperature: float | None,
-                     source: str = "the input", ei_override: float | None = None, quantity: str = "S", metadata: dict | None = None,
-                     instrument: str = "", sample: str = "") -> Spectrum:
+                     source: str = "the input", ei_override: float | None = None, quantity: str = "S",
+                     metadata: dict | None = None, instrument: str = "", sample: str = "") -> Spectrum:
     """A :class:`Spectrum` on the file's own (E, |Q|) axes; mask = finite pixels.
 
     ``intensity`` is (n_E, n_Q); decreasing axes are flipped to increasing. ``ei_mev`` is the file's
