@@ -10,8 +10,12 @@ import pytest
 import torch
 
 from phonon_ml_core.physics.units import AL_REFERENCE_FC
-from phonon_ml_core.fitting.spectrum_fit import (UNSTABLE_PENALTY, _Problem, default_bounds, fit_series, fit_spectrum,
-                                    get_simulator, msq_combination)
+from phonon_ml_core.fitting import fit_series, fit_spectrum
+from phonon_ml_core.fitting.inputs import default_bounds
+from phonon_ml_core.fitting.problem import UNSTABLE_PENALTY
+from phonon_ml_core.fitting.problem import FitProblem as _Problem
+from phonon_ml_core.fitting.results import msq_combination
+from phonon_ml_core.fitting.simulators import get_simulator
 from phonon_ml_core.data.grid import Grid
 from phonon_ml_core.data.normalization import mean_normalize
 from phonon_ml_core.simulator.powder import SimulationSettings
