@@ -14,6 +14,7 @@ from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.fitting.inputs import resolve_material
 from phonon_ml_core.fitting.results import FitResult, msq_combination
 from phonon_ml_core.fitting.spectrum_fit import fit_spectrum
+from phonon_ml_core.fitting.trends import linear_trend
 from phonon_ml_core.specs import ALUMINIUM
 
 log = logging.getLogger(__name__)
@@ -94,30 +95,6 @@ class SeriesResult:
         return p
 
 
-def linear_trend(t: np.ndarray, y: np.ndarray, s: np.ndarray) -> dict[str, float]:
-    """Weighted straight line y = intercept + slope·t (weights 1/s² where finite and positive, else uniform).
-
-    The covariance is scaled by the Birge ratio when the scatter exceeds the errors. Returns {"slope" (y per t),
-    "intercept", "slope_std"}; NaN slope with fewer than two finite points or a single temperature.
-    """
-    ok = np.isfinite(y)
-    if ok.sum() < 2 or np.ptp(t[ok]) == 0:
-        return {"slope": float("nan"), "intercept": float(np.nanmean(y)) if ok.any() else float("nan"),
-                "slope_std": float("nan")}
-    w = np.where(np.isfinite(s[ok]) & (s[ok] > 0), 1.0 / np.maximum(s[ok], 1e-12) ** 2, np.nan)
-    if not np.all(np.isfinite(w)):
-        w = np.ones(ok.sum())
-    a = np.stack([np.ones(ok.sum()), t[ok]], 1)
-    aw = a * w[:, None]
-    cov = np.linalg.pinv(a.T @ aw)
-    coef = cov @ (aw.T @ y[ok])
-    dof = ok.sum() - 2
-    if dof > 0:  # scale by the scatter (Birge ratio) so that the slope std is realistic
-        chi2 = float((w * (y[ok] - a @ coef) ** 2).sum()) / dof
-        cov = cov * max(chi2, 1.0)
-    return {"slope": float(coef[1]), "intercept": float(coef[0]), "slope_std": float(np.sqrt(max(cov[1, 1], 0)))}
-
-
 def fit_series(spectra: Spectrum | Sequence[Spectrum], method: str = "nelder-mead", plot: str | Path | None = None,
                overwrite: bool = False, temperatures: Sequence[float] | None = None, **kwargs) -> SeriesResult:
     """Fit each spectrum of a set (or list) and collect constants vs T with linear trends.
@@ -163,7 +140,3 @@ def series_of(results: Sequence[FitResult]) -> SeriesResult:
     trends = {name: linear_trend(temps, fcs[:, i], stds[:, i]) for i, name in enumerate(material.names)}
     trends["M<w2> combination"] = linear_trend(temps, msq_combination(fcs, material), np.full(len(temps), np.nan))
     return SeriesResult(results=results, temperature=temps, force_constants=fcs, std=stds, trends=trends)
-
-
-#: Deprecated private name (report/evaluation.py): use :func:`linear_trend`.
-_linear_trend = linear_trend

@@ -35,6 +35,7 @@ from phonon_ml_core.fitting.nelder_mead import fit_nelder_mead
 from phonon_ml_core.fitting.problem import BACKGROUND_SLOPE_LIMIT, LINEWIDTH, UNSTABLE_PENALTY, FitProblem
 from phonon_ml_core.fitting.results import FitResult, msq_combination
 from phonon_ml_core.fitting.simulators import get_simulator
+from phonon_ml_core.fitting.trends import linear_trend
 from phonon_ml_core.fitting.uncertainty import parameter_uncertainty
 from phonon_ml_core.simulator.powder import PowderSimulator, SimulationSettings
 from phonon_ml_core.specs import Experiment, Material
@@ -49,6 +50,8 @@ LINEWIDTH_START = 0.03
 LINEWIDTH_BOUNDS = (1.0e-3, 0.3)
 #: Deprecated name of :class:`~phonon_ml_core.fitting.problem.FitProblem` (tests).
 _Problem = FitProblem
+#: Deprecated private name (report/evaluation.py): use :func:`phonon_ml_core.fitting.trends.linear_trend`.
+_linear_trend = linear_trend
 
 
 def fit_spectrum(spectrum: Spectrum, method: str = "nelder-mead", start=None, bounds=None,
