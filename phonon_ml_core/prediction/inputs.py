@@ -95,7 +95,7 @@ def read_inputs(paths, grid: Grid | None = None, ei_mev: float | None = None, in
     """Read every input file (light work only), preprocessing reduced ones onto ``grid`` (see :func:`read_reduced`)
     and checking each file's material against ``material``; ``temperature`` (K) overrides the files'."""
     if temperature is not None and not temperature > 0:
-        raise ValueError(f"--temperature must be a positive number of kelvin, got {temperature}")
+        raise ValueError(f"--temperature must be positive (K), got {temperature}")
     out = []
     for path in paths:
         p = os.fspath(path)
