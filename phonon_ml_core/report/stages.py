@@ -170,10 +170,10 @@ def simulator_of(bundle: Any, data: Spectrum) -> Any:
     experiment = getattr(bundle, "experiment", None) or data.experiment
     try:
         from phonon_ml_core.simulator.factory import get_simulator
-    except ImportError:   # until the simulator area's factory lands: today's aluminium simulator
-        from phonon_ml_core.fitting.spectrum_fit import get_simulator as legacy
+    except ImportError:   # until the simulator area's factory lands: the fits' cached simulator
+        from phonon_ml_core.fitting.simulators import get_simulator as cached
 
-        return legacy(data.grid, data.quantity)
+        return cached(data.grid, data.quantity, material=material, experiment=experiment)
     return get_simulator(material=material, experiment=experiment, grid=data.grid, quantity=data.quantity)
 
 

@@ -8,11 +8,7 @@ from typing import Any
 import numpy as np
 
 from phonon_ml_core.data.spectrum import Spectrum
-
-try:  # the fit area's public home of the weighted trend (fitting/series.py)
-    from phonon_ml_core.fitting.series import linear_trend
-except ImportError:  # until it lands on main
-    from phonon_ml_core.fitting.spectrum_fit import _linear_trend as linear_trend
+from phonon_ml_core.fitting.trends import linear_trend
 
 
 @dataclass
