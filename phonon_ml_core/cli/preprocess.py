@@ -8,7 +8,7 @@ from phonon_ml_core.data.rebin import HALF_AREA_COVERAGE
 from phonon_ml_core.preprocess.background import DEFAULT_BACKGROUND, ESTIMATORS
 from phonon_ml_core.preprocess.measurement import read_measured
 from phonon_ml_core.preprocess.pipeline import preprocess_with_report, with_specs
-from phonon_ml_core.specs import get_material
+from phonon_ml_core.specs import ALUMINIUM, get_material
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -56,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
     out, report = preprocess_with_report(spectrum, grid, temperature=args.temperature, background=args.background,
                                          min_coverage=args.min_coverage, material=material,
                                          instrument=args.instrument)
-    if out.material is None or out.experiment is None:   # passed through: record the defaults
-        out = with_specs(out, material, args.instrument)
+    if out.material is None or out.experiment is None:   # record the defaults (aluminium when nothing says)
+        out = with_specs(out, material or out.material or ALUMINIUM, args.instrument)
     out.to_hdf5(args.output, overwrite=args.overwrite)
     print(f"{args.input} → {args.output}: {report.summary()}")
     print(f"  material: {out.material.describe()}")

@@ -14,7 +14,6 @@ from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.readers import read_spectrum, sniff_format
 from phonon_ml_core.readers.logs import canonical_instrument
 from phonon_ml_core.specs import (
-    ALUMINIUM,
     STANDARD_EXPERIMENT,
     Experiment,
     Material,
@@ -72,13 +71,15 @@ def experiment_of(grid: Grid, ei_mev: float, instrument: str, previous: Experime
                              chopper_frequency=previous.chopper_frequency if same else None)
 
 
-def resolve_material(material: str | os.PathLike | Material | None, spectrum: Spectrum | None = None) -> Material:
-    """The material given (symbol, file or Material), else the spectrum's, else aluminium."""
+def resolve_material(material: str | os.PathLike | Material | None, spectrum: Spectrum | None = None
+                     ) -> Material | None:
+    """The material given (symbol, file or Material), else the spectrum's; None when neither says (readers of the
+    result take aluminium then, conventions §0: the CLI records ``ALUMINIUM`` explicitly)."""
     if material is not None:
         return get_material(material)
     if spectrum is not None and spectrum.material is not None:
         return spectrum.material
-    return ALUMINIUM
+    return None
 
 
 def read_measured(path: str | os.PathLike, grid: Grid | None = None, ei_mev: float | None = None,

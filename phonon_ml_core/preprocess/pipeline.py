@@ -264,18 +264,19 @@ def preprocess_with_report(spectrum: Spectrum, grid: Grid | None = None, tempera
 
 def with_specs(out: Spectrum, material: str | Material | None = None, instrument: str | None = None,
                ei_mev: float | None = None, source: Spectrum | None = None) -> Spectrum:
-    """``out`` recording its Material (given, the input's, else aluminium) and Experiment (the instrument given,
-    the input's or the file's, with the input's chopper when it names the same instrument, else that instrument's
-    default; the data's Ei; the output grid)."""
+    """``out`` recording its Material (given, else the input's; none when neither has one) and Experiment (the
+    instrument given, the input's or the file's, with the input's chopper when it names the same instrument, else
+    that instrument's default; the data's Ei; the output grid)."""
     source = out if source is None else source
     mat = resolve_material(material, source)
     inst = measured_instrument(source, instrument)
     exp = experiment_of(out.grid, source.grid.ei_mev if ei_mev is None else ei_mev, inst, source.experiment)
     fc = out.force_constants
-    if fc is not None and np.shape(fc)[-1] != mat.n_constants:
+    if mat is not None and fc is not None and np.shape(fc)[-1] != mat.n_constants:
         raise ValueError(f"the input has {np.shape(fc)[-1]} force constants but {mat.name} has {mat.n_constants} "
                          f"({', '.join(mat.names)}): give the input's material with --material")
-    return replace(out, material=mat, experiment=exp, instrument=inst, sample=out.sample or mat.name,
+    return replace(out, material=mat, experiment=exp, instrument=inst,
+                   sample=out.sample or ("" if mat is None else mat.name),
                    metadata=dict(out.metadata))
 
 
@@ -291,8 +292,9 @@ def preprocess(spectrum: Spectrum, grid: Grid | None = None, temperature: float 
         background: estimator name (:data:`phonon_ml_core.preprocess.background.ESTIMATORS`), default "minimum"
             (docs/preprocess.md: chosen by the downstream fit NMSE).
         **options: ``background_options`` (dict), ``min_coverage`` (0.5, the half-area rule), ``normalize``
-            (True), ``max_lost_fraction`` (None), ``material`` (symbol, file or Material; default the input's,
-            else aluminium), ``instrument`` (default the input's, else the standard experiment's).
+            (True), ``max_lost_fraction`` (None), ``material`` (symbol, file or Material; default the input's;
+            none recorded when neither says, which readers take as aluminium), ``instrument`` (default the
+            input's, else the standard experiment's).
 
     Target-valid pixels the input covers less than half of become invalid (the output grid's mask is the
     intersection; the count is in ``metadata["preprocess"]["n_lost"]``). The output records its
