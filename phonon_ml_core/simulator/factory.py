@@ -11,6 +11,7 @@ import torch
 from phonon_ml_core.data.grid import Grid
 from phonon_ml_core.simulator.powder import PowderSimulator
 from phonon_ml_core.simulator.settings import SimulationSettings
+from phonon_ml_core.simulator.specs_setup import experiment_for_grid
 from phonon_ml_core.specs import ALUMINIUM, STANDARD_EXPERIMENT, Experiment, Material, get_material
 
 #: Simulators kept (building one takes about a second; each holds a few MB of tensors).
@@ -33,14 +34,13 @@ def get_simulator(material: Material | str | None = None, experiment: Experiment
     if isinstance(material, Grid):
         raise TypeError("get_simulator(material, experiment, grid=...): pass the grid by keyword (grid=...)")
     material = ALUMINIUM if material is None else get_material(material)
-    if experiment is None and grid is None:
-        experiment = STANDARD_EXPERIMENT
     st = SimulationSettings() if settings is None else replace(settings)
     st.quantity, st.normalize = quantity, normalize
+    if experiment is None:
+        experiment = STANDARD_EXPERIMENT if grid is None else experiment_for_grid(grid, st)
     g = experiment.grid if grid is None else grid
-    setting = (None,) * 4 if experiment is None else (experiment.instrument, experiment.chopper_package,
-                                                      experiment.chopper_frequency, experiment.ei_mev)
-    key = (json.dumps(material.to_dict(), sort_keys=True, default=str), setting, g.ei_mev, tuple(g.two_theta_deg), g.mask_hash(), tuple(np.round(g.q_edges, 9)),
+    key = (json.dumps(material.to_dict(), sort_keys=True, default=str), experiment.instrument,
+           experiment.chopper_package, experiment.chopper_frequency, experiment.ei_mev, g.ei_mev, tuple(g.two_theta_deg), g.mask_hash(), tuple(np.round(g.q_edges, 9)),
            tuple(np.round(g.energy_edges, 9)), tuple(sorted(st.to_dict().items())), str(dtype), str(torch.device(device)))
     if key in _CACHE:
         _CACHE.move_to_end(key)
@@ -49,9 +49,8 @@ def get_simulator(material: Material | str | None = None, experiment: Experiment
         sim = PowderSimulator(grid=grid, settings=st, dtype=dtype, device=device, material=material,
                               experiment=experiment)
     except ValueError as exc:
-        where = "the standard instrument" if experiment is None else experiment.instrument
-        raise ValueError(f"cannot simulate {material.name} on {where} at Ei = {g.ei_mev:g} meV with this grid: "
-                         f"{exc}") from exc
+        raise ValueError(f"cannot simulate {material.name} on {experiment.instrument} at Ei = {g.ei_mev:g} meV "
+                         f"with this grid: {exc}") from exc
     _CACHE[key] = sim
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)

@@ -40,7 +40,7 @@ def resolve_specs(material: Material | None, model: BvKModel | None, experiment:
     if grid is not None:
         grid.check_coverage()
     if experiment is None:
-        experiment = _legacy_experiment(grid, settings)
+        experiment = experiment_for_grid(grid, settings)
     else:
         if not isinstance(experiment, Experiment):
             raise TypeError(f"experiment must be a phonon_ml_core.specs.Experiment, got {type(experiment).__name__}")
@@ -82,7 +82,9 @@ def _check_legacy_fields(experiment: Experiment, settings: SimulationSettings) -
                              f"leave SimulationSettings.{name} as None")
 
 
-def _legacy_experiment(grid: Grid | None, settings: SimulationSettings) -> Experiment:
+def experiment_for_grid(grid: Grid | None, settings: SimulationSettings) -> Experiment:
+    """The experiment of a grid given without one: the standard experiment's instrument and chopper (or the
+    settings' legacy fields when set) at the grid's Ei and 2θ range; the standard experiment for its grid."""
     std = STANDARD_EXPERIMENT
     given = {n: getattr(settings, n) for n in LEGACY_EXPERIMENT_FIELDS if getattr(settings, n) is not None}
     if (grid is None or grid is std.grid) and all(v == getattr(std, n) for n, v in given.items()):
