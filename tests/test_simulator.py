@@ -7,7 +7,6 @@ measured ARCS mask, and torch.autograd.gradcheck.
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch

@@ -10,8 +10,14 @@ import numpy as np
 import pytest
 import torch
 from scipy import constants as sc
-from test_simulator import _euphonic_binned, broaden_and_bin, corr, euphonic_force_constants, narrow_q_grid, \
-    rel_l2_of_shapes
+from test_simulator import (
+    _euphonic_binned,
+    broaden_and_bin,
+    corr,
+    euphonic_force_constants,
+    narrow_q_grid,
+    rel_l2_of_shapes,
+)
 
 from phonon_ml_core.simulator import PowderSimulator, SimulationSettings, UnstableForceConstantsError, simulate_spectrum
 from phonon_ml_core.simulator.factory import get_simulator

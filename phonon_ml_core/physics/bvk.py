@@ -5,6 +5,7 @@ D(q) = Σ_l φ(l) [1 − cos(q·r_l)] and M ω² e = D(q) e. Force constants are
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -83,7 +84,7 @@ class BvKModel:
             raise ValueError(f"mass must be positive (u), got {self.mass}")
 
     @classmethod
-    def aluminium(cls, force_constants=None, temperature: float = 50.0, lattice_parameter: float | None = None) -> "BvKModel":
+    def aluminium(cls, force_constants=None, temperature: float = 50.0, lattice_parameter: float | None = None) -> BvKModel:
         """Aluminium (``specs.ALUMINIUM``): the reference constants (N/m) unless given, a(T) at ``temperature`` (K)."""
         return _aluminium().bvk_model(force_constants, temperature_k=temperature, lattice_parameter=lattice_parameter)
 
@@ -232,7 +233,7 @@ class BvKModel:
         if unknown:
             raise ValueError(f"unknown special points {unknown}: choose from {sorted(points)}")
         qs, dist, ticks, total = [], [], [(0.0, path[0])], 0.0
-        for p0, p1 in zip(path[:-1], path[1:]):
+        for p0, p1 in itertools.pairwise(path):
             a, b = self.special_point(p0), self.special_point(p1)
             t = np.linspace(0, 1, points_per_segment)
             seg = a + t[:, None] * (b - a)

@@ -21,8 +21,12 @@ import torch
 from phonon_ml_core.simulator.eigen3 import eigvalsh3
 from phonon_ml_core.simulator.one_phonon import deposit
 from phonon_ml_core.simulator.settings import LAM_FLOOR
-from phonon_ml_core.simulator.thermal import (multiphonon_coefficients, multiphonon_orders, one_phonon_incoherent,
-                                              orders_needed)
+from phonon_ml_core.simulator.thermal import (
+    multiphonon_coefficients,
+    multiphonon_orders,
+    one_phonon_incoherent,
+    orders_needed,
+)
 
 
 def incoherent_density(dyn: torch.Tensor, weights: torch.Tensor, recoil: float, n_g: int,

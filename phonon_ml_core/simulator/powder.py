@@ -19,7 +19,7 @@ and an :class:`~phonon_ml_core.specs.Experiment` (instrument, chopper, Ei, grid 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -31,12 +31,21 @@ from phonon_ml_core.physics.units import FC_TO_MEV2, HBAR2_OVER_2MN_MEV_A2, KB_M
 from phonon_ml_core.simulator.eigen3 import PACKED, eigvalsh3
 from phonon_ml_core.simulator.incoherent import bin_q2_weight, incoherent_density, multiphonon
 from phonon_ml_core.simulator.mesh import TRACE_WEIGHTS, irreducible_cube_points, shell_mesh
-from phonon_ml_core.simulator.one_phonon import (ShellTensors, dho_kernel, one_of_each_pair, one_phonon_mesh,
-                                                 one_phonon_sphere)
+from phonon_ml_core.simulator.one_phonon import (
+    ShellTensors,
+    dho_kernel,
+    one_of_each_pair,
+    one_phonon_mesh,
+    one_phonon_sphere,
+)
 from phonon_ml_core.simulator.quadrature import powder_quadrature
 from phonon_ml_core.simulator.resolution import binned_gaussian_kernel
-from phonon_ml_core.simulator.settings import (LAM_FLOOR, SimulationInputs, SimulationSettings,
-                                               UnstableForceConstantsError)
+from phonon_ml_core.simulator.settings import (
+    LAM_FLOOR,
+    SimulationInputs,
+    SimulationSettings,
+    UnstableForceConstantsError,
+)
 from phonon_ml_core.simulator.specs_setup import resolve_specs, scattering_weights
 from phonon_ml_core.simulator.thermal import mean_square_displacement
 from phonon_ml_core.specs import Experiment, Material
@@ -87,7 +96,7 @@ class PowderSimulator(torch.nn.Module):
     def from_specs(cls, material: Material | str | None = None, experiment: Experiment | None = None,
                    settings: SimulationSettings | None = None, quantity: str | None = None,
                    dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                   grid: Grid | None = None) -> "PowderSimulator":
+                   grid: Grid | None = None) -> PowderSimulator:
         """A simulator for ``material`` (a Material or a built-in symbol; default aluminium) and ``experiment``
         (default the standard ARCS one). ``quantity`` ("chi''" or "S") overrides the settings'; ``grid`` replaces
         the experiment's grid (same Ei)."""
@@ -158,7 +167,7 @@ class PowderSimulator(torch.nn.Module):
         fine = (f_idx + 0.5) * h
         fine = fine[np.abs(fine) < g.ei_mev + margin]
         self.fine = fine
-        self.n_g = int(math.ceil((1.5 * np.abs(fine).max() + 5.0) / h))
+        self.n_g = math.ceil((1.5 * np.abs(fine).max() + 5.0) / h)
         self.g_energy = (np.arange(self.n_g) + 0.5) * h
         g_index = np.round(np.abs(fine) / h - 0.5).astype(int)
         self._buffer("f_from_g", torch.as_tensor(g_index, device=self.device))
