@@ -32,9 +32,11 @@ setup(
         "tqdm>=4.60",
         "matplotlib>=3.7",
         "safetensors>=0.4",
+        "periodictable>=1.7",
+        "PyYAML>=6",
     ],
     extras_require={
-        "test": ["pytest>=7", "euphonic>=1.3"],
+        "test": ["pytest>=7", "euphonic>=1.3", "ruff==0.17.6"],
     },
     entry_points={"console_scripts": ["phonon-ml=phonon_ml_core.cli:main"]},
     classifiers=[
