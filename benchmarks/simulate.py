@@ -59,7 +59,7 @@ def material_throughput(device: str, symbols: list[str], batch: int, repeats: in
         sims[sym] = PowderSimulator.from_specs(mat, STANDARD_EXPERIMENT, device=device)
         p = sample_parameters(batch * repeats, SamplingConfig(seed=1), material=mat)
         fcs[sym] = torch.tensor(p.force_constants, dtype=torch.float32, device=device)
-    best = {sym: 0.0 for sym in symbols}
+    best = dict.fromkeys(symbols, 0.0)
     with torch.no_grad():
         for _ in range(rounds):
             for sym in symbols:

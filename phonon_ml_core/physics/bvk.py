@@ -84,7 +84,8 @@ class BvKModel:
             raise ValueError(f"mass must be positive (u), got {self.mass}")
 
     @classmethod
-    def aluminium(cls, force_constants=None, temperature: float = 50.0, lattice_parameter: float | None = None) -> BvKModel:
+    def aluminium(cls, force_constants=None, temperature: float = 50.0,
+                  lattice_parameter: float | None = None) -> BvKModel:
         """Aluminium (``specs.ALUMINIUM``): the reference constants (N/m) unless given, a(T) at ``temperature`` (K)."""
         return _aluminium().bvk_model(force_constants, temperature_k=temperature, lattice_parameter=lattice_parameter)
 

@@ -40,8 +40,9 @@ def get_simulator(material: Material | str | None = None, experiment: Experiment
         experiment = STANDARD_EXPERIMENT if grid is None else experiment_for_grid(grid, st)
     g = experiment.grid if grid is None else grid
     key = (json.dumps(material.to_dict(), sort_keys=True, default=str), experiment.instrument,
-           experiment.chopper_package, experiment.chopper_frequency, experiment.ei_mev, g.ei_mev, tuple(g.two_theta_deg), g.mask_hash(), tuple(np.round(g.q_edges, 9)),
-           tuple(np.round(g.energy_edges, 9)), tuple(sorted(st.to_dict().items())), str(dtype), str(torch.device(device)))
+           experiment.chopper_package, experiment.chopper_frequency, experiment.ei_mev, g.ei_mev,
+           tuple(g.two_theta_deg), g.mask_hash(), tuple(np.round(g.q_edges, 9)), tuple(np.round(g.energy_edges, 9)),
+           tuple(sorted(st.to_dict().items())), str(dtype), str(torch.device(device)))
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]

@@ -130,7 +130,8 @@ def shell_mesh(n: int, q_min: float, q_max: float, shell_width: float = 0.01) ->
             flush()
             n_pending = 0
     flush()
-    return ShellMesh(q=q_irr, shell_edges=edges, tensor=tensor.reshape(len(irr), n_sub, 6).astype(np.float32), count=count, n=n)
+    return ShellMesh(q=q_irr, shell_edges=edges, tensor=tensor.reshape(len(irr), n_sub, 6).astype(np.float32),
+                     count=count, n=n)
 
 
 def shell_to_bin_matrix(shell_edges_phys: np.ndarray, bin_edges: np.ndarray) -> np.ndarray:
