@@ -58,7 +58,8 @@ class PowderSimulator(torch.nn.Module):
 
     Prefer :meth:`from_specs` (a material and an experiment). The keyword form below is kept for existing
     callers: without ``material`` and ``model`` the material is aluminium (``specs.ALUMINIUM``); a bare ``model``
-    (no material) is purely coherent with the model's constant lattice parameter; without ``experiment`` the
+    (no material) scatters as its element (``model.symbol``) with the model's constant lattice parameter
+    unless ``lattice_parameter`` is given; without ``experiment`` the
     experiment is the standard one's instrument and chopper (or the legacy settings fields) at the grid's Ei.
 
     Args:
@@ -87,7 +88,7 @@ class PowderSimulator(torch.nn.Module):
             lattice_parameter = (self.material.lattice_parameter_at if self.material is not None
                                  else self.model.lattice_parameter)
         self.lattice_parameter_of_t = lattice_parameter
-        self.weights = scattering_weights(self.material, self.settings)
+        self.weights = scattering_weights(self.material, self.settings, self.model)
         self.dtype, self.device = dtype, torch.device(device)
         self.resolution = self.experiment.resolution(self.settings.resolution_scale)
         self._build()

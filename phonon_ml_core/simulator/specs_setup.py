@@ -6,7 +6,7 @@ import numpy as np
 from phonon_ml_core.data.grid import Grid
 from phonon_ml_core.physics.bvk import BvKModel
 from phonon_ml_core.simulator.settings import SimulationSettings
-from phonon_ml_core.specs import ALUMINIUM, STANDARD_EXPERIMENT, Experiment, Material, get_instrument
+from phonon_ml_core.specs import ALUMINIUM, STANDARD_EXPERIMENT, Experiment, Material, builtin_materials, get_instrument
 
 #: SimulationSettings fields that older callers used for the resolution; the experiment owns them now.
 LEGACY_EXPERIMENT_FIELDS = ("instrument", "chopper_package", "chopper_frequency")
@@ -98,16 +98,39 @@ def experiment_for_grid(grid: Grid | None, settings: SimulationSettings) -> Expe
                              grid=grid, two_theta_deg=grid.two_theta_deg)
 
 
-def scattering_weights(material: Material | None, settings: SimulationSettings) -> tuple[float, float]:
-    """(coherent, incoherent) one-phonon weights σ_coh/σ_tot and σ_inc/σ_tot; (1, 0) for a bare model.
+def element_cross_sections(symbol: str) -> tuple[float, float] | None:
+    """(σ_coh, σ_inc) in barn of the element ``symbol``: the built-in material's, else periodictable's; None when
+    unknown."""
+    known = builtin_materials()
+    if symbol in known:
+        return known[symbol].sigma_coh_barn, known[symbol].sigma_inc_barn
+    try:
+        import periodictable
 
-    The incoherent weight is 0 when ``settings.incoherent`` is off. Multiphonon scattering has weight 1 (the
-    simulator's unit is σ_tot/4π per atom).
+        neutron = periodictable.elements.symbol(symbol).neutron
+        coh, inc = float(neutron.coherent), float(neutron.incoherent)
+    except (ImportError, ValueError, AttributeError, TypeError):
+        return None
+    return (coh, inc) if np.isfinite(coh) and np.isfinite(inc) else None
+
+
+def scattering_weights(material: Material | None, settings: SimulationSettings,
+                       model: BvKModel | None = None) -> tuple[float, float]:
+    """(coherent, incoherent) one-phonon weights σ_coh/σ_tot and σ_inc/σ_tot.
+
+    The cross-sections are the material's; for a bare model (no material) those of its element
+    (``model.symbol``: :func:`element_cross_sections`), and (1, 0) when the element is unknown. The incoherent
+    weight is 0 when ``settings.incoherent`` is off. Multiphonon scattering has weight 1 (the simulator's unit is
+    σ_tot/4π per atom).
     """
-    if material is None:
-        return 1.0, 0.0
-    total = material.sigma_coh_barn + material.sigma_inc_barn
+    if material is not None:
+        coh, inc, name = material.sigma_coh_barn, material.sigma_inc_barn, material.name
+    else:
+        sigma = None if model is None else element_cross_sections(model.symbol)
+        if sigma is None:
+            return 1.0, 0.0
+        (coh, inc), name = sigma, model.symbol
+    total = coh + inc
     if total <= 0:
-        raise ValueError(f"{material.name}: σ_coh + σ_inc = 0 barn: give the material's scattering cross-sections")
-    inc = material.sigma_inc_barn / total if settings.incoherent else 0.0
-    return material.sigma_coh_barn / total, inc
+        raise ValueError(f"{name}: σ_coh + σ_inc = 0 barn: give the material's scattering cross-sections")
+    return coh / total, (inc / total if settings.incoherent else 0.0)
