@@ -23,8 +23,9 @@ def get_simulator(material: Material | str | None = None, experiment: Experiment
                   grid: Grid | None = None, quantity: str = "chi''", settings: SimulationSettings | None = None,
                   dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
                   normalize: bool = True) -> PowderSimulator:
-    """A cached simulator for ``material`` (default ``specs.ALUMINIUM``; a Material or built-in symbol) on
-    ``experiment`` (default ``specs.STANDARD_EXPERIMENT``).
+    """A cached simulator for ``material`` (a Material or built-in symbol; None: aluminium, ``specs.ALUMINIUM``,
+    with the old physics: no incoherent term unless ``settings.incoherent``) on ``experiment`` (default
+    ``specs.STANDARD_EXPERIMENT``).
 
     ``grid`` replaces the experiment's grid (same Ei; e.g. a measured spectrum's or a bundle's grid); with a
     grid and no experiment, the standard experiment's instrument and chopper at the grid's Ei are used;
@@ -33,13 +34,15 @@ def get_simulator(material: Material | str | None = None, experiment: Experiment
     """
     if isinstance(material, Grid):
         raise TypeError("get_simulator(material, experiment, grid=...): pass the grid by keyword (grid=...)")
-    material = ALUMINIUM if material is None else get_material(material)
+    given = None if material is None else get_material(material)
     st = SimulationSettings() if settings is None else replace(settings)
     st.quantity, st.normalize = quantity, normalize
     if experiment is None:
         experiment = STANDARD_EXPERIMENT if grid is None else experiment_for_grid(grid, st)
     g = experiment.grid if grid is None else grid
-    key = (json.dumps(material.to_dict(), sort_keys=True, default=str), experiment.instrument,
+    material_key = "legacy aluminium default" if given is None else json.dumps(given.to_dict(), sort_keys=True,
+                                                                                  default=str)
+    key = (material_key, experiment.instrument,
            experiment.chopper_package, experiment.chopper_frequency, experiment.ei_mev, g.ei_mev,
            tuple(g.two_theta_deg), g.mask_hash(), tuple(np.round(g.q_edges, 9)), tuple(np.round(g.energy_edges, 9)),
            tuple(sorted(st.to_dict().items())), str(dtype), str(torch.device(device)))
@@ -47,10 +50,11 @@ def get_simulator(material: Material | str | None = None, experiment: Experiment
         _CACHE.move_to_end(key)
         return _CACHE[key]
     try:
-        sim = PowderSimulator(grid=grid, settings=st, dtype=dtype, device=device, material=material,
+        sim = PowderSimulator(grid=grid, settings=st, dtype=dtype, device=device, material=given,
                               experiment=experiment)
     except ValueError as exc:
-        raise ValueError(f"cannot simulate {material.name} on {experiment.instrument} at Ei = {g.ei_mev:g} meV "
+        name = ALUMINIUM.name if given is None else given.name
+        raise ValueError(f"cannot simulate {name} on {experiment.instrument} at Ei = {g.ei_mev:g} meV "
                          f"with this grid: {exc}") from exc
     _CACHE[key] = sim
     while len(_CACHE) > CACHE_SIZE:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -57,9 +58,10 @@ class PowderSimulator(torch.nn.Module):
     """Simulate powder spectra on a grid for batches of force constants.
 
     Prefer :meth:`from_specs` (a material and an experiment). The keyword form below is kept for existing
-    callers: without ``material`` and ``model`` the material is aluminium (``specs.ALUMINIUM``); a bare ``model``
-    (no material) scatters as its element (``model.symbol``) with the model's constant lattice parameter
-    unless ``lattice_parameter`` is given; without ``experiment`` the
+    callers: without ``material`` and ``model`` the material is aluminium (``specs.ALUMINIUM``, a(T) from it) with
+    the old physics (coherent one-phonon, no incoherent term unless ``settings.incoherent``); a bare ``model``
+    (no material) is purely coherent with the model's constant lattice parameter unless ``lattice_parameter`` is
+    given; without ``experiment`` the
     experiment is the standard one's instrument and chopper (or the legacy settings fields) at the grid's Ei.
 
     Args:
@@ -77,18 +79,20 @@ class PowderSimulator(torch.nn.Module):
                  dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu", *,
                  material: Material | None = None, experiment: Experiment | None = None):
         super().__init__()
-        self.settings = SimulationSettings() if settings is None else settings
-        if self.settings.quantity not in ("chi''", "S"):
-            raise ValueError(f"quantity must be \"chi''\" or \"S\", got {self.settings.quantity!r}")
-        if self.settings.method not in ("mesh", "sphere"):
-            raise ValueError(f"unknown powder-average method {self.settings.method!r}: choose 'mesh' or 'sphere'")
-        self.material, self.model, self.experiment = resolve_specs(material, model, experiment, grid, self.settings)
+        settings = SimulationSettings() if settings is None else settings
+        if settings.quantity not in ("chi''", "S"):
+            raise ValueError(f"quantity must be \"chi''\" or \"S\", got {settings.quantity!r}")
+        if settings.method not in ("mesh", "sphere"):
+            raise ValueError(f"unknown powder-average method {settings.method!r}: choose 'mesh' or 'sphere'")
+        explicit = material is not None
+        self.material, self.model, self.experiment = resolve_specs(material, model, experiment, grid, settings)
+        self.weights = scattering_weights(self.material if (explicit or model is None) else None, settings, explicit)
+        self.settings = replace(settings, incoherent=self.weights[1] > 0)  # the resolved switch, for provenance
         self.grid = self.experiment.grid
         if lattice_parameter is None:
             lattice_parameter = (self.material.lattice_parameter_at if self.material is not None
                                  else self.model.lattice_parameter)
         self.lattice_parameter_of_t = lattice_parameter
-        self.weights = scattering_weights(self.material, self.settings, self.model)
         self.dtype, self.device = dtype, torch.device(device)
         self.resolution = self.experiment.resolution(self.settings.resolution_scale)
         self._build()
@@ -101,8 +105,6 @@ class PowderSimulator(torch.nn.Module):
         """A simulator for ``material`` (a Material or a built-in symbol; default aluminium) and ``experiment``
         (default the standard ARCS one). ``quantity`` ("chi''" or "S") overrides the settings'; ``grid`` replaces
         the experiment's grid (same Ei)."""
-        from dataclasses import replace
-
         from phonon_ml_core.specs import ALUMINIUM, get_material
 
         material = ALUMINIUM if material is None else get_material(material)

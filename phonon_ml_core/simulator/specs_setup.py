@@ -6,7 +6,7 @@ import numpy as np
 from phonon_ml_core.data.grid import Grid
 from phonon_ml_core.physics.bvk import BvKModel
 from phonon_ml_core.simulator.settings import SimulationSettings
-from phonon_ml_core.specs import ALUMINIUM, STANDARD_EXPERIMENT, Experiment, Material, builtin_materials, get_instrument
+from phonon_ml_core.specs import ALUMINIUM, STANDARD_EXPERIMENT, Experiment, Material, get_instrument
 
 #: SimulationSettings fields that older callers used for the resolution; the experiment owns them now.
 LEGACY_EXPERIMENT_FIELDS = ("instrument", "chopper_package", "chopper_frequency")
@@ -98,39 +98,24 @@ def experiment_for_grid(grid: Grid | None, settings: SimulationSettings) -> Expe
                              grid=grid, two_theta_deg=grid.two_theta_deg)
 
 
-def element_cross_sections(symbol: str) -> tuple[float, float] | None:
-    """(σ_coh, σ_inc) in barn of the element ``symbol``: the built-in material's, else periodictable's; None when
-    unknown."""
-    known = builtin_materials()
-    if symbol in known:
-        return known[symbol].sigma_coh_barn, known[symbol].sigma_inc_barn
-    try:
-        import periodictable
-
-        neutron = periodictable.elements.symbol(symbol).neutron
-        coh, inc = float(neutron.coherent), float(neutron.incoherent)
-    except (ImportError, ValueError, AttributeError, TypeError):
-        return None
-    return (coh, inc) if np.isfinite(coh) and np.isfinite(inc) else None
-
-
 def scattering_weights(material: Material | None, settings: SimulationSettings,
-                       model: BvKModel | None = None) -> tuple[float, float]:
-    """(coherent, incoherent) one-phonon weights σ_coh/σ_tot and σ_inc/σ_tot.
+                       explicit: bool) -> tuple[float, float]:
+    """(coherent, incoherent) one-phonon weights, and whether the incoherent term is on.
 
-    The cross-sections are the material's; for a bare model (no material) those of its element
-    (``model.symbol``: :func:`element_cross_sections`), and (1, 0) when the element is unknown. The incoherent
-    weight is 0 when ``settings.incoherent`` is off. Multiphonon scattering has weight 1 (the simulator's unit is
-    σ_tot/4π per atom).
+    ``settings.incoherent`` None (default) means: on when the caller gave the material (``explicit``), off for the
+    legacy aluminium default and for a bare model. With the term on, the weights are σ_coh/σ_tot and σ_inc/σ_tot
+    (the simulator's unit is σ_tot/4π per atom; multiphonon has weight 1); with it off and a given material,
+    (σ_coh/σ_tot, 0); otherwise the old normalisation (1, 0): coherent only, b_coh² factored out.
     """
-    if material is not None:
-        coh, inc, name = material.sigma_coh_barn, material.sigma_inc_barn, material.name
-    else:
-        sigma = None if model is None else element_cross_sections(model.symbol)
-        if sigma is None:
-            return 1.0, 0.0
-        (coh, inc), name = sigma, model.symbol
-    total = coh + inc
+    include = explicit if settings.incoherent is None else bool(settings.incoherent)
+    if material is None:
+        if include:
+            raise ValueError("the incoherent one-phonon term needs the scattering cross-sections: pass material= "
+                             "(a phonon_ml_core.specs.Material) instead of a bare model, or incoherent=False")
+        return 1.0, 0.0
+    if not include and not explicit:
+        return 1.0, 0.0
+    total = material.sigma_coh_barn + material.sigma_inc_barn
     if total <= 0:
-        raise ValueError(f"{name}: σ_coh + σ_inc = 0 barn: give the material's scattering cross-sections")
-    return coh / total, (inc / total if settings.incoherent else 0.0)
+        raise ValueError(f"{material.name}: σ_coh + σ_inc = 0 barn: give the material's scattering cross-sections")
+    return material.sigma_coh_barn / total, (material.sigma_inc_barn / total if include else 0.0)
