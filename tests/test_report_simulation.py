@@ -10,6 +10,7 @@ from phonon_ml_core.cli.app import main
 from phonon_ml_core.cli.parsing import parse_floats
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.report.simulation import sampling_for, simulate_for
+from phonon_ml_core.simulator import SimulationSettings
 from phonon_ml_core.specs import (
     ALUMINIUM,
     STANDARD_EXPERIMENT,
@@ -85,21 +86,20 @@ def test_aluminium_command_records_the_standard_specs(tmp_path):
                  "--output", str(out), "--mesh-density", "8"]) == 0
     s = Spectrum.from_hdf5(out)
     assert s.material.same_as(ALUMINIUM) and s.experiment.same_as(STANDARD_EXPERIMENT)
-    # the same numbers as the material path of the core helper
-    again = simulate_for(ALUMINIUM, STANDARD_EXPERIMENT, ALUMINIUM.reference_constants, 300.0,
-                         settings=__import__("phonon_ml_core.simulator", fromlist=["x"]).SimulationSettings(
-                             mesh_density=8))
+    # the same numbers as the core helper with the legacy aluminium physics (material None)
+    again = simulate_for(None, STANDARD_EXPERIMENT, ALUMINIUM.reference_constants, 300.0,
+                         settings=SimulationSettings(mesh_density=8))
     np.testing.assert_allclose(again.intensity, s.intensity, atol=1e-6, equal_nan=True)
 
 
 def test_sampling_rule_of_the_material():
     fe = get_material("Fe")
-    lo, hi = sampling_for(fe).bounds(fe.names)
+    lo, hi = sampling_for(fe).bounds(fe)
     np.testing.assert_allclose(np.stack([lo, hi], axis=1), np.asarray(fe.sampling_ranges))
-    al_lo, al_hi = sampling_for(ALUMINIUM).bounds(ALUMINIUM.names)
-    default = __import__("phonon_ml_core.simulator.dataset", fromlist=["x"]).SamplingConfig().bounds(ALUMINIUM.names)
-    np.testing.assert_allclose(al_lo, default[0])
-    np.testing.assert_allclose(al_hi, default[1])
+    al_lo, al_hi = sampling_for(ALUMINIUM).bounds(ALUMINIUM)
+    ref = np.array([10.35, 10.38, -2.77, 2.30, -0.25])           # conventions §1: 0.5–1.5 × ref, 2YY in [−1, 1]
+    np.testing.assert_allclose(al_lo, [*np.minimum(0.5 * ref, 1.5 * ref)[:4], -1.0])
+    np.testing.assert_allclose(al_hi, [*np.maximum(0.5 * ref, 1.5 * ref)[:4], 1.0])
 
 
 def test_materials_lists_all_seventeen_metals_and_the_instruments(capsys):

@@ -15,7 +15,7 @@ from phonon_ml_core.data.fileio import check_output_path
 from phonon_ml_core.data.grid import Grid, standard_grid
 from phonon_ml_core.report.simulation import dataset_for, sampling_for, simulate_for
 from phonon_ml_core.simulator import SimulationSettings
-from phonon_ml_core.simulator.dataset import SamplingConfig, parse_shard
+from phonon_ml_core.simulator.dataset import parse_shard
 from phonon_ml_core.specs import ALUMINIUM, STANDARD_EXPERIMENT, Experiment, Material, get_material
 
 __all__ = ["experiment_from_args", "material_from_args", "parse_constant_ranges", "parse_floats", "register", "run"]
@@ -44,8 +44,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, default=None,
                    help="sample temperature, K (default 300 K for data sets; required for one spectrum)")
     p.add_argument("--temperature-range", metavar="LO,HI", help="data sets: temperature uniform in this range, K")
-    p.add_argument("--range", dest="relative_range", default="0.5,1.5", metavar="LO,HI",
-                   help="data sets: each constant uniform in LO–HI × reference (default 0.5,1.5)")
+    p.add_argument("--range", dest="relative_range", default=None, metavar="LO,HI",
+                   help="data sets: each constant uniform in LO–HI × reference (default: the material's sampling "
+                        "ranges, 0.5–1.5 × reference with small constants in an absolute range, conventions §7)")
     p.add_argument("--constant-range", action="append", default=[], metavar="NAME=LO,HI",
                    help="data sets: sample this constant uniformly in an absolute range, N/m, instead of --range "
                         "(repeatable, e.g. --constant-range 2YY=-1,1.5; default: the material's sampling ranges)")
@@ -76,11 +77,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def parse_constant_ranges(items: list[str], material: Material = ALUMINIUM,
-                          base: dict[str, tuple[float, float]] | None = None) -> dict[str, tuple[float, float]]:
-    """``["2YY=-1,1.5", ...]`` → {"2YY": (-1.0, 1.5)} on top of ``base`` (default the aluminium preset's absolute
-    ranges, 2YY in [−1, 1]); names are the material's."""
-    ranges = dict(SamplingConfig().absolute_ranges if base is None else base)
+def parse_constant_ranges(items: list[str], material: Material = ALUMINIUM) -> dict[str, tuple[float, float]]:
+    """``["2YY=-1,1.5", ...]`` → {"2YY": (-1.0, 1.5)}: absolute sampling ranges (N/m) of the material's constants."""
+    ranges: dict[str, tuple[float, float]] = {}
     names = material.names
     for item in items:
         name, sep, values = item.partition("=")
@@ -112,8 +111,11 @@ def experiment_from_args(args: argparse.Namespace) -> Experiment:
                              chopper_package=args.chopper, chopper_frequency=args.chopper_frequency)
 
 
-def material_from_args(args: argparse.Namespace) -> Material:
-    """The material of the flags (default aluminium), with ``--shells`` when given."""
+def material_from_args(args: argparse.Namespace) -> Material | None:
+    """The material of the flags, with ``--shells`` when given; None for the aluminium command (aluminium with the
+    legacy physics, conventions §6)."""
+    if _is_legacy(args):
+        return None
     return get_material(ALUMINIUM if args.material is None else args.material, n_shells=args.shells)
 
 
@@ -129,31 +131,28 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise ValueError("--batch-size must be at least 1")
     material = material_from_args(args)
+    named = ALUMINIUM if material is None else material
     if args.count is not None:
         if args.count < 1:
             raise ValueError("--count must be at least 1")
         experiment = experiment_from_args(args)
-        lo_hi = parse_floats(args.relative_range, 2, "--range bounds")
-        if _is_legacy(args):
-            config = SamplingConfig(absolute_ranges=parse_constant_ranges(args.constant_range))
-        else:
-            base = sampling_for(material)
-            config = replace(base, absolute_ranges=parse_constant_ranges(args.constant_range, material,
-                                                                         base.absolute_ranges))
-        config = replace(config, relative_range=tuple(lo_hi), seed=args.seed,
-                         temperature=300.0 if args.temperature is None else args.temperature,
-                         temperature_range=tuple(parse_floats(args.temperature_range, 2, "temperatures"))
-                         if args.temperature_range else None,
-                         linewidth_range=tuple(parse_floats(args.linewidth_range, 2, "linewidths"))
-                         if args.linewidth_range else None)
+        config = replace(sampling_for(named, seed=args.seed,
+                                      temperature=300.0 if args.temperature is None else args.temperature,
+                                      temperature_range=tuple(parse_floats(args.temperature_range, 2, "temperatures"))
+                                      if args.temperature_range else None,
+                                      linewidth_range=tuple(parse_floats(args.linewidth_range, 2, "linewidths"))
+                                      if args.linewidth_range else None),
+                         absolute_ranges=parse_constant_ranges(args.constant_range, named))
+        if args.relative_range is not None:
+            config = replace(config, relative_range=tuple(parse_floats(args.relative_range, 2, "--range bounds")))
         if config.temperature <= 0:
             raise ValueError("--temperature must be positive (K)")
         out = dataset_for(args.output, args.count, material, experiment, config, _settings(args),
                           shard=parse_shard(args.shard), batch_size=args.batch_size, overwrite=args.overwrite,
                           progress=not args.no_progress, device=args.device)
-        print(f"wrote {out}: {material.name} on {experiment.describe()}")
+        print(f"wrote {out}: {named.name} on {experiment.describe()}")
         return 0
-    fc = parse_floats(args.force_constants, material.n_constants, "force constants", names=material.names)
+    fc = parse_floats(args.force_constants, named.n_constants, "force constants", names=named.names)
     if args.temperature is None:
         raise ValueError("--temperature T (K) is required for one spectrum")
     out = check_output_path(args.output, args.overwrite)
@@ -164,5 +163,5 @@ def run(args: argparse.Namespace) -> int:
     if args.plot:
         from phonon_ml_core.report.plotting import plot_spectrum
         plot_spectrum(spectrum, args.plot)
-    print(f"wrote {out}: {material.name} on {experiment.describe()}")
+    print(f"wrote {out}: {named.name} on {experiment.describe()}")
     return 0

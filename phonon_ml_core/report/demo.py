@@ -9,7 +9,6 @@ ones. Aluminium on ARCS at 50 meV is the default and unchanged. With ``inputs`` 
 """
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -46,31 +45,16 @@ def demo_experiment(instrument: str | None = None, ei_mev: float | None = None) 
     return Experiment.create(instrument=instrument or STANDARD_EXPERIMENT.instrument, ei_mev=ei_mev)
 
 
-def _fit_kwargs(material: Material, experiment: Experiment | None) -> dict[str, Any]:
-    """The material/experiment arguments of fit_spectrum where it takes them (the fit area's API)."""
-    from phonon_ml_core.fitting.spectrum_fit import fit_spectrum
-
-    if "material" in inspect.signature(fit_spectrum).parameters:
-        return {"material": material, "experiment": experiment}
-    if not material.same_as(ALUMINIUM):
-        raise _Skip(f"fits skipped: this installation's fit_spectrum fits aluminium only, not {material.name}")
-    return {}
-
-
-class _Skip(Exception):
-    """A workflow step this installation cannot do for this material (its note goes into the report)."""
-
-
 def run_workflow(inputs: Sequence[Path], out_dir: Path, truth: np.ndarray | None, methods: Sequence[str],
                  predict: bool = True, temperature: float | None = None, n_samples: int = 10000,
-                 log=print, material: Material = ALUMINIUM, bundle: Any | None = None,
+                 log=print, material: Material | None = None, bundle: Any | None = None,
                  notes: list[str] | None = None) -> list[DemoRecord]:
     """Read → preprocess → predict → fit each input; figures and records in ``out_dir``.
 
     The fits are those of ``phonon-ml fit`` (γ and a background slope free) started from the reference
     constants, independently of the prediction, as in the study. ``temperature`` (K) overrides the files'.
-    ``bundle``: the model to predict with (default the shipped one); steps this installation cannot do for
-    ``material`` are skipped with a line in ``notes``.
+    ``material`` None: aluminium with the legacy physics (the default demo, unchanged); ``bundle``: the model to
+    predict with (default the shipped one).
     """
     from phonon_ml_core.fitting.spectrum_fit import fit_spectrum
     from phonon_ml_core.prediction.predict import predict_spectra, resolve_bundle
@@ -99,12 +83,7 @@ def run_workflow(inputs: Sequence[Path], out_dir: Path, truth: np.ndarray | None
                 rec.predicted = {"force_constants": e["force_constants"].tolist(), "std": e["std"].tolist(),
                                  "nmse": e["nmse"]}
                 log(f"  predicted {np.round(e['force_constants'], 2).tolist()} N/m, NMSE {e['nmse']:.3f}")
-            try:
-                fit_kw = _fit_kwargs(material, ready.experiment) if methods else {}
-            except _Skip as skip:
-                methods = ()
-                notes.append(str(skip))
-                log(str(skip))
+            fit_kw = {} if material is None else {"material": material, "experiment": ready.experiment}
             for method in methods:
                 r = fit_spectrum(ready, method=method, fit_linewidth=True, fit_background=True, **fit_kw)
                 rec.fits[method] = {"force_constants": r.force_constants.tolist(), "std": r.std.tolist(),
@@ -207,7 +186,8 @@ def run_demo(out_dir: str | Path, inputs: Sequence[str | Path] | None = None, no
         raise ValueError(f"--temperature must be positive (K), got {temperature}")
     if int(n_samples) < 1:
         raise ValueError(f"the number of latent samples must be at least 1, got {n_samples}")
-    mat = ALUMINIUM if material is None else get_material(material)
+    given = None if material is None else get_material(material)   # None: aluminium, the legacy physics
+    mat = ALUMINIUM if given is None else given
     experiment = demo_experiment(instrument, ei_mev)        # unknown names and bad settings fail here, first
     shipped = mat.same_as(ALUMINIUM) and experiment.same_as(STANDARD_EXPERIMENT)
     if predict and shipped:
@@ -221,7 +201,7 @@ def run_demo(out_dir: str | Path, inputs: Sequence[str | Path] | None = None, no
         truth = demo_truth(mat)
         log(f"simulating measured-like {mat.name} S(|Q|,E) on {experiment.instrument} (Ei = {experiment.ei_mev:g} "
             f"meV) at {', '.join(f'{t:.0f}' for t in temperatures)} K from {np.round(truth, 3).tolist()} N/m")
-        inputs = make_measured_like(out, temperatures, truth, noise, seed, material=mat, experiment=experiment)
+        inputs = make_measured_like(out, temperatures, truth, noise, seed, material=given, experiment=experiment)
     else:
         missing = [str(p) for p in inputs if not Path(p).exists()]
         if missing:
@@ -234,7 +214,7 @@ def run_demo(out_dir: str | Path, inputs: Sequence[str | Path] | None = None, no
         predict = bundle is not None
     records = run_workflow([Path(p) for p in inputs], out, truth, methods, predict=predict,
                            temperature=temperature if truth is None else None, n_samples=n_samples, log=log,
-                           material=mat, bundle=bundle, notes=notes)
+                           material=given, bundle=bundle, notes=notes)
     plot_constants(records, truth, out / "constants.png", mat.names)
     report = write_report(records, truth, out, time.perf_counter() - t0, mat, experiment, notes)
     log(f"report: {report} ({time.perf_counter() - t0:.0f} s)")

@@ -48,10 +48,10 @@ def raw_grid(experiment: Experiment = STANDARD_EXPERIMENT) -> Grid:
 
 
 def make_measured_like(out_dir: Path, temperatures: Sequence[float], force_constants: np.ndarray, noise: float,
-                       seed: int, material: Material = ALUMINIUM,
+                       seed: int, material: Material | None = None,
                        experiment: Experiment = STANDARD_EXPERIMENT) -> list[Path]:
     """Write measured-like S(|Q|,E) files (Mantid processed-NeXus layout, with Ei, SampleTemp and the instrument)
-    and return their paths (``<element>_<T>K_sqw.nxs``)."""
+    and return their paths (``<element>_<T>K_sqw.nxs``). ``material`` None: aluminium with the legacy physics."""
     rng = np.random.default_rng(seed)
     grid = raw_grid(experiment)
     raw = Experiment.create(instrument=experiment.instrument, ei_mev=experiment.ei_mev,
@@ -69,7 +69,7 @@ def make_measured_like(out_dir: Path, temperatures: Sequence[float], force_const
         signal = s + background
         err = noise * np.sqrt(np.abs(signal) * scale)
         measured = np.where(grid.mask, signal + err * rng.standard_normal(signal.shape), np.nan)
-        stem = f"{material.element.lower()}_{int(t)}K"
+        stem = f"{(ALUMINIUM if material is None else material).element.lower()}_{int(t)}K"
         path = out_dir / f"{stem}_sqw.nxs"
         write_mantid_nexus(path, measured.T, grid.energy_edges, grid.q_edges, errors=np.where(grid.mask, err, np.nan).T,
                            logs={"Ei": experiment.ei_mev, "SampleTemp": float(t)}, title=stem,

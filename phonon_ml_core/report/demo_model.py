@@ -15,7 +15,6 @@ from typing import Any
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.report.simulation import dataset_for, sampling_for
 from phonon_ml_core.simulator import SimulationSettings
-from phonon_ml_core.simulator.dataset import generate_dataset
 from phonon_ml_core.specs import Experiment, Material
 
 
@@ -40,8 +39,7 @@ def learn_supports_materials() -> str | None:
     """None when data sets and bundles of any material can be made; else what is missing (for the note)."""
     from phonon_ml_core.learn.bundle import bundle_from_training
 
-    missing = [name for name, fn in (("simulator.dataset.generate_dataset", generate_dataset),
-                                     ("learn.bundle.bundle_from_training", bundle_from_training))
+    missing = [name for name, fn in (("learn.bundle.bundle_from_training", bundle_from_training),)
                if "material" not in inspect.signature(fn).parameters]
     return None if not missing else f"this installation's {', '.join(missing)} take no material"
 
