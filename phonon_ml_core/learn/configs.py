@@ -17,6 +17,12 @@ DEFAULT_BACKGROUND_DEGREE = 3
 #: The study's SGD learning rates (momentum 0.9).
 SGD_LR = {"fcae": 10.0, "fcvae": 1.0, "cnnae": 1.0, "cnnvae": 1.0, "regressor": 0.05}
 ADAM_LR = {"fcae": 1e-3, "fcvae": 1e-3, "cnnae": 1e-3, "cnnvae": 1e-3, "regressor": 1e-3}
+#: Default epoch caps and early-stopping patience (on the validation loss) of ``phonon-ml train``: chosen so that
+#: 8,000 spectra train within 15 minutes on 2 CPU cores at the accuracy of the shipped bundle's recipe
+#: (docs/training.md, "Speed"; benchmarks/train.py measures it).
+DEFAULT_PRETRAIN_EPOCHS = 60
+DEFAULT_PATIENCE = 10
+DEFAULT_REGRESSOR_EPOCHS = 200
 
 @dataclass
 class StageConfig:
@@ -113,11 +119,13 @@ class PipelineConfig:
     family: str = DEFAULT_FAMILY
     latent_dim: int = DEFAULT_LATENT_DIM
     kl_weight: float = DEFAULT_KL_WEIGHT
-    pretrain: StageConfig = field(default_factory=lambda: StageConfig(epochs=200))
+    pretrain: StageConfig = field(default_factory=lambda: StageConfig(epochs=DEFAULT_PRETRAIN_EPOCHS,
+                                                                      patience=DEFAULT_PATIENCE))
     finetune_epochs: int = 50
     extended_epochs: int = 50
     finetune_lr_factor: float = 0.1
-    regressor: StageConfig = field(default_factory=lambda: StageConfig(epochs=300, batch_size=128, patience=30))
+    regressor: StageConfig = field(default_factory=lambda: StageConfig(epochs=DEFAULT_REGRESSOR_EPOCHS,
+                                                                       batch_size=128, patience=30))
     regressor_codes: str = "sample"
     augment_noise: float = 0.0
     augment_background: float = 0.0
