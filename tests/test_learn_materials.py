@@ -175,7 +175,8 @@ def test_cli_and_mantid_share_the_training_setup(tmp_path, monkeypatch) -> None:
     other = Spectrum(intensity=np.zeros((2, 2)), grid=Grid(q=np.array([1.0, 2.0]), energy=np.array([10.0, 20.0]),
                                                            mask=np.ones((2, 2), bool), ei_mev=50.0))
     other.to_hdf5(tmp_path / "o.h5")
-    assert main(["train", "--data", data, "--output", str(tmp_path / "cli2"), "--finetune", str(tmp_path / "o.h5")]) == 2
+    assert main(["train", "--data", data, "--output", str(tmp_path / "cli2"), "--finetune",
+                 str(tmp_path / "o.h5")]) == 2
     with pytest.raises(ValueError, match="another grid"):
         train_bundle({"data": data, "output": str(tmp_path / "mantid2")}, [other], ["o"])
 
