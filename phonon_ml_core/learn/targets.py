@@ -71,7 +71,11 @@ def training_targets(simulated: Spectrum, material: Material, keep: np.ndarray,
                          "(make one with `phonon-ml simulate --count N`)")
     fc = np.asarray(simulated.force_constants, float)
     fc = fc if fc.ndim == 2 else np.broadcast_to(fc, (simulated.n_spectra, fc.shape[-1]))
-    y = material.check_force_constants(fc) if np.all(np.isfinite(fc)) else fc
+    if fc.shape[-1] != material.n_constants:
+        raise ValueError(f"the data set holds {fc.shape[-1]} force constants per spectrum but its material "
+                         f"{material.name} has {material.n_constants} ({', '.join(material.names)}): regenerate it "
+                         "with `phonon-ml simulate --material M`")
+    y = fc
     lw = simulated.linewidths() if simulated.linewidth is not None else None
     learn_lw = bool(predict_linewidth and lw is not None and np.ptp(lw) > 0)
     if learn_lw:
