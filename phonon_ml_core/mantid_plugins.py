@@ -19,7 +19,7 @@ REGISTERED: list[str] = []
 
 
 def register_plugins(create_functions: bool = True) -> list[str]:
-    """Subscribe the plugin algorithms (mantid_adapter.PLUGIN_ALGORITHMS) with Mantid's AlgorithmFactory; [] when Mantid is not importable."""
+    """Subscribe the plugin algorithms (PLUGIN_ALGORITHMS) with Mantid's AlgorithmFactory; [] without Mantid."""
     if not mantid_available():
         return []
     from mantid.api import AlgorithmFactory  # noqa: F401  (the plugin files subscribe themselves)

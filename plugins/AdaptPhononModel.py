@@ -29,7 +29,8 @@ class AdaptPhononModel(PythonAlgorithm):
 
     def PyInit(self):
         self.declareProperty(WorkspaceProperty("InputWorkspace", "", direction=Direction.Input),
-                             doc="model-ready chi''(|Q|,E) (PreprocessForML output) or a group of them, with temperatures")
+                             doc="model-ready chi''(|Q|,E) (PreprocessForML output) or a group of them, with "
+                                 "temperatures")
         self.declareProperty("ModelBundle", "", doc="model bundle to adapt (default: the bundle shipped in models/)")
         self.declareProperty("OutputBundle", "", doc="the adapted model bundle directory to write")
         self.declareProperty("Overwrite", False, doc="replace an existing bundle")
@@ -46,13 +47,14 @@ class AdaptPhononModel(PythonAlgorithm):
         self.declareProperty("Temperature", Property.EMPTY_DBL, FloatBoundedValidator(lower=0.0, exclusive=True),
                              doc="K, for every input: it overrides the logs of all members of a group (default: each "
                                  "workspace's TemperatureLog)")
-        self.declareProperty("TemperatureLog", "SampleTemp", doc="sample log holding the temperature")
+        self.declareProperty("TemperatureLog", _core().TEMPERATURE_LOGS[0], doc="sample log holding the temperature")
         self.declareProperty("BundleDirectory", "", direction=Direction.Output, doc="the bundle written")
 
     def validateInputs(self):
         ma = _core()
         issues = {}
-        problem = ma.check_output_bundle(self.getPropertyValue("OutputBundle"), bool(self.getProperty("Overwrite").value))
+        overwrite = bool(self.getProperty("Overwrite").value)
+        problem = ma.check_output_bundle(self.getPropertyValue("OutputBundle"), overwrite)
         if problem:
             issues["OutputBundle"] = problem
         members = ma.group_members(self.getProperty("InputWorkspace").value)
@@ -60,6 +62,18 @@ class AdaptPhononModel(PythonAlgorithm):
         issues.update(ma.check_members_for_bundle(members, bundle))
         if not members:
             return issues
+        if bundle is not None and "ModelBundle" not in issues:
+            try:
+                expected = ma.bundle_grid_description(bundle)["material"]
+            except (OSError, ValueError):
+                expected = None
+            for name, member in members:
+                got = ma.workspace_material(member)
+                problem = None if expected is None or got is None else \
+                    ma.material_mismatch(expected, got, f"the model bundle {bundle}")
+                if problem:
+                    issues["InputWorkspace"] = (f"{name}: " if name else "") + problem
+                    break
         missing = ma.member_without_temperature(members, self.getPropertyValue("TemperatureLog"))
         if self.getProperty("Temperature").isDefault and missing is not None:
             issues["Temperature"] = (f"{missing} has no sample temperature log: the adaptation simulates at each "
@@ -83,9 +97,11 @@ class AdaptPhononModel(PythonAlgorithm):
                                                        temperature_log=self.getPropertyValue("TemperatureLog")),
                               bundle.grid) for _, member in members]
         out = self.getPropertyValue("OutputBundle")
-        adapted = adapt_to_file(bundle, Spectrum.stack(spectra), out, overwrite=bool(self.getProperty("Overwrite").value),
+        adapted = adapt_to_file(bundle, Spectrum.stack(spectra), out,
+                                overwrite=bool(self.getProperty("Overwrite").value),
                                 weights_dtype=self.getPropertyValue("WeightsDtype"), steps=steps,
-                                lr=float(self.getProperty("LearningRate").value), seed=int(self.getProperty("Seed").value),
+                                lr=float(self.getProperty("LearningRate").value),
+                                seed=int(self.getProperty("Seed").value),
                                 trainable=self.getPropertyValue("Layers"),
                                 background=bool(self.getProperty("ProfileBackground").value), progress=False,
                                 sources=[name or input_name for name, _ in members],

@@ -1,12 +1,10 @@
 # phonon-ml Mantid algorithm: a thin adapter to phonon_ml_core.fitting.spectrum_fit.fit_spectrum (docs/mantid.md).
-# Heavy imports (torch, phonon_ml_core) happen inside validateInputs/PyExec.
+# Module level imports Mantid only; defaults come from phonon_ml_core.specs (no torch) in PyInit, the fit (torch) is
+# imported in PyExec. A WorkspaceGroup input is processed member by member by Mantid (a group of tables).
 from mantid.api import (AlgorithmFactory, ITableWorkspaceProperty, MatrixWorkspaceProperty, Progress, PropertyMode,
                         PythonAlgorithm)
-from mantid.kernel import (Direction, FloatArrayLengthValidator, FloatArrayProperty, FloatBoundedValidator,
-                           IntBoundedValidator, Property, StringListValidator)
-
-#: Reference aluminium constants [1XX, 1XY, 1ZZ, 2XX, 2YY], N/m (conventions §1; = phonon_ml_core.physics.units).
-AL_REFERENCE_FC = [10.35, 10.38, -2.77, 2.30, -0.25]
+from mantid.kernel import (Direction, FloatArrayProperty, FloatBoundedValidator, IntBoundedValidator, Property,
+                           StringListValidator)
 
 
 def _core():
@@ -18,32 +16,42 @@ def _core():
     return mantid_adapter
 
 
+def _optional(alg, name, cast):
+    """The property's value, or None while it holds its (EMPTY_*) default."""
+    prop = alg.getProperty(name)
+    return None if prop.isDefault else cast(prop.value)
+
+
 class FitForceConstantsNelderMead(PythonAlgorithm):
     def category(self):
         return "Inelastic\\PhononML"
 
     def summary(self):
-        return ("Fits the five force constants to a powder chi''(|Q|,E) workspace by minimising the NMSE against "
+        return ("Fits the material's force constants to a powder chi''(|Q|,E) workspace by minimising the NMSE against "
                 "the powder simulator (Nelder-Mead, or gradient descent through the simulator).")
 
     def seeAlso(self):
         return ["PredictForceConstants", "SimulatePowderINS", "PreprocessForML", "Fit"]
 
     def PyInit(self):
+        ma = _core()
         self.declareProperty(MatrixWorkspaceProperty("InputWorkspace", "", direction=Direction.Input),
-                             doc="chi''(|Q|,E) or S(|Q|,E) in the SofQW layout (PreprocessForML output recommended)")
+                             doc="chi''(|Q|,E) or S(|Q|,E) in the SofQW layout (PreprocessForML output recommended); a "
+                                 "group is fitted member by member")
+        self.declareProperty("Material", ma.DEFAULT_MATERIAL,
+                             doc="the sample: built-in element symbol or material file (default: the material recorded "
+                                 f"on the workspace, else {ma.DEFAULT_MATERIAL}); sets the constants, start and bounds")
         self.declareProperty("Method", "nelder-mead", StringListValidator(["nelder-mead", "gradient"]),
                              doc="bounded Nelder-Mead, or autograd multi-start + L-BFGS-B")
-        self.declareProperty(FloatArrayProperty("StartValues", AL_REFERENCE_FC, FloatArrayLengthValidator(5),
-                                                direction=Direction.Input),
-                             doc="starting [1XX, 1XY, 1ZZ, 2XX, 2YY], N/m (e.g. PredictForceConstants output)")
-        self.declareProperty(FloatArrayProperty("LowerBounds", [], FloatArrayLengthValidator(0, 5),
-                                                direction=Direction.Input),
-                             doc="5 lower bounds, N/m (default: 0.3-2 x reference, 2YY in [-2, 2])")
-        self.declareProperty(FloatArrayProperty("UpperBounds", [], FloatArrayLengthValidator(0, 5),
-                                                direction=Direction.Input),
-                             doc="5 upper bounds, N/m")
-        self.declareProperty("FitLinewidth", True, doc="fit the linewidth gamma (HWHM = gamma * E) as a nuisance parameter")
+        self.declareProperty(FloatArrayProperty("StartValues", [], direction=Direction.Input),
+                             doc="starting constants, N/m, in the material's order (e.g. PredictForceConstants "
+                                 "output); empty: the material's reference constants")
+        self.declareProperty(FloatArrayProperty("LowerBounds", [], direction=Direction.Input),
+                             doc="lower bounds, N/m, one per constant (empty: the material's fit bounds)")
+        self.declareProperty(FloatArrayProperty("UpperBounds", [], direction=Direction.Input),
+                             doc="upper bounds, N/m, one per constant (empty: the material's fit bounds)")
+        self.declareProperty("FitLinewidth", True,
+                             doc="fit the linewidth gamma (HWHM = gamma * E) as a nuisance parameter")
         self.declareProperty("FitBackground", True, doc="fit a residual background slope in energy transfer "
                              "(flat in |Q|) as a nuisance parameter")
         self.declareProperty("Linewidth", 0.0, FloatBoundedValidator(lower=0.0),
@@ -51,26 +59,45 @@ class FitForceConstantsNelderMead(PythonAlgorithm):
         positive = FloatBoundedValidator(lower=0.0, exclusive=True)
         self.declareProperty("Temperature", Property.EMPTY_DBL, positive,
                              doc="K (default: the TemperatureLog sample log or fallbacks)")
-        self.declareProperty("TemperatureLog", "SampleTemp", doc="sample log holding the temperature")
+        self.declareProperty("TemperatureLog", ma.TEMPERATURE_LOGS[0], doc="sample log holding the temperature")
         self.declareProperty("Ei", Property.EMPTY_DBL, positive, doc="incident energy, meV (default: the Ei log)")
+        self.declareProperty("Instrument", "", StringListValidator([""] + ma.instrument_choices()),
+                             doc="instrument for the resolution (default: the workspace's instrument or recorded "
+                                 f"experiment, else {ma.DEFAULT_INSTRUMENT})")
+        self.declareProperty("ChopperPackage", "", StringListValidator(ma.chopper_choices()),
+                             doc="chopper package as resins names it (empty: the recorded one, else the instrument's)")
+        self.declareProperty("ChopperFrequency", Property.EMPTY_INT, IntBoundedValidator(lower=1),
+                             doc="chopper frequency, Hz (default: the recorded one, else the instrument's)")
         self.declareProperty("LatticeParameter", Property.EMPTY_DBL, positive,
-                             doc="Angstrom (default: aluminium a(T))")
+                             doc="Angstrom (default: the material's a(T))")
         self.declareProperty("MaxEvaluations", 0, IntBoundedValidator(lower=0),
-                             doc="simulator-call budget (0: 300 per parameter for Nelder-Mead, 120 for gradient)")
+                             doc="simulator-call budget (0: fit_spectrum's default budget for the method)")
         self.declareProperty("Seed", 0, IntBoundedValidator(lower=0), doc="seed of the gradient fit's extra starts")
         self.declareProperty(ITableWorkspaceProperty("OutputWorkspace", "", direction=Direction.Output),
-                             doc="table: Input, Index, Name, Value, Std, Units, NMSE, Evaluations, Seconds, ...")
+                             doc="table: Input, Index, Name (the material's constants), Value, Std, Units, NMSE, "
+                                 "Evaluations, Seconds, Temperature, Converged, Linewidth")
         self.declareProperty(MatrixWorkspaceProperty("OutputFittedSpectrum", "", direction=Direction.Output,
                                                      optional=PropertyMode.Optional),
                              doc="the simulated spectrum at the best constants (mean-normalised)")
 
+    def _settings(self):
+        return (self.getPropertyValue("Instrument"), _optional(self, "Ei", float),
+                self.getPropertyValue("ChopperPackage"), _optional(self, "ChopperFrequency", int))
+
+    def _material(self, ma, ws):
+        return ma.material_for(ws, self.getPropertyValue("Material"), not self.getProperty("Material").isDefault)
+
     def validateInputs(self):
         ma = _core()
-        issues = {}
         ws = self.getProperty("InputWorkspace").value
         problem = ma.check_sqw_workspace(ws)
         if problem:
             return {"InputWorkspace": problem}
+        problem = ma.material_problem(self.getPropertyValue("Material"))
+        if problem:
+            return {"Material": problem}
+        material = self._material(ma, ws)
+        issues = {}
         if self.getProperty("Temperature").isDefault and \
                 ma.sample_temperature(ws, self.getPropertyValue("TemperatureLog"))[1] is None:
             issues["Temperature"] = ("the sample temperature is unknown (no SampleTemp or fallback log): set "
@@ -78,48 +105,66 @@ class FitForceConstantsNelderMead(PythonAlgorithm):
         if self.getProperty("Ei").isDefault and ma.incident_energy(ws)[1] is None:
             issues["Ei"] = ("the workspace has no Ei log: set Ei (meV) or add the log "
                             "(AddSampleLog(LogName='Ei', LogType='Number'))")
+        else:
+            issues.update(ma.experiment_problems(ws, *self._settings()))
+        k, names = material.n_constants, ", ".join(material.names)
+        start = self.getProperty("StartValues").value
+        if len(start) not in (0, k):
+            issues["StartValues"] = f"give {k} values for {material.name} ({names}) or none, got {len(start)}"
         lo, hi = self.getProperty("LowerBounds").value, self.getProperty("UpperBounds").value
-        if len(lo) != len(hi) or len(lo) not in (0, 5):
-            issues["LowerBounds"] = "give both LowerBounds and UpperBounds with 5 values each, or neither"
-        elif len(lo) == 5 and any(a >= b for a, b in zip(lo, hi)):
+        if len(lo) != len(hi) or len(lo) not in (0, k):
+            issues["LowerBounds"] = (f"give both LowerBounds and UpperBounds with {k} values each ({names}) for "
+                                     f"{material.name}, or neither")
+        elif len(lo) == k and any(a >= b for a, b in zip(lo, hi)):
             issues["UpperBounds"] = "every upper bound must exceed its lower bound"
         return issues
 
     def PyExec(self):
         ma = _core()
+        from dataclasses import replace
+
         import numpy as np
+
         from phonon_ml_core.fitting.spectrum_fit import fit_spectrum
+        from phonon_ml_core.simulator import SimulationSettings
 
         progress = Progress(self, 0.0, 1.0, 3)
         ws = self.getProperty("InputWorkspace").value
-        t = None if self.getProperty("Temperature").isDefault else float(self.getProperty("Temperature").value)
-        ei = None if self.getProperty("Ei").isDefault else float(self.getProperty("Ei").value)
-        s = ma.workspace_to_spectrum(ws, temperature=t, ei_mev=ei,
+        material = self._material(ma, ws)
+        settings = ma.experiment_settings(ws, *self._settings())
+        s = ma.workspace_to_spectrum(ws, temperature=_optional(self, "Temperature", float), ei_mev=settings["ei_mev"],
                                      temperature_log=self.getPropertyValue("TemperatureLog"))
+        experiment = ma.make_experiment(settings, grid=s.grid)
+        s = replace(s, material=material, experiment=experiment)
+        start = self.getProperty("StartValues").value
         lo, hi = self.getProperty("LowerBounds").value, self.getProperty("UpperBounds").value
-        bounds = np.stack([lo, hi], 1) if len(lo) == 5 else None
+        bounds = np.stack([lo, hi], 1) if len(lo) else np.asarray(material.fit_bounds, dtype=float)
         progress.report("fitting")
         lw = float(self.getProperty("Linewidth").value)
-        r = fit_spectrum(s, method=self.getPropertyValue("Method"), start=self.getProperty("StartValues").value,
+        r = fit_spectrum(s, method=self.getPropertyValue("Method"),
+                         start=start if len(start) else np.asarray(material.reference_constants, dtype=float),
                          bounds=bounds, fit_linewidth=bool(self.getProperty("FitLinewidth").value),
                          fit_background=bool(self.getProperty("FitBackground").value),
                          linewidth=lw if lw > 0 else None,
-                         lattice_parameter=None if self.getProperty("LatticeParameter").isDefault
-                         else float(self.getProperty("LatticeParameter").value),
+                         lattice_parameter=_optional(self, "LatticeParameter", float),
+                         settings=SimulationSettings(instrument=experiment.instrument,
+                                                     chopper_package=experiment.chopper_package,
+                                                     chopper_frequency=experiment.chopper_frequency),
                          seed=int(self.getProperty("Seed").value),
                          max_evaluations=int(self.getProperty("MaxEvaluations").value) or None)
-        self.log().notice(f"FitForceConstantsNelderMead: NMSE {r.nmse:.4f}, {r.evaluations} evaluations, "
-                          f"{r.seconds:.1f} s; {r.message}")
+        self.log().notice(f"FitForceConstantsNelderMead: {material.name}, NMSE {r.nmse:.4f}, {r.evaluations} "
+                          f"evaluations, {r.seconds:.1f} s; {r.message}")
         progress.report("writing the results")
         entry = {"input": self.getPropertyValue("InputWorkspace"), "index": 0, "force_constants": r.force_constants,
                  "std": r.std, "NMSE": r.nmse, "Evaluations": r.evaluations, "Seconds": r.seconds,
                  "Temperature": r.temperature, "Converged": float(r.converged),
                  "Linewidth": np.nan if r.linewidth is None else r.linewidth}
         table = ma.force_constants_table([entry], ("NMSE", "Evaluations", "Seconds", "Temperature", "Converged",
-                                                   "Linewidth"))
+                                                   "Linewidth"), names=material.names)
         self.setProperty("OutputWorkspace", table)
         if self.getPropertyValue("OutputFittedSpectrum"):
-            self.setProperty("OutputFittedSpectrum", ma.spectrum_to_workspace(r.simulated, title="fitted spectrum"))
+            self.setProperty("OutputFittedSpectrum", ma.spectrum_to_workspace(r.simulated, title="fitted spectrum",
+                                                                              material=material))
         progress.report("done")
 
 

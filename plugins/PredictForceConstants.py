@@ -23,27 +23,32 @@ class PredictForceConstants(PythonAlgorithm):
                 "a trained autoencoder + regressor bundle.")
 
     def seeAlso(self):
-        return ["PreprocessForML", "FitForceConstantsNelderMead", "TrainPhononVAE", "AdaptPhononModel", "SimulatePowderINS"]
+        return ["PreprocessForML", "FitForceConstantsNelderMead", "TrainPhononVAE", "AdaptPhononModel",
+                "SimulatePowderINS"]
 
     def checkGroups(self):
         return False  # a group is handled here: one table with a block of rows per member
 
     def PyInit(self):
+        ma = _core()
         self.declareProperty(WorkspaceProperty("InputWorkspace", "", direction=Direction.Input),
                              doc="model-ready chi''(|Q|,E) (PreprocessForML output) or a group of them")
         self.declareProperty("ModelBundle", "", doc="model bundle directory (default: the bundle shipped in models/)")
+        self.declareProperty("Material", "",
+                             doc="the sample: built-in element symbol or material file, checked against the bundle's "
+                                 "(default: the material recorded on each workspace; none recorded: the bundle's)")
         self.declareProperty("NumberOfSamples", 10000, IntBoundedValidator(lower=1),
                              doc="latent draws per spectrum for the mean and standard deviation")
         self.declareProperty("Seed", 0, IntBoundedValidator(lower=0), doc="seed of the latent draws")
         self.declareProperty("ComputeNMSE", True,
                              doc="simulate the spectrum of the predicted constants and compute its NMSE")
         self.declareProperty("Temperature", Property.EMPTY_DBL, FloatBoundedValidator(lower=0.0, exclusive=True),
-                             doc="K, for the NMSE simulation and for temperature-conditioned bundles (default: the SampleTemp log or "
-                                 "fallbacks)")
-        self.declareProperty("TemperatureLog", "SampleTemp", doc="sample log holding the temperature")
+                             doc="K, for the NMSE simulation and for temperature-conditioned bundles (default: the "
+                                 "TemperatureLog log or fallbacks)")
+        self.declareProperty("TemperatureLog", ma.TEMPERATURE_LOGS[0], doc="sample log holding the temperature")
         self.declareProperty(ITableWorkspaceProperty("OutputWorkspace", "", direction=Direction.Output),
-                             doc="table: Input, Index, Name, Value, Std, Units, NMSE, NMSEBackgroundSlope, Temperature, "
-                                 "Linewidth per constant")
+                             doc="table: Input, Index, Name (the bundle material's constants), Value, Std, Units, "
+                                 "NMSE, NMSEBackgroundSlope, Temperature, Linewidth per constant")
         self.declareProperty(MatrixWorkspaceProperty("OutputReconstruction", "", direction=Direction.Output,
                                                      optional=PropertyMode.Optional),
                              doc="the spectrum simulated from the predicted constants (single input only)")
@@ -57,6 +62,14 @@ class PredictForceConstants(PythonAlgorithm):
         issues.update(ma.check_members_for_bundle(members, bundle))
         if not members:
             return issues
+        if self.getPropertyValue("Material"):
+            problem = ma.material_problem(self.getPropertyValue("Material"))
+            if problem:
+                issues["Material"] = problem
+        if bundle is not None and "ModelBundle" not in issues and "Material" not in issues:
+            mismatch = self._material_mismatch(ma, members, bundle)
+            if mismatch:
+                issues["Material"] = mismatch
         if self.getPropertyValue("OutputReconstruction") and len(members) != 1:
             issues["OutputReconstruction"] = "a reconstruction is written for a single input workspace only"
         conditioned = False
@@ -74,6 +87,21 @@ class PredictForceConstants(PythonAlgorithm):
                                      + ("" if conditioned else " or ComputeNMSE=False"))
         return issues
 
+    def _material_mismatch(self, ma, members, bundle):
+        """The first disagreement between the inputs' materials and the bundle's, or None."""
+        try:
+            expected = ma.bundle_grid_description(bundle)["material"]
+        except (OSError, ValueError):
+            return None
+        text = self.getPropertyValue("Material")
+        for name, member in members:
+            got = ma.resolve_material(text) if text else ma.workspace_material(member)
+            if got is not None:
+                problem = ma.material_mismatch(expected, got, f"the model bundle {bundle}")
+                if problem:
+                    return (f"{name}: " if name else "") + problem
+        return None
+
     def PyExec(self):
         ma = _core()
         from phonon_ml_core.learn.bundle import load_bundle
@@ -82,7 +110,9 @@ class PredictForceConstants(PythonAlgorithm):
         members = ma.group_members(ws)
         progress = Progress(self, 0.0, 1.0, len(members) + 2)
         progress.report("loading the model bundle")
-        bundle = load_bundle(ma.bundle_path_or_default(self.getPropertyValue("ModelBundle")))
+        path = ma.bundle_path_or_default(self.getPropertyValue("ModelBundle"))
+        bundle = load_bundle(path)
+        material = ma.bundle_grid_description(path)["material"]
         t = None if self.getProperty("Temperature").isDefault else float(self.getProperty("Temperature").value)
         entries, recs = [], []
         input_name = self.getPropertyValue("InputWorkspace")
@@ -100,13 +130,14 @@ class PredictForceConstants(PythonAlgorithm):
             entries.append(entry)
             recs.append(entry["reconstruction"])
             progress.report(f"predicted {name or input_name}")
-        self.setProperty("OutputWorkspace", ma.force_constants_table(entries, ("NMSE", "NMSEBackgroundSlope", "Temperature",
-                                                                                "Linewidth")))
+        self.setProperty("OutputWorkspace", ma.force_constants_table(
+            entries, ("NMSE", "NMSEBackgroundSlope", "Temperature", "Linewidth"), names=material.names))
         if self.getPropertyValue("OutputReconstruction"):
             if recs[0] is None:
                 raise RuntimeError("no reconstruction: ComputeNMSE is off or the temperature is unknown")
             self.setProperty("OutputReconstruction",
-                             ma.spectrum_to_workspace(recs[0], title="simulated from the predicted constants"))
+                             ma.spectrum_to_workspace(recs[0], title="simulated from the predicted constants",
+                                                      material=material))
         progress.report("done")
 
 

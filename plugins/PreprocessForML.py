@@ -1,10 +1,12 @@
-# phonon-ml Mantid algorithm: a thin adapter to phonon_ml_core.preprocess.pipeline.preprocess_with_report (docs/mantid.md).
-# Heavy imports (torch, phonon_ml_core) happen inside validateInputs/PyExec.
+# phonon-ml Mantid algorithm: a thin adapter to phonon_ml_core.preprocess.pipeline.preprocess_with_report
+# (docs/mantid.md). Module level imports Mantid only; defaults come from phonon_ml_core.specs (no torch) in PyInit,
+# the preprocessing (torch) is imported in PyExec. A WorkspaceGroup input is processed member by member by Mantid.
 from mantid.api import AlgorithmFactory, MatrixWorkspaceProperty, Progress, PythonAlgorithm
-from mantid.kernel import Direction, FloatBoundedValidator, Property, StringListValidator
+from mantid.kernel import Direction, FloatBoundedValidator, IntBoundedValidator, Property, StringListValidator
 
-#: = sorted(phonon_ml_core.preprocess.background.ESTIMATORS), default first.
-BACKGROUNDS = ["minimum", "polynomial", "percentile", "low_region", "none"]  # first = core default
+#: = sorted(phonon_ml_core.preprocess.background.ESTIMATORS), default first (a literal: that module imports torch,
+#: which must stay out of registration; tests/test_mantid_plugins.py checks it against the core).
+BACKGROUNDS = ["minimum", "polynomial", "percentile", "low_region", "none"]
 
 
 def _core():
@@ -16,58 +18,92 @@ def _core():
     return mantid_adapter
 
 
+def _optional(alg, name, cast):
+    """The property's value, or None while it holds its (EMPTY_*) default."""
+    prop = alg.getProperty(name)
+    return None if prop.isDefault else cast(prop.value)
+
+
 class PreprocessForML(PythonAlgorithm):
     def category(self):
         return "Inelastic\\PhononML"
 
     def summary(self):
         return ("Turns a measured powder S(|Q|,E) (SofQW output) into model-ready chi''(|Q|,E): rebinned onto the "
-                "model grid, background-subtracted, detailed-balance corrected and mean-normalised.")
+                "model grid (a bundle's, or the default grid for the data's Ei and instrument), background-subtracted, "
+                "detailed-balance corrected and mean-normalised.")
 
     def seeAlso(self):
         return ["SofQW", "ApplyDetailedBalance", "PredictForceConstants", "FitForceConstantsNelderMead"]
 
     def PyInit(self):
+        ma = _core()
         self.declareProperty(MatrixWorkspaceProperty("InputWorkspace", "", direction=Direction.Input),
-                             doc="S(|Q|,E): X = DeltaE bin edges, vertical axis = |Q| (SofQW output), or transposed")
+                             doc="S(|Q|,E): X = DeltaE bin edges, vertical axis = |Q| (SofQW output), or transposed; "
+                                 "a group is processed member by member")
+        self.declareProperty("Material", ma.DEFAULT_MATERIAL,
+                             doc="the sample: built-in element symbol or material file (default: the material recorded "
+                                 f"on the workspace, else {ma.DEFAULT_MATERIAL}); recorded on the output")
         positive = FloatBoundedValidator(lower=0.0, exclusive=True)
         self.declareProperty("Temperature", Property.EMPTY_DBL, positive,
                              doc="sample temperature, K (default: the TemperatureLog sample log)")
-        self.declareProperty("TemperatureLog", "SampleTemp",
-                             doc="sample log holding the temperature (time series are averaged); SampleTemp, "
-                                 "sample_temperature, Temperature, SensorA... are tried after it")
+        self.declareProperty("TemperatureLog", ma.TEMPERATURE_LOGS[0],
+                             doc="sample log holding the temperature (time series are averaged); "
+                                 + ", ".join(ma.TEMPERATURE_LOGS[:7]) + "... are tried after it")
         self.declareProperty("Ei", Property.EMPTY_DBL, positive, doc="incident energy, meV (default: the Ei log)")
+        self.declareProperty("Instrument", "", StringListValidator([""] + ma.instrument_choices()),
+                             doc="instrument (default: the workspace's instrument or recorded experiment, else "
+                                 f"{ma.DEFAULT_INSTRUMENT}); sets the default grid and the 2theta range")
+        self.declareProperty("ChopperPackage", "", StringListValidator(ma.chopper_choices()),
+                             doc="chopper package as resins names it (empty: the instrument's default)")
+        self.declareProperty("ChopperFrequency", Property.EMPTY_INT, IntBoundedValidator(lower=1),
+                             doc="chopper frequency, Hz (default: the instrument's)")
         self.declareProperty("ModelBundle", "",
-                             doc="model bundle directory whose grid is the target (default: the standard ARCS "
-                                 "Ei = 50 meV grid, 70 energies x 101 |Q|)")
-        self.declareProperty("Background", "minimum", StringListValidator(BACKGROUNDS),
+                             doc="model bundle directory whose grid is the target (default: the default grid for the "
+                                 "data's Ei and instrument; ARCS at 50 meV: 70 energies x 101 |Q|)")
+        self.declareProperty("Background", BACKGROUNDS[0], StringListValidator(BACKGROUNDS),
                              doc="energy-dependent background estimator")
         self.declareProperty("MinCoverage", 0.0, FloatBoundedValidator(lower=0.0, upper=1.0),
                              doc="mask target bins covered by less than this fraction of their area")
         self.declareProperty(MatrixWorkspaceProperty("OutputWorkspace", "", direction=Direction.Output),
-                             doc="model-ready chi''(|Q|,E) in the SofQW layout, NaN outside the grid's mask")
+                             doc="model-ready chi''(|Q|,E) in the SofQW layout (a distribution), NaN outside the "
+                                 "grid's mask")
+
+    def _settings(self):
+        return (self.getPropertyValue("Instrument"), _optional(self, "Ei", float),
+                self.getPropertyValue("ChopperPackage"), _optional(self, "ChopperFrequency", int))
 
     def validateInputs(self):
         ma = _core()
-        issues = {}
         ws = self.getProperty("InputWorkspace").value
         problem = ma.check_sqw_workspace(ws)
         if problem:
             return {"InputWorkspace": problem}
+        problem = ma.material_problem(self.getPropertyValue("Material"))
+        if problem:
+            return {"Material": problem}
+        issues = {}
         if self.getProperty("Ei").isDefault and ma.incident_energy(ws)[1] is None:
             issues["Ei"] = ("the workspace has no Ei log: set Ei (meV) or add the log "
                             "(GetEi / AddSampleLog(LogName='Ei', LogType='Number'))")
-        quantity = ma.workspace_quantity(ws)
-        if quantity == "S" and self.getProperty("Temperature").isDefault:
-            if ma.sample_temperature(ws, self.getPropertyValue("TemperatureLog"))[1] is None:
+        else:
+            issues.update(ma.experiment_problems(ws, *self._settings()))
+        if ma.workspace_quantity(ws) == "S" and self.getProperty("Temperature").isDefault and \
+                ma.sample_temperature(ws, self.getPropertyValue("TemperatureLog"))[1] is None:
                 issues["Temperature"] = ("the sample temperature is unknown (no SampleTemp or fallback log): set "
                                          "Temperature (K) or TemperatureLog; it is needed to convert S to chi''")
         bundle = self.getPropertyValue("ModelBundle")
         if bundle:
             try:
-                ma.bundle_grid_description(bundle)
+                desc = ma.bundle_grid_description(bundle)
             except (FileNotFoundError, ValueError) as exc:
                 issues["ModelBundle"] = str(exc)
+            else:
+                material = ma.material_for(ws, self.getPropertyValue("Material"),
+                                           not self.getProperty("Material").isDefault)
+                mismatch = ma.material_mismatch(desc["material"], material, f"the model bundle {bundle}")
+                if mismatch:
+                    issues["ModelBundle"] = mismatch
         return issues
 
     def PyExec(self):
@@ -76,25 +112,29 @@ class PreprocessForML(PythonAlgorithm):
 
         progress = Progress(self, 0.0, 1.0, 3)
         ws = self.getProperty("InputWorkspace").value
-        t = None if self.getProperty("Temperature").isDefault else float(self.getProperty("Temperature").value)
-        ei = None if self.getProperty("Ei").isDefault else float(self.getProperty("Ei").value)
-        spectrum = ma.workspace_to_spectrum(ws, temperature=t, ei_mev=ei,
+        t = _optional(self, "Temperature", float)
+        settings = ma.experiment_settings(ws, *self._settings())
+        material = ma.material_for(ws, self.getPropertyValue("Material"), not self.getProperty("Material").isDefault)
+        spectrum = ma.workspace_to_spectrum(ws, temperature=t, ei_mev=settings["ei_mev"],
                                             temperature_log=self.getPropertyValue("TemperatureLog"))
         progress.report("reading the target grid")
-        grid = None
         if self.getPropertyValue("ModelBundle"):
             from phonon_ml_core.learn.bundle import load_bundle
+
             grid = load_bundle(self.getPropertyValue("ModelBundle")).grid
-        target_ei = 50.0 if grid is None else grid.ei_mev
-        if abs(spectrum.grid.ei_mev - target_ei) > 0.01 * target_ei:
-            self.log().warning(f"the data were measured at Ei = {spectrum.grid.ei_mev:g} meV but the target grid is for "
-                               f"Ei = {target_ei:g} meV: the coverage may differ")
+            if abs(settings["ei_mev"] - grid.ei_mev) > 0.01 * grid.ei_mev:
+                self.log().warning(f"the data were measured at Ei = {settings['ei_mev']:g} meV but the model grid is "
+                                   f"for Ei = {grid.ei_mev:g} meV: the coverage may differ")
+            experiment = ma.make_experiment({**settings, "ei_mev": grid.ei_mev}, grid=grid)
+        else:
+            experiment = ma.make_experiment(settings)
         progress.report("preprocessing")
-        out, report = preprocess_with_report(spectrum, grid, temperature=t,
+        out, report = preprocess_with_report(spectrum, experiment.grid, temperature=t,
                                              background=self.getPropertyValue("Background"),
                                              min_coverage=float(self.getProperty("MinCoverage").value))
-        self.log().notice(f"PreprocessForML: {report.summary()}")
-        result = ma.spectrum_to_workspace(out, title=f"model-ready chi'' from {self.getPropertyValue('InputWorkspace')}")
+        self.log().notice(f"PreprocessForML: {report.summary()}; {material.name}; {experiment.describe()}")
+        title = f"model-ready chi'' from {self.getPropertyValue('InputWorkspace')}"
+        result = ma.spectrum_to_workspace(out, title=title, material=material, experiment=experiment)
         self.setProperty("OutputWorkspace", result)
         progress.report("done")
 

@@ -1,13 +1,9 @@
-# phonon-ml Mantid algorithm: a thin adapter to phonon_ml_core.simulator.simulate_spectrum (docs/mantid.md).
-# Heavy imports (torch, phonon_ml_core) happen inside validateInputs/PyExec so that a missing dependency
-# cannot make Mantid drop the plugin silently at load time.
+# phonon-ml Mantid algorithm: a thin adapter to the powder simulator for any material and experiment
+# (docs/mantid.md). Module level imports Mantid only; the property defaults come from phonon_ml_core.specs (no
+# torch) in PyInit, and the simulator (torch) is imported in PyExec.
 from mantid.api import AlgorithmFactory, FileAction, FileProperty, MatrixWorkspaceProperty, Progress, PythonAlgorithm
-from mantid.kernel import (Direction, FloatArrayLengthValidator, FloatArrayProperty, FloatBoundedValidator,
-                           IntBoundedValidator, Property, StringListValidator)
-
-#: Reference aluminium constants [1XX, 1XY, 1ZZ, 2XX, 2YY], N/m (conventions §1; = phonon_ml_core.physics.units).
-AL_REFERENCE_FC = [10.35, 10.38, -2.77, 2.30, -0.25]
-ARCS_CHOPPERS = ["ARCS-100-1.5-AST", "ARCS-700-1.5-AST", "ARCS-700-0.5-AST", "ARCS-100-1.5-SMI", "ARCS-700-1.5-SMI"]
+from mantid.kernel import (Direction, FloatArrayProperty, FloatBoundedValidator, IntBoundedValidator, Property,
+                           StringListValidator)
 
 
 def _core():
@@ -19,33 +15,48 @@ def _core():
     return mantid_adapter
 
 
+def _optional(alg, name, cast):
+    """The property's value, or None while it holds its (EMPTY_*) default."""
+    prop = alg.getProperty(name)
+    return None if prop.isDefault else cast(prop.value)
+
+
 class SimulatePowderINS(PythonAlgorithm):
     def category(self):
         return "Inelastic\\PhononML"
 
     def summary(self):
-        return ("Simulates the powder INS spectrum chi''(|Q|,E) or S(|Q|,E) of an fcc Born-von Karman model "
-                "(five force constants or a phonopy file) on the ARCS grid, laid out like SofQW output.")
+        return ("Simulates the powder INS spectrum chi''(|Q|,E) or S(|Q|,E) of a cubic Born-von Karman model (any "
+                "built-in or file material) for a direct-geometry instrument setting, laid out like SofQW output.")
 
     def seeAlso(self):
         return ["PreprocessForML", "FitForceConstantsNelderMead", "PredictForceConstants", "SofQW"]
 
     def PyInit(self):
-        self.declareProperty(FloatArrayProperty("ForceConstants", AL_REFERENCE_FC, FloatArrayLengthValidator(5),
-                                                direction=Direction.Input),
-                             doc="[1XX, 1XY, 1ZZ, 2XX, 2YY] in N/m (default: aluminium reference)")
+        ma = _core()
+        self.declareProperty("Material", ma.DEFAULT_MATERIAL,
+                             doc="built-in material by element symbol (phonon-ml materials) or the path of a material "
+                                 f"file (.json/.yaml); default {ma.DEFAULT_MATERIAL}")
+        self.declareProperty(FloatArrayProperty("ForceConstants", [], direction=Direction.Input),
+                             doc="force constants in N/m, in the material's order (fcc: 1XX, 1XY, 1ZZ, 2XX, 2YY; bcc: "
+                                 "1XX, 1XY, 2XX, 2YY); empty: the material's reference constants")
         self.declareProperty(FileProperty("PhonopyFile", "", FileAction.OptionalLoad, [".yaml", ".yml"]),
-                             doc="phonopy yaml with force constants; projected onto the five constants "
-                                 "(replaces ForceConstants)")
+                             doc="phonopy yaml with force constants of an fcc crystal, projected onto the two-shell "
+                                 "constants (replaces ForceConstants)")
         positive = FloatBoundedValidator(lower=0.0, exclusive=True)
         self.declareProperty("Temperature", 300.0, positive, doc="sample temperature, K")
         self.declareProperty("LatticeParameter", Property.EMPTY_DBL, positive,
-                             doc="lattice parameter, Angstrom (default: aluminium a(T))")
-        self.declareProperty("Ei", 50.0, positive, doc="incident energy, meV (50: the standard ARCS grid)")
-        self.declareProperty("ChopperPackage", "ARCS-100-1.5-AST", StringListValidator(ARCS_CHOPPERS),
-                             doc="ARCS Fermi chopper package (resolution via resins)")
-        self.declareProperty("ChopperFrequency", 300, IntBoundedValidator(lower=60, upper=600),
-                             doc="Fermi chopper frequency, Hz")
+                             doc="lattice parameter, Angstrom (default: the material's a(T))")
+        self.declareProperty("Instrument", ma.DEFAULT_INSTRUMENT, StringListValidator(ma.instrument_choices()),
+                             doc="direct-geometry instrument (resolution via resins, detector 2theta range for the "
+                                 "mask)")
+        self.declareProperty("Ei", Property.EMPTY_DBL, positive,
+                             doc="incident energy, meV (default: the instrument's standard Ei; ARCS 50 meV gives the "
+                                 "standard grid)")
+        self.declareProperty("ChopperPackage", "", StringListValidator(ma.chopper_choices()),
+                             doc="chopper package as resins names it (empty: the instrument's default)")
+        self.declareProperty("ChopperFrequency", Property.EMPTY_INT, IntBoundedValidator(lower=1),
+                             doc="chopper frequency, Hz (default: the instrument's)")
         self.declareProperty("Quantity", "chi''", StringListValidator(["chi''", "S"]),
                              doc="dynamical susceptibility chi'' or scattering function S")
         self.declareProperty("Normalize", True, doc="mean-normalise on the valid pixels")
@@ -57,44 +68,55 @@ class SimulatePowderINS(PythonAlgorithm):
         self.declareProperty(MatrixWorkspaceProperty("OutputWorkspace", "", direction=Direction.Output),
                              doc="S(|Q|,E)-layout workspace: DeltaE X bin edges, |Q| bin-edge vertical axis")
 
+    def _settings(self):
+        return (self.getPropertyValue("Instrument"), _optional(self, "Ei", float),
+                self.getPropertyValue("ChopperPackage"), _optional(self, "ChopperFrequency", int))
+
     def validateInputs(self):
-        issues = {}
-        fc_default = self.getProperty("ForceConstants").isDefault
-        if self.getPropertyValue("PhonopyFile") and not fc_default:
+        ma = _core()
+        problem = ma.material_problem(self.getPropertyValue("Material"))
+        if problem:
+            return {"Material": problem}
+        material = ma.resolve_material(self.getPropertyValue("Material"))
+        issues = ma.experiment_problems(None, *self._settings())
+        fc = self.getProperty("ForceConstants").value
+        phonopy = self.getPropertyValue("PhonopyFile")
+        if phonopy and len(fc):
             issues["PhonopyFile"] = "give either ForceConstants or PhonopyFile, not both"
-        ei = self.getProperty("Ei").value
-        if ei <= 10.0:
-            issues["Ei"] = f"Ei = {ei} meV is below the grid's energy transfers (10-45 meV): raise Ei"
+        elif phonopy and (material.lattice, material.n_shells) != ("fcc", 2):
+            issues["PhonopyFile"] = (f"phonopy files are projected onto fcc two-shell constants, but {material.name} "
+                                     f"is {material.lattice} with {material.n_shells} shells: give ForceConstants")
+        elif len(fc) and len(fc) != material.n_constants:
+            issues["ForceConstants"] = (f"{material.name} has {material.n_constants} constants "
+                                        f"({', '.join(material.names)}), got {len(fc)} values")
         return issues
 
     def PyExec(self):
         ma = _core()
-        from phonon_ml_core.data.grid import Grid, standard_grid
-        from phonon_ml_core.simulator import SimulationSettings, simulate_spectrum
+        from phonon_ml_core.mantid_support.simulation import simulate_for
 
         progress = Progress(self, 0.0, 1.0, 3)
+        material = ma.resolve_material(self.getPropertyValue("Material"))
+        experiment = ma.make_experiment(ma.experiment_settings(None, *self._settings()))
         fc = self.getProperty("ForceConstants").value
-        source = "ForceConstants"
+        source = "ForceConstants" if len(fc) else f"the {material.name} reference ({material.reference_source})"
+        if not len(fc):
+            fc = material.reference_constants
         if self.getPropertyValue("PhonopyFile"):
             fc, info = ma.force_constants_from_phonopy(self.getPropertyValue("PhonopyFile"))
             source = f"phonopy ({info['source']}; projection residual {info['residual']:.2g})"
             self.log().information(f"phonopy constants projected: {list(fc)} N/m, {info}")
         progress.report("building the simulator")
-        ei = float(self.getProperty("Ei").value)
-        std = standard_grid()
-        grid = std if ei == std.ei_mev else Grid.from_axes(std.q, std.energy, ei_mev=ei)
-        settings = SimulationSettings(quantity=self.getPropertyValue("Quantity"),
-                                      normalize=bool(self.getProperty("Normalize").value),
-                                      multiphonon=bool(self.getProperty("Multiphonon").value),
-                                      chopper_package=self.getPropertyValue("ChopperPackage"),
-                                      chopper_frequency=int(self.getProperty("ChopperFrequency").value),
-                                      mesh_density=int(self.getProperty("MeshDensity").value))
-        a = None if self.getProperty("LatticeParameter").isDefault else float(self.getProperty("LatticeParameter").value)
+        settings = {"quantity": self.getPropertyValue("Quantity"),
+                    "normalize": bool(self.getProperty("Normalize").value),
+                    "multiphonon": bool(self.getProperty("Multiphonon").value),
+                    "mesh_density": int(self.getProperty("MeshDensity").value)}
         lw = float(self.getProperty("Linewidth").value) or None
-        spectrum = simulate_spectrum(fc, float(self.getProperty("Temperature").value), grid=grid, settings=settings,
-                                     lattice_parameter=a, linewidth=lw)
+        spectrum = simulate_for(material, experiment, fc, float(self.getProperty("Temperature").value), settings,
+                                lattice_parameter=_optional(self, "LatticeParameter", float), linewidth=lw)
         progress.report("writing the workspace")
-        ws = ma.spectrum_to_workspace(spectrum, title=f"simulated {spectrum.quantity}, constants from {source}")
+        ws = ma.spectrum_to_workspace(spectrum, title=f"simulated {spectrum.quantity} of {material.name}, constants "
+                                                      f"from {source}")
         ws.getRun().addProperty("LatticeParameter", float(spectrum.metadata["lattice_parameter"]), "Angstrom", True)
         self.setProperty("OutputWorkspace", ws)
         progress.report("done")

@@ -72,7 +72,8 @@ class TrainPhononVAE(PythonAlgorithm):
     def validateInputs(self):
         ma = _core()
         issues = {}
-        problem = ma.check_output_bundle(self.getPropertyValue("OutputBundle"), bool(self.getProperty("Overwrite").value))
+        overwrite = bool(self.getProperty("Overwrite").value)
+        problem = ma.check_output_bundle(self.getPropertyValue("OutputBundle"), overwrite)
         if problem:
             issues["OutputBundle"] = problem
         data = self.getPropertyValue("SimulatedData")
@@ -103,8 +104,10 @@ class TrainPhononVAE(PythonAlgorithm):
                 "extended_epochs": int(self.getProperty("ExtendedEpochs").value),
                 "regressor_epochs": int(self.getProperty("RegressorEpochs").value),
                 "optimizer": self.getPropertyValue("Optimizer"),
-                "lr": None if self.getProperty("LearningRate").isDefault else float(self.getProperty("LearningRate").value),
-                "batch_size": int(self.getProperty("BatchSize").value), "patience": int(self.getProperty("Patience").value),
+                "lr": None if self.getProperty("LearningRate").isDefault
+                else float(self.getProperty("LearningRate").value),
+                "batch_size": int(self.getProperty("BatchSize").value),
+                "patience": int(self.getProperty("Patience").value),
                 "regressor_codes": self.getPropertyValue("RegressorCodes"), "seed": int(self.getProperty("Seed").value)}
         names = _expand(self.getProperty("MeasuredWorkspaces").value)
         measured = [ma.workspace_to_spectrum(mtd[n]) for n in names]

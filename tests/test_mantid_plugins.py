@@ -3,105 +3,15 @@ stand-in in tests/mantid_standin (injected via sys.path inside the fixture only)
 from __future__ import annotations
 
 import ast
-import importlib
 import json
 import os
-import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-STANDIN = Path(__file__).resolve().parent / "mantid_standin"
-ALGS = ("SimulatePowderINS", "PreprocessForML", "TrainPhononVAE", "PredictForceConstants",
-        "FitForceConstantsNelderMead", "AdaptPhononModel")
-ERRORS = (RuntimeError, TypeError, ValueError)
-
-
-def _purge_mantid():
-    for name in [m for m in sys.modules if m == "mantid" or m.startswith("mantid.")
-                 or m.startswith("phonon_ml_mantid_plugin_") or m == "phonon_ml_core.mantid_plugins"]:
-        del sys.modules[name]
-
-
-@pytest.fixture(scope="module")
-def mantid():
-    try:
-        import mantid.simpleapi  # noqa: F401
-        real = True
-    except ImportError:
-        _purge_mantid()
-        sys.path.insert(0, str(STANDIN))
-        real = False
-    try:
-        import mantid.api as api
-        import mantid.kernel as kernel
-        from phonon_ml_core.mantid_plugins import register_plugins
-        assert register_plugins() == list(ALGS)
-        sapi = importlib.import_module("mantid.simpleapi")
-        if not real:
-            assert getattr(sys.modules["mantid"], "STANDIN", False)
-        yield SimpleNamespace(api=api, kernel=kernel, sapi=sapi, real=real)
-    finally:
-        if not real:
-            _purge_mantid()
-            sys.path.remove(str(STANDIN))
-
-
-# ------------------------------------------------------------------------------------------ helpers
-def tiny_grid():
-    from phonon_ml_core.data.grid import Grid
-
-    return Grid.from_axes(np.linspace(1.5, 4.5, 7), np.linspace(12.0, 36.0, 7), ei_mev=50.0)
-
-
-def make_sqw(mantid, name, y, e_edges, q_edges, ei=50.0, temperature=300.0, transposed=False, label="Intensity",
-             x_unit="DeltaE", v_unit="MomentumTransfer"):
-    """A SofQW-like workspace from y (n_E, n_Q) via CreateWorkspace (+ AddSampleLog)."""
-    s = mantid.sapi
-    if transposed:
-        ws = s.CreateWorkspace(OutputWorkspace=name, DataX=q_edges, DataY=np.asarray(y).ravel(), NSpec=len(e_edges) - 1,
-                               UnitX="MomentumTransfer", VerticalAxisUnit="DeltaE", VerticalAxisValues=e_edges,
-                               YUnitLabel=label)
-    else:
-        kw = {} if v_unit == "SpectraNumber" else {"VerticalAxisValues": q_edges}
-        ws = s.CreateWorkspace(OutputWorkspace=name, DataX=e_edges, DataY=np.asarray(y).T.ravel(),
-                               NSpec=len(q_edges) - 1, UnitX=x_unit, VerticalAxisUnit=v_unit, YUnitLabel=label, **kw)
-    if ei is not None:
-        s.AddSampleLog(Workspace=name, LogName="Ei", LogText=str(ei), LogType="Number", LogUnit="meV")
-    if temperature is not None:
-        s.AddSampleLog(Workspace=name, LogName="SampleTemp", LogText=f"{temperature} {temperature + 2}",
-                       LogType="Number Series", LogUnit="K")
-    return mantid.api.AnalysisDataService.retrieve(name)
-
-
-def measured_like(seed=0):
-    """A synthetic measured S(|Q|,E) on a finer grid than the standard one (NaN outside coverage)."""
-    from phonon_ml_core.data.grid import kinematic_mask
-
-    e_edges = np.arange(4.0, 48.01, 0.5)
-    q_edges = np.arange(0.0, 10.51, 0.05)
-    ec, qc = 0.5 * (e_edges[1:] + e_edges[:-1]), 0.5 * (q_edges[1:] + q_edges[:-1])
-    rng = np.random.default_rng(seed)
-    y = (np.exp(-((ec[:, None] - 25) / 8) ** 2) * qc[None, :] ** 2 * np.exp(-0.01 * qc[None, :] ** 2)
-         + 0.05 + 0.01 * rng.standard_normal((ec.size, qc.size)))
-    y = np.where(kinematic_mask(qc, ec, 50.0), y, np.nan)
-    return y, e_edges, q_edges
-
-
-def table_values(table):
-    names = table.column("Name")
-    return np.array(table.column("Value")), np.array(table.column("Std")), names
-
-
-def assert_sqw_layout(ws, n_e, n_q):
-    assert ws.getAxis(0).getUnit().unitID() == "DeltaE"
-    assert ws.getAxis(1).getUnit().unitID() == "MomentumTransfer"
-    assert ws.getNumberHistograms() == n_q and ws.blocksize() == n_e
-    assert len(ws.getAxis(1).extractValues()) == n_q + 1 and ws.isHistogramData()
-    assert ws.extractY().shape == (n_q, n_e)
+from mantid_standin.harness import (ALGS, ERRORS, ROOT, assert_sqw_layout, make_sqw, mantid_fixture,  # noqa: F401
+                                   measured_like, table_values, tiny_grid)
 
 
 # ------------------------------------------------------------------------------------------ registration
@@ -125,10 +35,11 @@ def test_plugins_registered_and_thin(mantid):
         assert hasattr(mantid.sapi, name)
 
 
-def test_plugin_literals_match_core():
-    from phonon_ml_core.preprocess.background import ESTIMATORS
-    from phonon_ml_core.physics.units import AL_REFERENCE_FC
+def test_plugin_literals_match_core(mantid):
     from phonon_ml_core.learn.networks import FAMILIES
+    from phonon_ml_core.mantid_support.logs import TEMPERATURE_LOGS
+    from phonon_ml_core.preprocess.background import ESTIMATORS
+    from phonon_ml_core.specs import ALUMINIUM, STANDARD_EXPERIMENT, list_instruments
 
     def literal(alg, name):
         for node in ast.parse((ROOT / "plugins" / f"{alg}.py").read_text()).body:
@@ -136,8 +47,16 @@ def test_plugin_literals_match_core():
                 return ast.literal_eval(node.value)
         raise AssertionError(f"{alg} lacks {name}")
 
-    for n in ("SimulatePowderINS", "FitForceConstantsNelderMead"):
-        assert literal(n, "AL_REFERENCE_FC") == AL_REFERENCE_FC.tolist()
+    for n in ("SimulatePowderINS", "FitForceConstantsNelderMead", "PreprocessForML"):  # defaults from the specs
+        alg = mantid.api.AlgorithmManager.create(n)
+        assert alg.getProperty("Material").value == ALUMINIUM.element
+        allowed = alg.getProperty("Instrument").validator.allowedValues()
+        assert [a for a in allowed if a] == list(list_instruments())
+    sim = mantid.api.AlgorithmManager.create("SimulatePowderINS")
+    assert sim.getProperty("Instrument").value == STANDARD_EXPERIMENT.instrument
+    for n in ("PreprocessForML", "FitForceConstantsNelderMead", "PredictForceConstants", "AdaptPhononModel"):
+        assert mantid.api.AlgorithmManager.create(n).getProperty("TemperatureLog").value == TEMPERATURE_LOGS[0]
+    assert not (ROOT / "plugins" / "FitForceConstantsNelderMead.py").read_text().count("120")
     assert sorted(literal("PreprocessForML", "BACKGROUNDS")) == sorted(ESTIMATORS)
     from phonon_ml_core.preprocess.background import DEFAULT_BACKGROUND
     assert literal("PreprocessForML", "BACKGROUNDS")[0] == DEFAULT_BACKGROUND
@@ -188,7 +107,7 @@ def test_simulate_matches_core(mantid):
 
 
 def test_simulate_validation(mantid, tmp_path):
-    with pytest.raises(ValueError, match="ForceConstants"):
+    with pytest.raises(ERRORS, match="ForceConstants"):  # Al has five (the count is the material's)
         mantid.sapi.SimulatePowderINS(ForceConstants=[1.0, 2.0, 3.0, 4.0], OutputWorkspace="bad")
     with pytest.raises(ERRORS, match="Ei"):
         mantid.sapi.SimulatePowderINS(Ei=8.0, OutputWorkspace="bad")
@@ -199,7 +118,8 @@ def test_simulate_validation(mantid, tmp_path):
     f = tmp_path / "phonopy.yaml"
     f.write_text("x")
     with pytest.raises(ERRORS, match="either ForceConstants or PhonopyFile"):
-        mantid.sapi.SimulatePowderINS(ForceConstants=[1.0, 2.0, 3.0, 4.0, 5.0], PhonopyFile=str(f), OutputWorkspace="bad")
+        mantid.sapi.SimulatePowderINS(ForceConstants=[1.0, 2.0, 3.0, 4.0, 5.0], PhonopyFile=str(f),
+                                      OutputWorkspace="bad")
     assert not mantid.api.mtd.doesExist("bad")
 
 
@@ -293,8 +213,9 @@ def test_fit_validation(mantid):
     with pytest.raises(ERRORS, match="LowerBounds and UpperBounds"):
         mantid.sapi.FitForceConstantsNelderMead(InputWorkspace="noT", Temperature=300.0, LowerBounds=[0.0] * 5,
                                                 OutputWorkspace="f")
-    with pytest.raises(ValueError, match="StartValues"):
-        mantid.sapi.FitForceConstantsNelderMead(InputWorkspace="noT", StartValues=[1.0, 2.0], OutputWorkspace="f")
+    with pytest.raises(ERRORS, match="StartValues"):
+        mantid.sapi.FitForceConstantsNelderMead(InputWorkspace="noT", Temperature=300.0, StartValues=[1.0, 2.0],
+                                                OutputWorkspace="f")
     with pytest.raises(ValueError, match="Method"):
         mantid.sapi.FitForceConstantsNelderMead(InputWorkspace="noT", Method="lm", OutputWorkspace="f")
 
@@ -319,8 +240,8 @@ def tiny_dataset(tmp_path_factory):
     return path
 
 
-TRAIN = dict(Family="fcvae", LatentDim=3, Epochs=2, FinetuneEpochs=1, ExtendedEpochs=1, RegressorEpochs=2,
-             BatchSize=4, Seed=3)
+TRAIN = {"Family": "fcvae", "LatentDim": 3, "Epochs": 2, "FinetuneEpochs": 1, "ExtendedEpochs": 1,
+         "RegressorEpochs": 2, "BatchSize": 4, "Seed": 3}
 
 
 def test_train_matches_core(mantid, tiny_dataset, tmp_path):
@@ -350,7 +271,8 @@ def test_train_validation(mantid, tiny_dataset, tmp_path):
     with pytest.raises(ERRORS, match="already exists"):
         mantid.sapi.TrainPhononVAE(SimulatedData=str(tiny_dataset), OutputBundle=str(tmp_path / "exists"), **TRAIN)
     with pytest.raises(ERRORS, match="nowhere"):
-        mantid.sapi.TrainPhononVAE(SimulatedData=str(tmp_path / "nowhere.h5"), OutputBundle=str(tmp_path / "b"), **TRAIN)
+        mantid.sapi.TrainPhononVAE(SimulatedData=str(tmp_path / "nowhere.h5"), OutputBundle=str(tmp_path / "b"),
+                                   **TRAIN)
     with pytest.raises(ERRORS, match="no workspace named"):
         mantid.sapi.TrainPhononVAE(SimulatedData=str(tiny_dataset), MeasuredWorkspaces=["ghost"],
                                    OutputBundle=str(tmp_path / "b"), **TRAIN)

@@ -1,31 +1,59 @@
 """``phonon-ml mantid-register``: add the phonon-ml plugin directory to Mantid's user properties.
 
 Mantid loads every ``.py`` in the directories of ``user.python.plugins.directories`` (``;``-separated) from
-``~/.mantid/Mantid.user.properties`` on ``import mantid.simpleapi`` and in Workbench (docs/mantid_api.md §0, §8).
-Existing entries and all other lines are kept; running it twice changes nothing; the file is written atomically.
+its user properties file on ``import mantid.simpleapi`` and in Workbench (docs/mantid_api.md §0, §8). The file is
+found as Mantid finds it (``ConfigService.getUserFilename()`` when Mantid imports; else
+``ConfigServiceImpl::getUserPropertiesDir``: ``~/.mantid/`` on Linux and macOS, the installation's base
+directory, where its executable lives, on Windows). Poco's property reader treats ``\\`` as an escape, so paths are
+written with forward slashes. Existing entries and all other lines are kept; running it twice changes nothing;
+the file is written atomically.
 """
 from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
+import sys
+from pathlib import Path, PurePath, PureWindowsPath
 
 from phonon_ml_core.data.fileio import atomic_path
 
 KEY = "user.python.plugins.directories"
 
 
+USER_FILE = "Mantid.user.properties"
+
+
+def properties_file_for(platform: str, home: str, executable: str) -> PurePath:
+    """Mantid's user properties file on ``platform`` ("nt" or "posix", as ``os.name``) without Mantid:
+    ``<home>/.mantid/Mantid.user.properties``, or on Windows beside the executable (the base directory)."""
+    if platform == "nt":
+        return PureWindowsPath(executable).parent / USER_FILE
+    return PurePath(home) / ".mantid" / USER_FILE
+
+
 def default_properties_file() -> Path:
-    return Path.home() / ".mantid" / "Mantid.user.properties"
+    """The user properties file the running Mantid reads (ConfigService), else :func:`properties_file_for`."""
+    try:
+        from mantid.kernel import ConfigService
+
+        return Path(ConfigService.getUserFilename())
+    except (ImportError, AttributeError, RuntimeError):
+        return Path(properties_file_for(os.name, str(Path.home()), sys.executable))
+
+
+def property_path(directory: str) -> str:
+    """``directory`` as Poco reads it back: forward slashes (``C:/Mantid/plugins``), never backslash escapes."""
+    return directory.replace("\\", "/")
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "mantid-register", help="make Mantid load the phonon-ml algorithms (adds the plugin directory)",
-        description=f"Add the phonon-ml plugin directory to {KEY} in ~/.mantid/Mantid.user.properties "
-                    "(or --properties-file), keeping existing entries; idempotent. Restart Mantid afterwards.")
-    p.add_argument("--properties-file", default=None, help="Mantid user properties file (default "
-                                                           "~/.mantid/Mantid.user.properties)")
+        description=f"Add the phonon-ml plugin directory to {KEY} in Mantid's user properties file (found as "
+                    "Mantid does: ~/.mantid/Mantid.user.properties on Linux/macOS, the installation directory on "
+                    "Windows; or --properties-file), keeping existing entries; idempotent. Restart Mantid afterwards.")
+    p.add_argument("--properties-file", default=None, help="Mantid user properties file (default: where Mantid "
+                                                           "reads it on this platform)")
     p.add_argument("--print", dest="print_only", action="store_true", help="only print the plugin directory")
     p.add_argument("--remove", action="store_true", help="remove the directory from the property instead")
     return p
@@ -38,16 +66,18 @@ def _split(value: str) -> list[str]:
 def update_properties(text: str, directory: str, remove: bool = False) -> tuple[str, bool]:
     """``text`` with ``directory`` added to (or removed from) the KEY line; (new text, changed)."""
     lines = text.splitlines()
+    directory = property_path(directory)
     norm = os.path.normpath(directory)
     out, found, changed = [], False, False
     for line in lines:
         stripped = line.lstrip()
-        if not found and not stripped.startswith(("#", "!")) and stripped.split("=", 1)[0].strip() == KEY and "=" in stripped:
+        is_key = "=" in stripped and stripped.split("=", 1)[0].strip() == KEY
+        if not found and not stripped.startswith(("#", "!")) and is_key:
             found = True
             entries = _split(stripped.split("=", 1)[1])
-            present = any(os.path.normpath(e) == norm for e in entries)
+            present = any(os.path.normpath(property_path(e)) == norm for e in entries)
             if remove and present:
-                entries = [e for e in entries if os.path.normpath(e) != norm]
+                entries = [e for e in entries if os.path.normpath(property_path(e)) != norm]
                 changed = True
             elif not remove and not present:
                 entries.append(directory)

@@ -127,7 +127,8 @@ class Run:  # mantid/api/src/Exports/Run.cpp
         return list(self._props)
 
     def addProperty(self, name, value, *args, **kwargs):
-        """addProperty(name, value, replace) or addProperty(name, value, units, replace)."""
+        """addProperty(name, value, replace) or addProperty(name, value, units, replace); ``value`` may be a
+        Property object such as a FloatTimeSeriesProperty (added as it is)."""
         units, replace = "", kwargs.get("replace")
         if len(args) == 1:
             replace = args[0]
@@ -137,6 +138,10 @@ class Run:  # mantid/api/src/Exports/Run.cpp
             raise TypeError("addProperty() needs replace")
         if name in self._props and not replace:
             raise ValueError(f"Property {name} already exists")
+        if hasattr(value, "addValue"):  # a time-series property object
+            value.name = name
+            self._props[name] = value
+            return
         self._props[name] = _LogProperty(name, value, units)
 
     def getPropertyAsSingleValue(self, name):  # newer versions: time series averaged
@@ -160,7 +165,15 @@ class Workspace:  # mantid/api/src/Exports/Workspace.cpp
         self._title = t
 
 
-class MatrixWorkspace(Workspace):  # mantid/api/src/Exports/MatrixWorkspace.cpp (a Workspace2D)
+class _Instrument:  # mantid/geometry/src/Exports/Instrument.cpp: getName()
+    def __init__(self, name=""):
+        self._name = name
+
+    def getName(self):
+        return self._name
+
+
+class MatrixWorkspace(Workspace):  # mantid/api/src/Exports/MatrixWorkspace.cpp (a Workspace2D); no x()/y()
     def __init__(self, nhist, xlength, ylength):
         super().__init__()
         self._x = np.zeros((nhist, xlength))
@@ -169,6 +182,7 @@ class MatrixWorkspace(Workspace):  # mantid/api/src/Exports/MatrixWorkspace.cpp 
         self._axes = [Axis(np.zeros(xlength), "numeric"), Axis(np.arange(1, nhist + 1), "spectra")]
         self._run = Run()
         self._ylabel, self._yunit, self._distribution = "", "", False
+        self._instrument = _Instrument()
 
     def getNumberHistograms(self):
         return self._y.shape[0]
@@ -210,8 +224,6 @@ class MatrixWorkspace(Workspace):  # mantid/api/src/Exports/MatrixWorkspace.cpp 
 
     def dataE(self, i):
         return self._e[i]
-
-    x, y = readX, readY  # used in docs (SofQW-v1.rst)
 
     def setX(self, i, arr):
         self._x[i] = np.asarray(arr, dtype=float)
@@ -255,6 +267,15 @@ class MatrixWorkspace(Workspace):  # mantid/api/src/Exports/MatrixWorkspace.cpp 
 
     def getRun(self):
         return self._run
+
+    def mutableRun(self):
+        return self._run
+
+    def getInstrument(self):  # mantid/api/src/Exports/ExperimentInfo.cpp; CreateWorkspace gives an unnamed one
+        return self._instrument
+
+    def setInstrumentName(self, name):  # stand-in only: what LoadInstrument/LoadEventNexus would set
+        self._instrument = _Instrument(name)
 
     def getEMode(self):
         raise RuntimeError("stand-in: getEMode not modelled")
@@ -338,6 +359,12 @@ class WorkspaceGroup(Workspace):  # mantid/api/src/Exports/WorkspaceGroup.cpp
     def getItem(self, i):
         return AnalysisDataService.retrieve(self._names[i])
 
+    def _items(self):
+        return [AnalysisDataService.retrieve(n) for n in self._names]
+
+    def areNamesSimilar(self):  # WorkspaceGroup.cpp: every member is named "<group>_…"
+        return all(n.startswith(self.name() + "_") for n in self._names)
+
     __getitem__ = getItem
 
 
@@ -356,6 +383,7 @@ class _WorkspaceFactory:  # mantid/api/src/Exports/WorkspaceFactory.cpp
         import copy
         ws._run = copy.deepcopy(parent._run)
         ws._ylabel, ws._yunit = parent._ylabel, parent._yunit
+        ws._instrument = parent._instrument
         return ws
 
     def createTable(self, type="TableWorkspace"):
@@ -437,7 +465,6 @@ class _WorkspacePropertyBase(Property):
     def _assign(self, value):
         if isinstance(value, str):
             self.ws_name = value
-            self._set = True
             if self.direction == Direction.Input:
                 if value == "":
                     self._value = None
@@ -450,21 +477,32 @@ class _WorkspacePropertyBase(Property):
         if not isinstance(value, Workspace):
             raise ValueError(f"Property {self.name} expects a workspace or a name, got {type(value).__name__}")
         self._value = value
-        self._set = True
         if value.name():
             self.ws_name = value.name()
         self._check_type()
 
     def _check_type(self):
-        if self._value is not None and not isinstance(self._value, self.TYPE):
-            raise ValueError(f"Workspace {self.ws_name} is not of the correct type ({self.TYPE.__name__})")
+        """WorkspaceProperty::isValid accepts a group whose members all have the property's type (isValidGroup)."""
+        v = self._value
+        if v is None or isinstance(v, self.TYPE):
+            return
+        if isinstance(v, WorkspaceGroup) and all(isinstance(m, self.TYPE) for m in v._items()):
+            return
+        raise ValueError(f"Workspace {self.ws_name} is not of the correct type ({self.TYPE.__name__})")
 
+    @property
+    def isDefault(self):
+        return self.ws_name == self._default
+
+    @property
     def isValid(self):
         if self.direction == Direction.Input and self._value is None and self.optional == PropertyMode.Mandatory:
             return "Enter a name for the Input/InOut workspace"
         if self.direction == Direction.Output and not self.ws_name and self.optional == PropertyMode.Mandatory:
             return "Enter a name for the Output workspace"
-        return super().isValid() if self._value is not None else ""
+        if self._value is None or self.validator is None or isinstance(self._value, WorkspaceGroup):
+            return ""
+        return self.validator.check(self._value)
 
 
 class WorkspaceProperty(_WorkspacePropertyBase):  # mantid/api/src/Exports/WorkspaceProperty.cpp
@@ -489,6 +527,7 @@ class FileProperty(Property):  # mantid/api/src/Exports/FileProperty.cpp: (name,
         self.action = action
         self.extensions = [extensions] if isinstance(extensions, str) else list(extensions or [])
 
+    @property
     def isValid(self):
         v = self._value
         if not v:
@@ -518,7 +557,7 @@ class Progress:  # mantid/api/src/Exports/Progress.cpp + mantid/kernel/src/Expor
         frac = self.start + (self.end - self.start) * min(self.i, self.nreports) / max(self.nreports, 1)
         self.alg._progress.append((frac, str(msg)))
 
-    def reportIncrement(self, i, msg=""):
+    def reportIncrement(self, i, msg):  # ProgressBase.cpp export: the message is required
         self.i += int(i) - 1
         self.report(msg)
 
@@ -533,6 +572,7 @@ class Algorithm:
         self._logger = Logger(type(self).__name__)
         self._progress = []
         self._child = False
+        self._always_store = False
         self._groups = {}
 
     # -- identity (AlgorithmAdapter.cpp)
@@ -552,7 +592,8 @@ class Algorithm:
         return []
 
     def checkGroups(self):
-        return True
+        """The base Algorithm::checkGroups: true when an input workspace property holds a WorkspaceGroup."""
+        return self._has_group_input()
 
     def validateInputs(self):
         return {}
@@ -664,40 +705,108 @@ class Algorithm:
     def isExecuted(self):
         return self._executed
 
+    def _input_workspace_props(self):
+        return [p for p in self._props.values()
+                if isinstance(p, _WorkspacePropertyBase) and p.direction != Direction.Output]
+
+    def _has_group_input(self):
+        return any(isinstance(p.value, WorkspaceGroup) and not isinstance(p, WorkspaceGroupProperty)
+                   for p in self._input_workspace_props())
+
     def execute(self):
+        """Framework/API/src/Algorithm.cpp ``executeInternal``: property validators (failures are logged and
+        raise the bare "Some invalid Properties found"), then ``checkGroups()`` (the base one is true when an
+        input workspace property holds a WorkspaceGroup); without groups ``validateInputs()`` (errors in key
+        order, raised as "Some invalid Properties found: \n Prop: msg"), with groups ``processGroups``."""
         self.initialize()
-        bad = {n: p.isValid() for n, p in self._props.items()}
+        bad = {n: p.isValid for n, p in self._props.items()}
         bad = {n: m for n, m in bad.items() if m}
-        if self.checkGroups() and any(isinstance(p.value, WorkspaceGroup) for p in self._props.values()
-                                      if isinstance(p, _WorkspacePropertyBase) and p.direction != Direction.Output):
-            raise NotImplementedError("stand-in: group processing (checkGroups() == True) is not modelled")
-        if not bad:
-            issues = self.validateInputs()
-            if not isinstance(issues, dict):
-                raise RuntimeError("validateInputs must return a dict")
-            for k, v in issues.items():
-                if not isinstance(k, str) or not isinstance(v, str):
-                    self.log().error("validateInputs returned a non-string entry")
-                    continue
-                if k not in self._props:
-                    self.log().warning(f"validateInputs: {k} is not a property")
-                    continue
-                if v:
-                    bad[k] = v
         if bad:
-            msg = "Some invalid Properties found: \n " + "\n ".join(f"{k}: {v}" for k, v in bad.items())
-            self.log().error(msg)
-            raise RuntimeError(msg)
+            for n, m in bad.items():
+                self.log().error(f"{n}: {m}")
+            raise RuntimeError("Some invalid Properties found")
+        if self.checkGroups():
+            self._process_groups()
+            self._executed = True
+            return True
+        issues = self.validateInputs()
+        if not isinstance(issues, dict):
+            raise RuntimeError("validateInputs must return a dict")
+        errors = {}
+        for k, v in issues.items():
+            if not isinstance(k, str) or not isinstance(v, str):
+                self.log().error("validateInputs returned a non-string entry")
+                continue
+            if k not in self._props:
+                self.log().warning(f'validateInputs() references non-existant property "{k}"')
+                continue
+            if v:
+                self.log().error(f"Invalid value for {k}: {v}")
+                errors[k] = v
+        if errors:
+            raise RuntimeError("Some invalid Properties found: " + "".join(f"\n {k}: {errors[k]}" for k in sorted(errors)))
         try:
             self.PyExec()
         except Exception as exc:
             raise RuntimeError(str(exc)) from exc
         for n in self.outputProperties():
             p = self._props[n]
-            if isinstance(p, _WorkspacePropertyBase) and p.ws_name and p.value is not None and not self._child:
+            if isinstance(p, _WorkspacePropertyBase) and p.ws_name and p.value is not None and \
+                    (not self._child or self._always_store):
                 AnalysisDataService.addOrReplace(p.ws_name, p.value)
         self._executed = True
         return True
+
+    def _process_groups(self):
+        """Algorithm.cpp ``processGroups``: one child run per member (non-workspace properties copied as
+        strings, validateInputs per member); outputs named "<in>_<out>" (or "<out>_<i>" when the members are
+        named "<group>_…"), stored in the ADS and gathered in an output group per output property."""
+        inputs = self._input_workspace_props()
+        unrolled = []
+        for p in inputs:
+            v = p.value
+            unrolled.append(v._items() if isinstance(v, WorkspaceGroup) else ([] if v is None else [v]))
+        groups = [p.value for p in inputs if isinstance(p.value, WorkspaceGroup)]
+        for p, members in zip(inputs, unrolled):
+            if isinstance(p.value, WorkspaceGroup) and not members and p.optional == PropertyMode.Mandatory:
+                raise ValueError("Empty group passed as input")
+        size = max(len(m) for m in unrolled)
+        if any(len(m) not in (0, 1, size) for m in unrolled):
+            raise ValueError("Input WorkspaceGroups are not of the same size.")
+        similar = all(g.areNamesSimilar() for g in groups if g.size() > 1)
+        outs = [p for p in self._props.values() if isinstance(p, _WorkspacePropertyBase)
+                and p.direction == Direction.Output and p.ws_name]
+        out_groups = {}
+        for p in outs:
+            out_groups[p.name] = WorkspaceGroup()
+            AnalysisDataService.addOrReplace(p.ws_name, out_groups[p.name])
+        for entry in range(size):
+            alg = type(self)()
+            alg.initialize()
+            alg.setChild(True)
+            alg._always_store = True
+            for n, p in self._props.items():
+                if not isinstance(p, _WorkspacePropertyBase):
+                    alg.setPropertyValue(n, p.valueAsStr)
+            base = []
+            for p, members in zip(inputs, unrolled):
+                if members:
+                    ws = members[entry] if isinstance(p.value, WorkspaceGroup) else members[0]
+                    base.append(ws.name())
+                    alg.setPropertyValue(p.name, ws.name())
+            names = {}
+            for p in outs:
+                names[p.name] = f"{p.ws_name}_{entry + 1}" if similar else "_".join(base) + "_" + p.ws_name
+                alg.setPropertyValue(p.name, names[p.name])
+            try:
+                alg.execute()
+            except Exception as exc:
+                raise RuntimeError(f"Execution of {self.name()} for group entry {entry + 1} failed: {exc}") from exc
+            self._logger.messages.extend(alg._logger.messages)
+            for p in outs:
+                out_groups[p.name].add(names[p.name])
+        for p in outs:
+            p._value = out_groups[p.name]
 
     def createChildAlgorithm(self, name, startProgress=-1.0, endProgress=-1.0, enableLogging=True, version=-1, **props):
         alg = AlgorithmFactory._create(name, version)

@@ -17,7 +17,6 @@ class Property:  # mantid/kernel/src/Exports/Property.cpp; EMPTY_DBL/EMPTY_INT s
         self.validator = validator
         self._default = value
         self._value = value
-        self._set = False
 
     @property
     def value(self):
@@ -34,16 +33,21 @@ class Property:  # mantid/kernel/src/Exports/Property.cpp; EMPTY_DBL/EMPTY_INT s
 
     @property
     def isDefault(self):
-        return not self._set
+        """``m_initialValue == m_value`` (PropertyWithValue.tcc): a property set to its default reads as default."""
+        d, v = self._default, self._value
+        if isinstance(d, np.ndarray) or isinstance(v, (np.ndarray, list)):
+            return len(d) == len(v) and all(a == b for a, b in zip(d, v))
+        return bool(v == d)
 
+    @property
     def isValid(self):
-        """'' when valid, else the message (Framework/Kernel/src/PropertyWithValue.tcc: isValid)."""
+        """'' when valid, else the message: a read-only attribute, not a method (Property.cpp export of
+        Framework/Kernel/src/PropertyWithValue.tcc: isValid)."""
         return "" if self.validator is None else self.validator.check(self._value)
 
     def _assign(self, value):
         self._value = self._convert(value)
-        self._set = True
-        msg = self.isValid()
+        msg = self.isValid
         if msg:
             raise ValueError(msg)
 
@@ -72,13 +76,14 @@ class _Validator:
 
 
 class FloatBoundedValidator(_Validator):  # mantid/kernel/src/Exports/BoundedValidator.cpp
+    """BoundedValidator::checkValidity has no exemption for EMPTY_DBL / EMPTY_INT: an upper-bounded property
+    whose default is EMPTY_DBL is invalid until set (Framework/Kernel/inc/MantidKernel/BoundedValidator.h)."""
+
     def __init__(self, lower=None, upper=None, exclusive=False):
         self.lower, self.upper, self.exclusive = lower, upper, exclusive
 
     def check(self, value):
         v = float(value)
-        if v == Property.EMPTY_DBL or (isinstance(value, int) and value == Property.EMPTY_INT):
-            return ""
         if self.lower is not None and (v < self.lower or (self.exclusive and v == self.lower)):
             return f"Selected value {v} is < the lower bound of {self.lower}"
         if self.upper is not None and (v > self.upper or (self.exclusive and v == self.upper)):
@@ -145,12 +150,44 @@ class IntArrayProperty(_ArrayProperty):
 
 
 class StringArrayProperty(_ArrayProperty):
+    """``.value`` is a list of str (std::vector<std::string> is converted to a Python list)."""
     DTYPE = object
+
+    def __init__(self, name, values=None, validator=None, direction=Direction.Input):
+        super().__init__(name, values, validator, direction)
+        self._default = self._value = self._convert(values if not isinstance(values, (int, _Validator)) else [])
 
     def _convert(self, value):
         if isinstance(value, str):
-            value = [x for x in value.split(",") if x]
-        return np.asarray([str(x) for x in (value or [])], dtype=object)
+            value = [x.strip() for x in value.split(",") if x.strip()]
+        return [str(x) for x in (value if value is not None else [])]
+
+    @property
+    def valueAsStr(self):
+        return ",".join(self._value)
+
+
+class FloatTimeSeriesProperty:  # mantid/kernel/src/Exports/TimeSeriesProperty.cpp (FloatTimeSeriesProperty)
+    """A time-series log: ``addValue(time, value)``; ``.value`` is a numpy array of the values; added to a run with
+    ``run.addProperty(name, prop, replace)`` (mantid/api/src/Exports/Run.cpp accepts Property objects)."""
+
+    def __init__(self, name):
+        self.name, self.units = name, ""
+        self._times, self._values = [], []
+
+    def addValue(self, time, value):
+        self._times.append(str(time))
+        self._values.append(float(value))
+
+    @property
+    def value(self):
+        return np.asarray(self._values, dtype=float)
+
+    def times(self):
+        return list(self._times)
+
+    def size(self):
+        return len(self._values)
 
 
 class Logger:  # mantid/kernel/src/Exports/Logger.cpp
@@ -178,3 +215,32 @@ class Logger:  # mantid/kernel/src/Exports/Logger.cpp
 
 
 logger = Logger("Python")  # mantid/kernel/_aliases.py
+
+
+class _ConfigService:  # mantid/kernel/src/Exports/ConfigService.cpp; config = ConfigService (kernel/_aliases.py)
+    def __init__(self):
+        self._values = {"default.facility": "ISIS", "user.python.plugins.directories": ""}
+        self._user_dir = ""
+
+    def __getitem__(self, key):
+        return self._values.get(key, "")
+
+    def __setitem__(self, key, value):
+        self._values[key] = str(value)
+
+    def getString(self, key):
+        return self[key]
+
+    def setString(self, key, value):
+        self[key] = value
+
+    def getUserPropertiesDir(self):
+        return self._user_dir
+
+    def getUserFilename(self):
+        import os
+        return os.path.join(self._user_dir, "Mantid.user.properties")
+
+
+ConfigService = _ConfigService()
+config = ConfigService

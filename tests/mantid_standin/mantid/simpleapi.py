@@ -16,7 +16,7 @@ import numpy as np
 
 from .api import (AlgorithmFactory, AlgorithmManager, AnalysisDataService, Axis, BinEdgeAxis, MatrixWorkspace,
                   NumericAxis, PropertyMode, WorkspaceFactory, WorkspaceGroup, _WorkspacePropertyBase, _Unit)
-from .kernel import Direction
+from .kernel import Direction, FloatTimeSeriesProperty
 
 __STORE_ADS_DEFAULT__ = True
 
@@ -154,18 +154,38 @@ def AddSampleLog(Workspace=None, LogName=None, LogText="", LogUnit="", LogType="
     ws = AnalysisDataService[Workspace] if isinstance(Workspace, str) else Workspace
     if LogType not in ("String", "Number", "Number Series"):
         raise ValueError(f'Problem setting "LogType" in AddSampleLog-v1: "{LogType}" is not in the list of allowed values')
+    if NumberType not in ("AutoDetect", "Int", "Double"):
+        raise ValueError(f'Problem setting "NumberType" in AddSampleLog-v1: "{NumberType}" is not in the list of '
+                         "allowed values")
     if LogType == "String":
-        value = str(LogText)
-    else:
-        try:
-            nums = [float(v) for v in str(LogText).replace(",", " ").split()]
-        except ValueError:
-            raise RuntimeError(f"AddSampleLog-v1: '{LogText}' is not a number") from None
-        if LogType == "Number":
-            value = nums[0] if NumberType != "Int" else int(nums[0])
-        else:
-            value = np.asarray(nums)
-    ws.getRun().addProperty(LogName, value, LogUnit, True)
+        ws.getRun().addProperty(LogName, str(LogText), LogUnit, True)
+        return
+    value = _convert_number(str(LogText), NumberType)
+    if LogType == "Number":
+        ws.getRun().addProperty(LogName, value, LogUnit, True)
+        return
+    series = FloatTimeSeriesProperty(LogName)  # addTimeSeriesProperty: ONE entry at the run start
+    series.addValue("1990-01-01T00:00:00", value)
+    series.units = LogUnit
+    ws.getRun().addProperty(LogName, series, True)
+
+
+def _convert_number(text, number_type):
+    """Strings::convert as AddSampleLog uses it: ``istringstream >> value``, which stops at the first
+    whitespace ("300.0 302.0" → 300.0); AutoDetect gives an int when the text is an integer."""
+    token = text.strip().split()[0] if text.strip() else ""
+    try:
+        as_int = int(token)
+    except ValueError:
+        as_int = None
+    if number_type == "Int" or (number_type == "AutoDetect" and as_int is not None):
+        if as_int is None:
+            raise RuntimeError(f"AddSampleLog-v1: Error interpreting string '{text}' as NumberType Int.")
+        return as_int
+    try:
+        return float(token)
+    except ValueError:
+        raise RuntimeError(f"AddSampleLog-v1: Error interpreting string '{text}' as a number.") from None
 
 
 def Transpose(InputWorkspace=None, OutputWorkspace=None, StoreInADS=True, **kwargs):

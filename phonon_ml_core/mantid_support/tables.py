@@ -1,0 +1,40 @@
+"""Result tables (TableWorkspace) of the algorithms: one row per (input, force constant), named from the material."""
+from __future__ import annotations
+
+from typing import Any
+from collections.abc import Sequence
+
+import numpy as np
+
+TABLE_COLUMNS: tuple[tuple[str, str], ...] = (("str", "Input"), ("int", "Index"), ("str", "Name"),
+                                              ("double", "Value"), ("double", "Std"), ("str", "Units"))
+
+
+def force_constants_table(entries: Sequence[dict[str, Any]], extra_columns: Sequence[str] = (),
+                          names: Sequence[str] | None = None):
+    """A TableWorkspace with one row per (input, constant): Input, Index, Name, Value, Std, Units, extras.
+
+    ``entries``: dicts with ``input`` (str), ``index`` (int), ``force_constants`` (K,), ``std`` (K,), optional
+    ``names`` (K,) and a float for each name in ``extra_columns`` (e.g. "NMSE", "Evaluations"); extras repeat
+    on every row of an input. ``names`` (the material's) is used for entries without their own. NaN std
+    (singular curvature) is written as NaN. ValueError when a count of constants differs from the names.
+    """
+    from mantid.api import WorkspaceFactory
+
+    table = WorkspaceFactory.createTable()
+    for ctype, name in TABLE_COLUMNS:
+        table.addColumn(ctype, name)
+    for name in extra_columns:
+        table.addColumn("double", name)
+    for entry in entries:
+        fc = np.asarray(entry["force_constants"], dtype=float).reshape(-1)
+        labels = list(entry.get("names") or names or [])
+        if len(labels) != fc.size:
+            raise ValueError(f"{fc.size} force constants but {len(labels)} names ({', '.join(labels)}): the result "
+                             "does not belong to this material")
+        std = np.asarray(entry.get("std", np.full(fc.size, np.nan)), dtype=float).reshape(-1)
+        for k, label in enumerate(labels):
+            row = [str(entry.get("input", "")), int(entry.get("index", 0)), label, float(fc[k]), float(std[k]), "N/m"]
+            row += [float(entry.get(c, np.nan)) for c in extra_columns]
+            table.addRow(row)
+    return table
