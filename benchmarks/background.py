@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from phonon_ml_core.preprocess.background import estimate_background, subtract_background
-from phonon_ml_core.fitting.spectrum_fit import fit_spectrum
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.fitting import fit_spectrum
+from phonon_ml_core.preprocess.background import estimate_background, subtract_background
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "al_arcs_ei50"
 

@@ -16,8 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from phonon_ml_core.fitting.spectrum_fit import fit_spectrum, get_simulator, msq_combination
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.fitting import fit_spectrum
+from phonon_ml_core.fitting.results import msq_combination
+from phonon_ml_core.fitting.simulators import get_simulator
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "al_arcs_ei50"
 

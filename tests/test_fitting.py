@@ -9,13 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from phonon_ml_core.physics.units import AL_REFERENCE_FC
-from phonon_ml_core.fitting.spectrum_fit import (UNSTABLE_PENALTY, _Problem, default_bounds, fit_series, fit_spectrum,
-                                    get_simulator, msq_combination)
 from phonon_ml_core.data.grid import Grid
 from phonon_ml_core.data.normalization import mean_normalize
-from phonon_ml_core.simulator.powder import SimulationSettings
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.fitting import fit_series, fit_spectrum
+from phonon_ml_core.fitting.inputs import default_bounds
+from phonon_ml_core.fitting.problem import UNSTABLE_PENALTY
+from phonon_ml_core.fitting.problem import FitProblem as _Problem
+from phonon_ml_core.fitting.results import msq_combination
+from phonon_ml_core.fitting.simulators import get_simulator
+from phonon_ml_core.physics.units import AL_REFERENCE_FC
+from phonon_ml_core.simulator.powder import SimulationSettings
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "al_arcs_ei50"
 TRUE_FC = np.array([11.0, 9.8, -2.5, 2.6, 0.2])
@@ -83,7 +87,7 @@ def test_uncertainty_shrinks_with_less_noise(fits):
 
 def test_deterministic_for_a_seed(sim, grid):
     s = _noisy(sim, grid, 0.02, seed=3)
-    kw = dict(simulator=sim, max_evaluations=16, n_starts=3, adam_steps=3, n_polish=1, uncertainty=False)
+    kw = {"simulator": sim, "max_evaluations": 16, "n_starts": 3, "adam_steps": 3, "n_polish": 1, "uncertainty": False}
     a = fit_spectrum(s, "gradient", seed=7, **kw)
     b = fit_spectrum(s, "gradient", seed=7, **kw)
     assert np.array_equal(a.force_constants, b.force_constants) and a.nmse == b.nmse
@@ -160,7 +164,7 @@ def test_background_recovers_constants_and_slope(sim, grid, tmp_path):
     rng = np.random.default_rng(8)
     x = np.where(grid.mask, y + b0 + b1 * (e - e[grid.mask].mean()) + 0.005 * rng.standard_normal(y.shape), np.nan)
     s = Spectrum(intensity=mean_normalize(x, grid.mask), grid=grid, temperature=T_K, normalization="mean")
-    kw = dict(simulator=sim, n_starts=3, adam_steps=5, n_polish=1)
+    kw = {"simulator": sim, "n_starts": 3, "adam_steps": 5, "n_polish": 1}
     plain = fit_spectrum(s, "gradient", **kw)
     bg = fit_spectrum(s, "gradient", fit_background=True, **kw)
     assert plain.background is None and plain.to_dict()["background"] is None

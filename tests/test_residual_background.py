@@ -5,12 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from phonon_ml_core.physics.units import AL_REFERENCE_FC
-from phonon_ml_core.learn.consistency import consistency_nmse
-from phonon_ml_core.data.grid import standard_grid
 from phonon_ml_core.data.normalization import mean_normalize, nmse
-from phonon_ml_core.fitting.residual_background import (best_slope, centred_energy, default_slope_bounds, profiled_nmse,
-                                                with_slope)
+from phonon_ml_core.fitting.residual_background import (
+    best_slope,
+    centred_energy,
+    default_slope_bounds,
+    profiled_nmse,
+    with_slope,
+)
+from phonon_ml_core.learn.consistency import consistency_nmse
+from phonon_ml_core.physics.units import AL_REFERENCE_FC
 from phonon_ml_core.simulator.powder import PowderSimulator
 
 
@@ -69,7 +73,7 @@ def test_slope_is_held_within_its_bounds_and_unstable_spectra_are_nan(simulated)
     sim, _, _, y = simulated
     g = sim.grid
     e, _ = centred_energy(g)
-    lo, hi = default_slope_bounds(e)
+    _lo, hi = default_slope_bounds(e)
     x = _with_background(y, g, np.array([5.0, 0.0, 0.0]) * hi)           # beyond the bound
     val, slope, _ = profiled_nmse(x, y, g)
     assert slope[0] == pytest.approx(hi) and val[0] > 1e-4

@@ -1,36 +1,88 @@
-"""``phonon-ml fit``: least-squares force constants for each spectrum of one or more HDF5 files."""
+"""``phonon-ml fit``: least-squares force constants of any material for each spectrum of the input files.
+
+Inputs: phonon-ml ``.h5`` spectra, or reduced Mantid files (processed NeXus from SofQW, NXSPE) that are
+preprocessed on the way in onto the default grid for their Ei (conventions §6). The options that name a material
+and an experiment (:func:`add_material_options`) are shared with ``predict``.
+"""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import os
 import time
 
 import numpy as np
 
-from phonon_ml_core.data.fileio import atomic_path, check_output_path
-from phonon_ml_core.fitting.spectrum_fit import METHODS, fit_series
-from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.data.fileio import check_output_path
+from phonon_ml_core.data.jsonio import write_json
+from phonon_ml_core.fitting import METHODS, fit_spectrum, series_of
+from phonon_ml_core.fitting.inputs import resolve_experiment, resolve_material
+from phonon_ml_core.prediction.inputs import known_instrument, read_inputs
+from phonon_ml_core.specs import Experiment, Material, SpecError, get_material
 
 log = logging.getLogger(__name__)
+
+
+def add_material_options(p: argparse.ArgumentParser) -> None:
+    """--material, --shells, --lattice-parameter, --instrument, --chopper, --chopper-frequency, --ei."""
+    p.add_argument("--material", default=None,
+                   help="built-in element symbol (Al, Cu, Fe, …; `phonon-ml materials`) or a material file "
+                        "(.json/.yaml); default: the material recorded in the input, else aluminium")
+    p.add_argument("--shells", type=int, default=None, help="neighbour shells of the model (default: the material's)")
+    p.add_argument("--lattice-parameter", type=float, default=None,
+                   help="Å; default the material's a(T) at the spectrum's temperature")
+    p.add_argument("--instrument", default=None, help="ARCS, SEQUOIA, CNCS, HYSPEC, MAPS, MARI, MERLIN, LET "
+                   "(default: the file's when recorded, else ARCS)")
+    p.add_argument("--chopper", default=None, help="chopper package as resins names it (default: the instrument's)")
+    p.add_argument("--chopper-frequency", type=int, default=None, help="Hz (default: the instrument's)")
+    p.add_argument("--ei", type=float, default=None, help="incident energy, meV (default: from the file)")
+
+
+def material_from_args(args: argparse.Namespace) -> Material | None:
+    """The material named by --material/--shells, or None when not given (clear error for an unknown one)."""
+    if args.material is None:
+        if args.shells is not None:
+            raise ValueError("--shells needs --material")
+        return None
+    return get_material(args.material, n_shells=args.shells)
+
+
+def experiment_for(spectrum, args: argparse.Namespace) -> Experiment | None:
+    """The experiment of ``spectrum`` with the --instrument/--chopper/--chopper-frequency overrides (None: none
+    given, the fit takes the spectrum's or its grid's defaults)."""
+    if args.instrument is None and args.chopper is None and args.chopper_frequency is None:
+        return None
+    grid = spectrum.grid
+    own = spectrum.experiment
+    instrument = args.instrument or (own.instrument if own is not None else None) \
+        or known_instrument(spectrum.instrument)
+    if instrument is None:
+        raise ValueError("give --instrument with --chopper/--chopper-frequency (the file names no known instrument)")
+    try:
+        return Experiment.create(instrument, grid.ei_mev, chopper_package=args.chopper,
+                                 chopper_frequency=args.chopper_frequency, grid=grid)
+    except SpecError as exc:
+        raise ValueError(str(exc)) from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "fit", help="fit force constants to measured spectra by Nelder-Mead or gradient descent",
-        description="Fit the five force constants [1XX, 1XY, 1ZZ, 2XX, 2YY] (N/m) to each spectrum of the input "
-                    "files by minimising the NMSE against the powder simulator (docs/fitting.md).")
+        description="Fit the force constants of the material (names from its lattice and shells, e.g. fcc "
+                    "1XX,1XY,1ZZ,2XX,2YY; bcc 1XX,1XY,2XX,2YY; N/m) to each spectrum of the input files by "
+                    "minimising the NMSE against the powder simulator (docs/fitting.md).")
     p.add_argument("--method", default="nelder-mead", choices=METHODS,
                    help="nelder-mead (scipy, bounded) or gradient (autograd multi-start + L-BFGS-B)")
-    p.add_argument("--input", required=True, nargs="+", help="phonon-ml HDF5 spectrum file(s), one spectrum or a set")
+    p.add_argument("--input", required=True, nargs="+",
+                   help="phonon-ml .h5 spectra (one spectrum or a set) or reduced files (Mantid .nxs, .nxspe)")
     p.add_argument("--output", required=True, help="RESULT.json (one entry per input spectrum)")
     p.add_argument("--temperature", type=float, default=None, help="K; overrides the temperature in the files")
+    add_material_options(p)
     p.add_argument("--fit-linewidth", action=argparse.BooleanOptionalAction, default=True,
                    help="fit the intrinsic linewidth γ (HWHM = γ·E) as a nuisance parameter (default: on)")
     p.add_argument("--fit-background", action=argparse.BooleanOptionalAction, default=True,
                    help="fit a residual background slope in energy (default: on; docs/fitting.md)")
-    p.add_argument("--start", default=None, help="starting constants F1,...,F5 in N/m (default: reference)")
+    p.add_argument("--start", default=None, help="starting constants F1,...,Fn in N/m in the material's order "
+                   "(default: its reference)")
     p.add_argument("--max-evaluations", type=int, default=None, help="simulator-call budget per spectrum")
     p.add_argument("--seed", type=int, default=0, help="seed of the gradient fit's extra starts")
     p.add_argument("--plot", default=None, help="PNG of the constants against temperature (needs ≥ 1 spectrum)")
@@ -38,15 +90,17 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def _parse_start(text: str | None) -> np.ndarray | None:
+def parse_constants(text: str | None, material: Material, flag: str) -> np.ndarray | None:
+    """'F1,...,Fn' (N/m) → (n,) for ``material``, with an error naming its constants for a wrong count."""
     if text is None:
         return None
     try:
-        v = np.array([float(x) for x in text.split(",")])
+        v = np.array([float(x) for x in text.replace(" ", "").split(",") if x != ""])
     except ValueError as exc:
-        raise ValueError(f"--start must be five comma-separated numbers (N/m), got {text!r}") from exc
-    if v.shape != (5,) or not np.all(np.isfinite(v)):
-        raise ValueError(f"--start must be five finite numbers [1XX,1XY,1ZZ,2XX,2YY] in N/m, got {text!r}")
+        raise ValueError(f"{flag} must be comma-separated numbers (N/m), got {text!r}") from exc
+    if v.shape != (material.n_constants,) or not np.all(np.isfinite(v)):
+        raise ValueError(f"{flag} must be {material.n_constants} finite numbers for {material.name}, in the order "
+                         f"{','.join(material.names)} (N/m), got {text!r}")
     return v
 
 
@@ -54,50 +108,55 @@ def run(args: argparse.Namespace) -> int:
     out = check_output_path(args.output, args.overwrite)
     if args.plot is not None:
         check_output_path(args.plot, args.overwrite)
-    if args.temperature is not None and not args.temperature > 0:
-        raise ValueError(f"--temperature must be a positive number of kelvin, got {args.temperature}")
-    start = _parse_start(args.start)
     if args.max_evaluations is not None and args.max_evaluations < 1:
         raise ValueError("--max-evaluations must be a positive integer")
-    items, sources = [], []
-    for path in args.input:
-        s = Spectrum.from_hdf5(path)
-        for i, member in enumerate(s):
+    if args.lattice_parameter is not None and not args.lattice_parameter > 0:
+        raise ValueError(f"--lattice-parameter must be a positive number of Å, got {args.lattice_parameter}")
+    material = material_from_args(args)
+    inputs = read_inputs(args.input, ei_mev=args.ei, instrument=args.instrument, temperature=args.temperature,
+                         material=material)
+    items, sources, experiments, materials = [], [], [], []
+    for inp in inputs:
+        for i, member in enumerate(inp.spectrum):
+            m = resolve_material(member, material)
+            e = resolve_experiment(member, experiment_for(member, args))  # errors here, before any fit
             items.append(member)
-            sources.append({"input": os.fspath(path), "index": i if s.is_set else None})
-    temps = None if args.temperature is None else [args.temperature] * len(items)
+            materials.append(m)
+            experiments.append(e)
+            sources.append({"input": inp.path, "index": i if inp.spectrum.is_set else None,
+                            "reduced_input": inp.reduced})
+    if any(not m.same_as(materials[0]) for m in materials):
+        raise ValueError("the inputs hold different materials (" + ", ".join(sorted({m.name for m in materials}))
+                         + "): fit each material in its own run")
+    start = parse_constants(args.start, materials[0], "--start")
+    for s in items:
+        if s.temperature is None or not np.all(np.isfinite(s.temperatures())):
+            raise ValueError("an input has no temperature: give --temperature (K)")
     t0 = time.perf_counter()
-    series = fit_series(items, method=args.method, temperatures=temps, start=start, fit_linewidth=args.fit_linewidth,
-                        fit_background=args.fit_background, seed=args.seed, max_evaluations=args.max_evaluations, plot=args.plot,
-                        overwrite=args.overwrite)
+    results = [fit_spectrum(s, method=args.method, start=start, fit_linewidth=args.fit_linewidth,
+                            fit_background=args.fit_background, seed=args.seed, max_evaluations=args.max_evaluations,
+                            lattice_parameter=args.lattice_parameter, material=m, experiment=e)
+               for s, m, e in zip(items, materials, experiments)]
+    series = series_of(results) if len(results) > 1 or args.plot else None
+    if series is not None and args.plot:
+        series.plot(args.plot, overwrite=args.overwrite)
     entries = []
-    for src, r in zip(sources, series.results):
-        entry = r.to_dict()
-        entry.update(src)
-        entries.append(entry)
+    for src, r in zip(sources, results):
+        entries.append({**r.to_dict(), **src})
         idx = "" if src["index"] is None else f"[{src['index']}]"
-        print(f"{src['input']}{idx}: T = {r.temperature:.0f} K, NMSE {r.nmse:.4f}, "
-              f"fc = {np.round(r.force_constants, 3).tolist()} ± {np.round(r.std, 3).tolist()} N/m, "
+        print(f"{src['input']}{idx}: {r.material.name}, T = {r.temperature:.0f} K, NMSE {r.nmse:.4f}, "
+              f"{dict(zip(r.names, np.round(r.force_constants, 3).tolist()))} ± {np.round(r.std, 3).tolist()} N/m, "
               + ("" if r.background is None else f"background slope b1 {r.background[1]:.5f}/meV, ")
               + f"{r.evaluations} simulator calls, {r.seconds:.1f} s{'' if r.converged else ' (NOT converged)'}")
+        for point, f in entries[-1]["frequencies_thz"].items():
+            sd = (entries[-1]["frequencies_std_thz"] or {}).get(point)
+            print(f"    {point}: " + ", ".join(f"{v:.3f}" + ("" if sd is None or sd[j] is None else f"±{sd[j]:.3f}")
+                                           for j, v in enumerate(f)) + " THz")
     doc = {"results": entries, "method": args.method, "fit_linewidth": bool(args.fit_linewidth),
-           "fit_background": bool(args.fit_background),
-           "total_seconds": time.perf_counter() - t0,
-           "series": series.to_dict() if len(entries) > 1 else None}
-    with atomic_path(out) as tmp:
-        tmp.write_text(json.dumps(_clean(doc), indent=1, allow_nan=False))
+           "fit_background": bool(args.fit_background), "material": materials[0].name,
+           "names": list(materials[0].names), "total_seconds": time.perf_counter() - t0,
+           "series": series.to_dict() if series is not None and len(entries) > 1 else None}
+    write_json(out, doc, indent=1)
     print(f"wrote {out}" + (f" and {args.plot}" if args.plot else ""))
     return 0
 
-
-def _clean(o):
-    """JSON-safe copy: numpy → Python, NaN/inf → None."""
-    if isinstance(o, dict):
-        return {str(k): _clean(v) for k, v in o.items()}
-    if isinstance(o, (list, tuple, np.ndarray)):
-        return [_clean(v) for v in (o.tolist() if isinstance(o, np.ndarray) else o)]
-    if isinstance(o, (np.floating, np.integer)):
-        o = o.item()
-    if isinstance(o, float) and not np.isfinite(o):
-        return None
-    return o

@@ -5,8 +5,17 @@ import argparse
 from pathlib import Path
 
 from phonon_ml_core.data.fileio import check_output_path
-from phonon_ml_core.prediction.predict import predict_spectra, read_inputs_on_grid, resolve_bundle, result_records, write_results
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.prediction.predict import (
+    bundle_experiment,
+    bundle_material,
+    predict_spectra,
+    read_inputs_on_grid,
+    resolve_bundle,
+    result_records,
+    write_results,
+)
+from phonon_ml_core.specs import get_material
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -15,9 +24,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                    "spectrum simulated from them and its NMSE against each input spectrum.")
     p.add_argument("--model", help="model bundle (default: the bundle shipped in models/)")
     p.add_argument("--input", "-i", nargs="+", required=True,
-                   help="spectra on the bundle's grid (our .h5; one spectrum or a set per file)")
+                   help="spectra on the bundle's grid (our .h5; one spectrum or a set per file) or reduced files "
+                        "(Mantid .nxs from SofQW, .nxspe), preprocessed onto the bundle's grid")
     p.add_argument("--output", "-o", required=True, help="RESULT.json")
     p.add_argument("--temperature", type=float, help="override the temperature in the input files, K")
+    p.add_argument("--material", help="the inputs' material (element symbol or material file); must be the "
+                                      "bundle's (default: the bundle's)")
+    p.add_argument("--ei", type=float, help="incident energy (meV) of reduced files that record none")
     p.add_argument("--samples", type=int, default=10000, help="latent samples per spectrum (default 10000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", help="PNG comparing measured and simulated |Q|-averaged intensity")
@@ -28,13 +41,23 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     check_output_path(args.output, args.overwrite)
     bundle = resolve_bundle(args.model)
-    spectra, names = read_inputs_on_grid(args.input, bundle.grid, args.temperature)
+    material = bundle_material(bundle)
+    if args.material is not None:
+        asked = get_material(args.material)
+        if (asked.element, asked.lattice) != (material.element, material.lattice):
+            raise ValueError(f"the model was trained for {material.name} ({material.lattice}, "
+                             f"{', '.join(material.names)}) but --material is {asked.name} ({asked.lattice}, "
+                             f"{', '.join(asked.names)}): use a bundle trained for {asked.name} (`phonon-ml train` on "
+                             f"a data set simulated with --material {asked.element})")
+    spectra, names = read_inputs_on_grid(args.input, bundle.grid, args.temperature, material=material,
+                                         ei_mev=args.ei)
     entries = predict_spectra(bundle, spectra, n_samples=args.samples, seed=args.seed)
-    write_results(args.output, result_records(entries, names), overwrite=args.overwrite)
+    write_results(args.output, result_records(entries, names, material, bundle_experiment(bundle)),
+                  overwrite=args.overwrite)
     if args.plot:
         _plot(spectra, entries, names, args.plot)
     for name, e in zip(names, entries):
-        fc = ", ".join(f"{v:.2f}±{s:.2f}" for v, s in zip(e["force_constants"], e["std"]))
+        fc = ", ".join(f"{n} {v:.2f}±{s:.2f}" for n, v, s in zip(e["names"], e["force_constants"], e["std"]))
         print(f"{Path(name).name}: [{fc}] N/m, NMSE {e['nmse']:.3f} "
               f"({e['nmse_background_slope']:.3f} with the best background slope, as `phonon-ml fit`)")
     print(f"wrote {args.output}")

@@ -1,4 +1,8 @@
-"""Direct fits of the simulator to spectra (Nelder–Mead and gradient), series summaries and the residual background."""
-from phonon_ml_core.fitting.spectrum_fit import METHODS, FitResult, SeriesResult, fit_series, fit_spectrum
+"""Direct fits of the simulator to spectra (Nelder–Mead and gradient), series summaries, zone-boundary
+frequencies of the result, and the residual background."""
+from phonon_ml_core.fitting.results import FitResult
+from phonon_ml_core.fitting.series import SeriesResult, fit_series, series_of
+from phonon_ml_core.fitting.spectrum_fit import METHODS, fit_spectrum
+from phonon_ml_core.fitting.trends import linear_trend
 
-__all__ = ["METHODS", "FitResult", "SeriesResult", "fit_series", "fit_spectrum"]
+__all__ = ["METHODS", "FitResult", "SeriesResult", "fit_series", "fit_spectrum", "linear_trend", "series_of"]

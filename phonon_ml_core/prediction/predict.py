@@ -2,19 +2,26 @@
 spectrum simulated from them with its NMSE against the input (conventions §3, §6)."""
 from __future__ import annotations
 
-import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
+import torch
 
-from phonon_ml_core.physics.units import FORCE_CONSTANT_NAMES
-from phonon_ml_core.data.fileio import atomic_path, check_output_path
+from phonon_ml_core.data.fileio import check_output_path
 from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.data.jsonio import to_jsonable, write_json
 from phonon_ml_core.data.normalization import nmse
-from phonon_ml_core.fitting.residual_background import profiled_nmse
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.fitting.frequencies import frequency_fields
+from phonon_ml_core.fitting.problem import LINEWIDTH
+from phonon_ml_core.fitting.residual_background import profiled_nmse
+from phonon_ml_core.fitting.results import spec_fields
+from phonon_ml_core.fitting.simulators import get_simulator
+from phonon_ml_core.prediction.inputs import check_material, read_inputs
+from phonon_ml_core.specs import ALUMINIUM, Experiment, Material
 
 #: The bundle shipped with the package (models/ in the repository).
 SHIPPED_BUNDLE_NAME = "al_arcs_ei50_fcvae"
@@ -96,26 +103,32 @@ def onto_bundle_grid(spectrum: Spectrum, grid, max_missing_fraction: float = MAX
     return replace(spectrum, grid=grid, intensity=inten, errors=err, normalization="mean", metadata=meta)
 
 
-def read_inputs_on_grid(paths: Sequence[str | os.PathLike], grid: Grid, temperature: float | None = None
-                        ) -> tuple[list[Spectrum], list[str]]:
-    """Read each file (one spectrum or a set), put it on the bundle's ``grid`` (:func:`onto_bundle_grid`) and
-    split sets: (single spectra, names ``path`` or ``path[i]``). ``temperature`` (K) overrides the files'."""
-    from phonon_ml_core.readers import read_spectrum
+def bundle_material(bundle: Any) -> Material:
+    """The material a bundle was trained for (``bundle.material``; ALUMINIUM for bundles that predate it)."""
+    m = getattr(bundle, "material", None)
+    return ALUMINIUM if m is None else m
 
-    if temperature is not None and not temperature > 0:
-        raise ValueError("--temperature must be positive (K)")
+
+def bundle_experiment(bundle: Any) -> Experiment | None:
+    """The experiment a bundle was trained for (``bundle.experiment``), or None for bundles that predate it."""
+    return getattr(bundle, "experiment", None)
+
+
+def read_inputs_on_grid(paths: Sequence[str | os.PathLike], grid: Grid, temperature: float | None = None,
+                        material: Material | None = None, ei_mev: float | None = None
+                        ) -> tuple[list[Spectrum], list[str]]:
+    """Read each file (one spectrum or a set; reduced Mantid files are preprocessed onto ``grid``), put it on the
+    bundle's ``grid`` (:func:`onto_bundle_grid`) and split sets: (single spectra, names ``path`` or ``path[i]``).
+    ``temperature`` (K) overrides the files'; a file recording another material than ``material`` is refused."""
     spectra, names = [], []
-    for path in paths:
-        s = read_spectrum(path)
+    for inp in read_inputs(paths, grid=grid, ei_mev=ei_mev, temperature=temperature, material=material):
         try:
-            s = onto_bundle_grid(s, grid)
+            s = onto_bundle_grid(inp.spectrum, grid)
         except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
+            raise ValueError(f"{inp.path}: {exc}") from None
         for i, one in enumerate(s):
-            if temperature is not None:
-                one.temperature = float(temperature)
             spectra.append(one)
-            names.append(str(path) if not s.is_set else f"{path}[{i}]")
+            names.append(inp.path if not s.is_set else f"{inp.path}[{i}]")
     return spectra, names
 
 
@@ -123,30 +136,41 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
                     simulate: bool = True) -> list[dict[str, Any]]:
     """Force constants for each spectrum (on the bundle grid) from a loaded bundle.
 
-    Per spectrum: ``force_constants`` (mean over ``n_samples`` latent draws, N/m), ``std``,
-    ``mean_code_prediction``, the predicted intrinsic linewidth ``linewidth`` (γ) and ``linewidth_std`` when
-    the bundle predicts one (None otherwise) and, when ``simulate`` and the temperature is known,
-    ``reconstruction`` (the spectrum simulated from the constants and γ) and its ``nmse`` against the input,
-    plus ``nmse_background_slope`` with the best residual background slope ``background_slope`` (per meV,
+    Per spectrum: ``force_constants`` (mean over ``n_samples`` latent draws, N/m, in the order of ``names``, the
+    bundle material's), ``std``, ``mean_code_prediction``, the predicted intrinsic linewidth ``linewidth`` (γ) and
+    ``linewidth_std`` when the bundle predicts one (None otherwise), the zone-boundary ``frequencies_thz`` with
+    ``frequencies_std_thz`` (:mod:`phonon_ml_core.fitting.frequencies`) and, when ``simulate`` and the temperature
+    is known, ``reconstruction`` (the spectrum simulated from the constants and γ) and its ``nmse`` against the
+    input, plus ``nmse_background_slope`` with the best residual background slope ``background_slope`` (per meV,
     :mod:`.residual_background`) added: the nuisance model of ``phonon-ml fit``, to compare with its NMSE.
+    A spectrum that records another material than the bundle's is refused.
     """
-    from phonon_ml_core.simulator import SimulationSettings, simulate_spectrum
-
+    material, experiment = bundle_material(bundle), bundle_experiment(bundle)
+    for i, s in enumerate(spectra):
+        check_material(s, material, f"spectrum {i}")
     out = []
     for s in spectra:
         s = onto_bundle_grid(s, bundle.grid)
         pred = bundle.predict(s, n_samples=n_samples, seed=seed)
+        fc = material.check_force_constants(pred["mean"])
         t = s.temperature
-        entry: dict[str, Any] = {"force_constants": pred["mean"], "std": pred["std"],
+        entry: dict[str, Any] = {"force_constants": fc, "std": pred["std"], "names": list(material.names),
                                  "mean_code_prediction": pred["mean_code_prediction"], "nmse": float("nan"),
                                  "temperature": float("nan") if t is None else float(t), "reconstruction": None,
-                                 "linewidth": None, "linewidth_std": None,
+                                 LINEWIDTH: None, "linewidth_std": None,
                                  "nmse_background_slope": float("nan"), "background_slope": float("nan")}
-        if "linewidth" in pred:
-            entry["linewidth"], entry["linewidth_std"] = float(pred["linewidth"]), float(pred["linewidth_std"])
+        if LINEWIDTH in pred:
+            entry[LINEWIDTH], entry["linewidth_std"] = float(pred[LINEWIDTH]), float(pred["linewidth_std"])
+        entry.update(frequency_fields(material, fc, std=pred["std"]))
         if simulate and t is not None and np.isfinite(t):
-            rec = simulate_spectrum(pred["mean"], float(t), grid=bundle.grid, linewidth=entry["linewidth"],
-                                    settings=SimulationSettings(quantity=s.quantity, normalize=True))
+            sim = get_simulator(bundle.grid, s.quantity, dtype=torch.float32, material=material,
+                                experiment=experiment)
+            with torch.no_grad():
+                y = sim(np.asarray(fc, dtype=float)[None], float(t), linewidth=entry[LINEWIDTH])[0].cpu().numpy()
+            rec = Spectrum(intensity=y.astype(np.float64), grid=bundle.grid, temperature=float(t),
+                           quantity=s.quantity, normalization="mean", force_constants=np.asarray(fc, dtype=float),
+                           linewidth=entry[LINEWIDTH], material=material, experiment=experiment,
+                           metadata={"simulated": True, "from_prediction": True})
             x = s if s.normalization == "mean" else s.normalized()
             entry["nmse"] = float(nmse(x.intensity, rec.intensity, bundle.grid.mask))
             n_bg, slope, _ = profiled_nmse(x.intensity, rec.intensity, bundle.grid)
@@ -156,22 +180,19 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
     return out
 
 
-def result_records(entries: Sequence[dict[str, Any]], inputs: Sequence[str]) -> list[dict[str, Any]]:
-    """RESULT.json entries (conventions §6): plain lists and floats, one per input spectrum."""
+def result_records(entries: Sequence[dict[str, Any]], inputs: Sequence[str], material: Material | None = None,
+                   experiment: Experiment | None = None) -> list[dict[str, Any]]:
+    """RESULT.json entries (conventions §6): plain lists and floats, one per input spectrum, with the names,
+    material, lattice and the full material and experiment specs (``material`` default ALUMINIUM)."""
+    fields = spec_fields(ALUMINIUM if material is None else material, experiment)
     records = []
     for e, name in zip(entries, inputs):
-        rec = {"input": name, "names": list(FORCE_CONSTANT_NAMES)}
-        for k, v in e.items():
-            if k == "reconstruction":
-                continue
-            rec[k] = np.asarray(v).tolist() if isinstance(v, np.ndarray) else v
-        records.append(rec)
+        rec = {"input": name, **fields}
+        rec.update({k: v for k, v in e.items() if k != "reconstruction"})
+        records.append(to_jsonable(rec))
     return records
 
 
 def write_results(path: str | os.PathLike, records: list[dict[str, Any]], overwrite: bool = False) -> Path:
-    """Write RESULT.json atomically."""
-    out = check_output_path(path, overwrite)
-    with atomic_path(out) as tmp:
-        tmp.write_text(json.dumps(records, indent=2, allow_nan=True))
-    return out
+    """Write RESULT.json atomically as strict JSON (NaN → null)."""
+    return write_json(check_output_path(path, overwrite), records)

@@ -1,0 +1,70 @@
+"""One-sigma uncertainties of fitted parameters from the Gauss–Newton curvature at the optimum.
+
+J by central finite differences (one batched simulator call), covariance σ²·(JᵀJ)⁻¹ with the residual variance
+σ² = SSR / (n_pixels − n_params); with a fitted background its slope b1 is an explicit extra parameter.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from phonon_ml_core.fitting.problem import FitProblem
+
+
+def parameter_uncertainty(prob: FitProblem, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """Std of the parameters from the Gauss–Newton curvature at ``theta`` (central differences, one call).
+
+    Returns (std (P,), correlation (P, P), residual variance σ², note).
+    """
+    p = prob.n_params
+    h = 1e-3 * prob.width
+    pts = np.repeat(theta[None], 2 * p + 1, 0)
+    for i in range(p):
+        pts[1 + 2 * i, i] += h[i]
+        pts[2 + 2 * i, i] -= h[i]
+    with torch.no_grad():
+        if prob.fit_background:  # b1 as an explicit extra parameter at its optimum (no extra simulator call)
+            y = prob.simulate(torch.as_tensor(pts, dtype=prob.sim.dtype))[:, prob.mask]
+            bad = ~torch.isfinite(y).all(1)
+            y = torch.where(bad[:, None], torch.zeros_like(y), y)
+            b_hat = prob.best_background(y[:1])[0]
+            hb = 1e-3 * (prob.b_bounds[1] - prob.b_bounds[0])
+            r = torch.where(bad[:, None], torch.zeros_like(y), prob.model(y, b_hat.expand(len(y))) - prob.x)
+            rb = prob.model(y[:1].expand(2, -1), torch.stack([b_hat + hb, b_hat - hb])) - prob.x
+            r = torch.cat([r, rb])
+            bad = torch.cat([bad, bad[:1], bad[:1]])
+            h = np.append(h, hb)
+            p += 1
+        else:
+            r, bad = prob.residuals(torch.as_tensor(pts, dtype=prob.sim.dtype))
+    r = r.double().numpy()
+    bad = bad.numpy()
+    n = r.shape[1]
+    ssr = float((r[0] ** 2).sum())
+    sigma2 = ssr / max(n - p, 1)
+    jac = np.empty((n, p))
+    note = ""
+    for i in range(p):
+        up, dn = 1 + 2 * i, 2 + 2 * i
+        if not bad[up] and not bad[dn]:
+            jac[:, i] = (r[up] - r[dn]) / (2 * h[i])
+        elif not bad[up]:
+            jac[:, i] = (r[up] - r[0]) / h[i]
+        elif not bad[dn]:
+            jac[:, i] = (r[0] - r[dn]) / h[i]
+        else:
+            jac[:, i] = np.nan
+    if bad[0] or not np.isfinite(jac).all():
+        return np.full(p, np.nan), np.full((p, p), np.nan), sigma2, "uncertainty unavailable (unstable neighbourhood)"
+    curv = jac.T @ jac
+    try:
+        cov = sigma2 * np.linalg.inv(curv)
+        if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) < 0):
+            raise np.linalg.LinAlgError
+    except np.linalg.LinAlgError:
+        cov = sigma2 * np.linalg.pinv(curv)
+        note = "curvature singular: pseudo-inverse used for the uncertainties"
+    std = np.sqrt(np.clip(np.diag(cov), 0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        corr = cov / np.outer(std, std)
+    return std, corr, sigma2, note
