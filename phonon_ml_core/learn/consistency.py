@@ -99,20 +99,13 @@ def temperature_window_source(mu: torch.Tensor, x: torch.Tensor, temperature: np
 def consistency_simulator(grid: Grid, quantity: str, data_metadata: dict[str, Any] | None,
                           material: Material = ALUMINIUM, experiment: Experiment | None = None) -> PowderSimulator:
     """The float32 simulator of the physics stages for ``material`` on ``grid``, with the settings a data set
-    recorded in its metadata (``metadata["simulator"]["settings"]``), else the resolution of ``experiment``."""
-    from phonon_ml_core.fitting.spectrum_fit import get_simulator
+    recorded in its metadata (``metadata["simulator"]["settings"]``), else the resolution of ``experiment``
+    (the shared, cached factory :func:`phonon_ml_core.fitting.simulators.get_simulator`)."""
+    from phonon_ml_core.fitting.simulators import get_simulator
 
-    st = dict(((data_metadata or {}).get("simulator") or {}).get("settings") or {})
-    if not st and experiment is not None:
-        st = {"instrument": experiment.instrument, "chopper_package": experiment.chopper_package,
-              "chopper_frequency": experiment.chopper_frequency}
-    settings = SimulationSettings(**st) if st else None
-    if material.same_as(ALUMINIUM):  # the shared, cached simulator (aluminium's a(T) and mass)
-        return get_simulator(grid, quantity, settings, dtype=torch.float32)
-    settings = settings or SimulationSettings()
-    settings.quantity, settings.normalize = quantity, True
-    return PowderSimulator(grid=grid, model=material.bvk_model(), settings=settings,
-                           lattice_parameter=material.lattice_parameter_at, dtype=torch.float32)
+    st = ((data_metadata or {}).get("simulator") or {}).get("settings") or {}
+    return get_simulator(grid, quantity, SimulationSettings(**st) if st else None, dtype=torch.float32,
+                         material=material, experiment=None if st else experiment)
 
 
 def consistency_stage(regressor: torch.nn.Module, steps: int, batch: int, lr: float, layers: str = "all"):
