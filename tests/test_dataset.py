@@ -6,13 +6,19 @@ import numpy as np
 import pytest
 
 from phonon_ml_core.cli import main
-from phonon_ml_core.physics.units import AL_REFERENCE_FC
-from phonon_ml_core.simulator.dataset import (SamplingConfig, generate_dataset, merge_shards, parse_shard, sample_parameters,
-                                    shard_slice)
-from phonon_ml_core.physics.bvk import BvKModel, stability_check
 from phonon_ml_core.data.normalization import is_mean_normalized
-from phonon_ml_core.simulator import PowderSimulator
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.physics.bvk import BvKModel, stability_check
+from phonon_ml_core.physics.units import AL_REFERENCE_FC
+from phonon_ml_core.simulator import PowderSimulator
+from phonon_ml_core.simulator.dataset import (
+    SamplingConfig,
+    generate_dataset,
+    merge_shards,
+    parse_shard,
+    sample_parameters,
+    shard_slice,
+)
 
 
 def test_sampling_follows_the_study_rule_and_rejects_unstable_sets():
@@ -146,3 +152,50 @@ def test_cli_constant_range_sets_absolute_sampling_bounds(tmp_path, capsys):
         assert main(["simulate", "--count", "2", "--output", str(target), "--constant-range", bad]) == 2
         assert message in capsys.readouterr().err
         assert not target.exists()
+
+
+def test_aluminium_sampling_defaults_are_unchanged():
+    """The material's sampling ranges reproduce the study's rule draw for draw (same seed → same set)."""
+    legacy = SamplingConfig(reference=AL_REFERENCE_FC.tolist(), relative_range=(0.5, 1.5),
+                            absolute_ranges={"2YY": (-1.0, 1.0)}, seed=11)
+    new = sample_parameters(50, SamplingConfig(seed=11))
+    assert np.array_equal(new.force_constants, sample_parameters(50, legacy).force_constants)
+    for a, b in zip(SamplingConfig().bounds(), legacy.bounds()):
+        assert np.array_equal(a, b)
+
+
+def test_dataset_for_another_material_records_its_specs_and_merges_only_matching_shards(tmp_path):
+    from phonon_ml_core.simulator import SimulationSettings
+    from phonon_ml_core.specs import ALUMINIUM, Experiment, get_material
+
+    fe = get_material("Fe")
+    exp = Experiment.create("SEQUOIA", ei_mev=80.0)
+    st = SimulationSettings(mesh_density=6, bz_grid=4, dos_grid=6)
+    kw = {"settings": st, "progress": False, "material": fe, "experiment": exp}
+    cfg = SamplingConfig(seed=7, temperature_range=(100.0, 300.0))
+    whole = Spectrum.from_hdf5(generate_dataset(tmp_path / "w.h5", 6, cfg, **kw))
+    assert whole.material.same_as(fe) and whole.experiment.same_as(exp) and whole.names == fe.names
+    assert whole.force_constants.shape == (6, 4) and whole.intensity.shape == (6, *exp.grid.shape)
+    lo, hi = np.array(fe.sampling_ranges).T
+    assert np.all((whole.force_constants >= lo) & (whole.force_constants <= hi))
+    assert whole.metadata["force_constant_names"] == list(fe.names)
+    assert whole.metadata["sampling_bounds"] == {"names": list(fe.names), "low": lo.tolist(), "high": hi.tolist()}
+    sim = PowderSimulator.from_specs(fe, exp, st)
+    direct = sim(whole.force_constants[:2], whole.temperatures()[:2]).numpy()
+    np.testing.assert_allclose(whole.intensity[:2][:, exp.grid.mask], direct[:, exp.grid.mask], atol=2e-5)
+    a = generate_dataset(tmp_path / "a.h5", 6, cfg, shard=(0, 2), **kw)
+    b = generate_dataset(tmp_path / "b.h5", 6, cfg, shard=(1, 2), **kw)
+    merged = Spectrum.from_hdf5(merge_shards([b, a], tmp_path / "m.h5"))
+    assert merged.material.same_as(fe) and merged.experiment.same_as(exp)
+    np.testing.assert_allclose(merged.force_constants, whole.force_constants)
+    other_seed = generate_dataset(tmp_path / "s.h5", 6, SamplingConfig(seed=8, temperature_range=(100.0, 300.0)),
+                                  shard=(1, 2), **kw)
+    aluminium = generate_dataset(tmp_path / "al.h5", 6, cfg, shard=(1, 2), settings=st, progress=False)
+    for parts, message in [([a], "indices 3–5 are missing"), ([a, a, b], "overlaps"),
+                           ([a, other_seed], "sampling differ"), ([a, aluminium], "differ")]:
+        with pytest.raises(ValueError, match=message):
+            merge_shards(parts, tmp_path / "bad.h5")
+        assert not (tmp_path / "bad.h5").exists()
+    assert Spectrum.from_hdf5(aluminium).material.same_as(ALUMINIUM)
+    with pytest.raises(ValueError, match=r"5 reference constants for the 4 constants of Fe"):
+        generate_dataset(tmp_path / "x.h5", 4, SamplingConfig(reference=AL_REFERENCE_FC.tolist()), **kw)

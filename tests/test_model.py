@@ -303,3 +303,31 @@ def test_model_rejects_bad_geometry():
         BvKModel(mass=0.0)
     with pytest.raises(ValueError, match="unknown lattice"):
         cubic_shells("hcp", 2)
+
+
+@pytest.mark.parametrize("symbol", ["Al", "Fe", "sc"])
+def test_zone_boundary_frequencies_and_paths(symbol):
+    """zone_boundary_frequencies_thz (fcc X, L; bcc H, N, P; sc X, M, R) against phonopy at the same points
+    (primitive reduced coordinates), plus the fcc closed form Mω_L²(X) = 16·1XX; every lattice has a default
+    dispersion path through its special points."""
+    from phonon_ml_core.specs import get_material
+
+    if symbol == "sc":
+        model = BvKModel(force_constants=np.array([20.0, 2.0, 5.0, 3.0, 1.0]), lattice="sc", lattice_parameter=3.0,
+                         mass=50.0)
+    else:
+        model = get_material(symbol).bvk_model()
+    zb = model.zone_boundary_frequencies_thz()
+    assert tuple(zb) == {"fcc": ("X", "L"), "bcc": ("H", "N", "P"), "sc": ("X", "M", "R")}[model.lattice]
+    ph = model.to_phonopy()
+    for name, freqs in zb.items():
+        q_red = np.asarray(ph.primitive.cell) @ model.special_point(name) / (2 * np.pi)
+        np.testing.assert_allclose(freqs, np.sort(phonopy_frequencies(ph, q_red[None])[0]), rtol=1e-6, atol=1e-9)
+        assert freqs == sorted(freqs)
+    if symbol == "Al":
+        xl = energy_mev_from_m_omega2(16 * model.force_constants[0], model.mass) * sc.e / sc.h / 1e3 / 1e12
+        assert zb["X"][2] == pytest.approx(xl, rel=1e-9)
+    dist, e, ticks = model.dispersion(points_per_segment=5)
+    assert e.shape == (len(dist), 3) and ticks[0][1] == "Γ" and np.all(e >= -1e-9)
+    with pytest.raises(ValueError, match="unknown special point"):
+        model.special_point("Q")

@@ -7,7 +7,6 @@ measured ARCS mask, and torch.autograd.gradcheck.
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -76,14 +75,24 @@ def euphonic_al():
     """euphonic ForceConstants of the reference Al model at 300 K, built from the phonopy force constants,
     and a euphonic Debye–Waller factor on a 16³ Monkhorst–Pack grid."""
     pytest.importorskip("euphonic")
-    from euphonic import Crystal, ForceConstants, ureg
+    from euphonic import ureg
     from euphonic.util import mp_grid
 
     t = 300.0
     model = BvKModel.aluminium(AL_REF, temperature=t)
+    fc = euphonic_force_constants(model)
+    dw = fc.calculate_qpoint_phonon_modes(mp_grid([16, 16, 16])).calculate_debye_waller(t * ureg("K"))
+    return {"fc": fc, "dw": dw, "model": model, "T": t, "ureg": ureg}
+
+
+def euphonic_force_constants(model: BvKModel):
+    """euphonic ForceConstants of ``model`` (any cubic lattice) built from its phonopy force constants, checked
+    to reproduce phonopy's frequencies."""
+    from euphonic import Crystal, ForceConstants, ureg
+
     ph = model.to_phonopy()
     prim = np.asarray(ph.primitive.cell)
-    crystal = Crystal(prim * ureg("angstrom"), np.zeros((1, 3)), np.array(["Al"]),
+    crystal = Crystal(prim * ureg("angstrom"), np.zeros((1, 3)), np.array([model.symbol]),
                       np.array([model.mass]) * ureg("amu"))
     sc_matrix = np.rint(np.asarray(ph.supercell.cell) @ np.linalg.inv(prim)).astype(int)
     origins = np.rint(np.asarray(ph.supercell.positions) @ np.linalg.inv(prim)).astype(int)
@@ -94,14 +103,13 @@ def euphonic_al():
     ph.run_qpoints(q)
     np.testing.assert_allclose(np.sort(fc.calculate_qpoint_frequencies(q).frequencies.to("THz").magnitude, 1),
                                np.sort(np.asarray(ph.qpoints.frequencies), 1), rtol=1e-6)
-    dw = fc.calculate_qpoint_phonon_modes(mp_grid([16, 16, 16])).calculate_debye_waller(t * ureg("K"))
-    return {"fc": fc, "dw": dw, "model": model, "T": t, "ureg": ureg}
+    return fc
 
 
-def _euphonic_binned(eu, mod_q, weights, npts, sigma_of, e_edges):
+def _euphonic_binned(eu, mod_q, weights, npts, sigma_of, e_edges, **kw):
     """euphonic powder S(|Q|,E) (mbarn/meV, Bose factor and DW included) averaged over |Q| values with
     weights, histogrammed on a 0.02 meV grid, then each fine bin broadened with the Gaussian σ(E) of the
-    simulator's resolution model and averaged over the output energy bins."""
+    simulator's resolution model and averaged over the output energy bins (``kw``: more euphonic options)."""
     from euphonic.powder import sample_sphere_structure_factor
 
     ureg = eu["ureg"]
@@ -111,13 +119,19 @@ def _euphonic_binned(eu, mod_q, weights, npts, sigma_of, e_edges):
     for q, w in zip(mod_q, weights):
         s = sample_sphere_structure_factor(eu["fc"], q * ureg("1/angstrom"), dw=eu["dw"],
                                            temperature=eu["T"] * ureg("K"), npts=npts,
-                                           energy_bins=fine * ureg("meV"))
+                                           energy_bins=fine * ureg("meV"), **kw)
         acc = acc + w * s.y_data.to("mbarn/meV").magnitude
     acc = acc / np.sum(weights)
+    return broaden_and_bin(x, acc * np.diff(fine), sigma_of, e_edges)
+
+
+def broaden_and_bin(x, weights, sigma_of, e_edges):
+    """Sticks ``weights`` at energies ``x`` (meV) broadened by the Gaussian σ(x) and averaged over the bins
+    ``e_edges``: a density per meV on the output energy bins."""
     sig = np.maximum(sigma_of(x), 1e-9)
     kern = (ndtr((e_edges[None, 1:] - x[:, None]) / sig[:, None])
             - ndtr((e_edges[None, :-1] - x[:, None]) / sig[:, None])) / np.diff(e_edges)[None]
-    return (acc * np.diff(fine)) @ kern
+    return weights @ kern
 
 
 def _euphonic_settings(**kw):
@@ -185,15 +199,10 @@ def test_debye_waller_matches_euphonic_on_same_qpoints(tiny_grid):
     """⟨u_x²⟩ of the simulator (thermal.mean_square_displacement on sim.bz_energies) equals euphonic's
     Debye–Waller exponent (2 W_xx = ⟨u_x²⟩) evaluated on the very same 12³ shifted BZ grid (rel 1e-6)."""
     pytest.importorskip("euphonic")
-    from euphonic import Crystal, ForceConstants, ureg
+    from euphonic import ureg
 
     model = BvKModel.aluminium(AL_REF, lattice_parameter=4.05)
-    ph = model.to_phonopy()
-    prim = np.asarray(ph.primitive.cell)
-    crystal = Crystal(prim * ureg("angstrom"), np.zeros((1, 3)), np.array(["Al"]), np.array([AL_MASS]) * ureg("amu"))
-    fc = ForceConstants(crystal, np.asarray(ph.force_constants)[0].reshape(-1, 3, 3) * ureg("eV/angstrom**2"),
-                        np.rint(np.asarray(ph.supercell.cell) @ np.linalg.inv(prim)).astype(int),
-                        np.rint(np.asarray(ph.supercell.positions) @ np.linalg.inv(prim)).astype(int))
+    fc = euphonic_force_constants(model)
     sim = PowderSimulator(grid=tiny_grid, settings=SimulationSettings(method="sphere", n_per_bin=4, bz_grid=12),
                           dtype=torch.float64)
     f = (np.arange(12) + 0.5) / 12 - 0.5

@@ -5,29 +5,49 @@ D(q) = Σ_l φ(l) [1 − cos(q·r_l)] and M ω² e = D(q) e. Force constants are
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from phonon_ml_core.physics.units import (AL_MASS_U, AL_REFERENCE_FC, FC_TO_MEV2, FORCE_CONSTANT_NAMES, MEV_PER_THZ,
-                        N_PER_M_TO_EV_PER_A2, aluminium_lattice_parameter)
 from phonon_ml_core.physics.symmetry import LATTICE_BASIS, Shell, cubic_shells
+from phonon_ml_core.physics.units import FC_TO_MEV2, MEV_PER_THZ, N_PER_M_TO_EV_PER_A2
 
-#: High-symmetry points of the fcc Brillouin zone in Cartesian units of 2π/a.
-FCC_SPECIAL_POINTS = {"Γ": (0.0, 0.0, 0.0), "X": (0.0, 1.0, 0.0), "W": (0.5, 1.0, 0.0),
-                      "L": (0.5, 0.5, 0.5), "K": (0.75, 0.75, 0.0)}
-FCC_DEFAULT_PATH = ("Γ", "X", "W", "L", "Γ", "K")
+#: High-symmetry points of the cubic Brillouin zones in Cartesian units of 2π/a (conventional cell).
+SPECIAL_POINTS: dict[str, dict[str, tuple[float, float, float]]] = {
+    "fcc": {"Γ": (0.0, 0.0, 0.0), "X": (0.0, 1.0, 0.0), "W": (0.5, 1.0, 0.0), "L": (0.5, 0.5, 0.5),
+            "K": (0.75, 0.75, 0.0)},
+    "bcc": {"Γ": (0.0, 0.0, 0.0), "H": (0.0, 1.0, 0.0), "N": (0.5, 0.5, 0.0), "P": (0.5, 0.5, 0.5)},
+    "sc": {"Γ": (0.0, 0.0, 0.0), "X": (0.0, 0.5, 0.0), "M": (0.5, 0.5, 0.0), "R": (0.5, 0.5, 0.5)},
+}
+#: Default dispersion paths.
+DEFAULT_PATHS = {"fcc": ("Γ", "X", "W", "L", "Γ", "K"), "bcc": ("Γ", "H", "N", "Γ", "P", "H"),
+                 "sc": ("Γ", "X", "M", "Γ", "R", "X")}
+#: Zone-boundary points reported with results (conventions §6): fcc X, L; bcc H, N, P; sc X, M, R.
+ZONE_BOUNDARY_POINTS = {"fcc": ("X", "L"), "bcc": ("H", "N", "P"), "sc": ("X", "M", "R")}
+FCC_SPECIAL_POINTS = SPECIAL_POINTS["fcc"]
+FCC_DEFAULT_PATH = DEFAULT_PATHS["fcc"]
 
 
-def validate_force_constants(fc: np.ndarray, n: int) -> np.ndarray:
-    """Check a (…, n) force-constant array: right length, finite. Returns float64 copy."""
+def validate_force_constants(fc: np.ndarray, n: int, names: tuple[str, ...] = ()) -> np.ndarray:
+    """Check a (…, n) force-constant array (N/m): right length, finite. Returns a float64 copy."""
     arr = np.asarray(fc, dtype=float)
     if arr.ndim == 0 or arr.shape[-1] != n:
-        raise ValueError(f"expected {n} force constants per set (order {', '.join(FORCE_CONSTANT_NAMES) if n == 5 else ''}"
-                         f"), got shape {arr.shape}")
+        order = f" (order {', '.join(names)})" if names else ""
+        raise ValueError(f"expected {n} force constants per set{order}, got shape {arr.shape}")
     if not np.all(np.isfinite(arr)):
         raise ValueError("force constants contain NaN or infinity: give finite values in N/m")
     return arr
+
+
+def _aluminium():
+    from phonon_ml_core.specs.material import ALUMINIUM  # lazy: specs builds BvK models from this module
+
+    return ALUMINIUM
+
+
+#: Temperature (K) of the default lattice parameter of a model without one (aluminium at 50 K, as before).
+_DEFAULT_MODEL_TEMPERATURE_K = 50.0
 
 
 @dataclass
@@ -36,22 +56,26 @@ class BvKModel:
 
     Attributes:
         force_constants: N/m, in the order of :attr:`names` ([1XX, 1XY, 1ZZ, 2XX, 2YY] for two fcc shells).
-        lattice_parameter: conventional cubic lattice parameter a, Å.
-        mass: atomic mass, u.
+        lattice_parameter: conventional cubic lattice parameter a, Å (default aluminium's at 50 K).
+        mass: atomic mass, u (default aluminium's).
         lattice: 'fcc', 'bcc' or 'sc'.
         n_shells: number of neighbour shells.
         symbol: chemical symbol (used for the phonopy structure; the mass above is what counts).
     """
 
-    force_constants: np.ndarray = field(default_factory=lambda: AL_REFERENCE_FC.copy())
-    lattice_parameter: float = 4.0329
-    mass: float = AL_MASS_U
+    force_constants: np.ndarray = field(default_factory=lambda: np.array(_aluminium().reference_constants))
+    lattice_parameter: float | None = None
+    mass: float | None = None
     lattice: str = "fcc"
     n_shells: int = 2
     symbol: str = "Al"
 
     def __post_init__(self) -> None:
-        self.force_constants = validate_force_constants(self.force_constants, len(self.names))
+        if self.lattice_parameter is None:  # defaults: aluminium's (specs.ALUMINIUM), a at 50 K
+            self.lattice_parameter = float(_aluminium().lattice_parameter_at(_DEFAULT_MODEL_TEMPERATURE_K))
+        if self.mass is None:
+            self.mass = _aluminium().mass_u
+        self.force_constants = validate_force_constants(self.force_constants, len(self.names), self.names)
         if self.force_constants.ndim != 1:
             raise ValueError("a BvKModel holds one force-constant set; use the simulator for batches")
         if not (np.isfinite(self.lattice_parameter) and self.lattice_parameter > 0):
@@ -60,11 +84,10 @@ class BvKModel:
             raise ValueError(f"mass must be positive (u), got {self.mass}")
 
     @classmethod
-    def aluminium(cls, force_constants=None, temperature: float = 50.0, lattice_parameter: float | None = None) -> "BvKModel":
-        """Aluminium with the reference constants and a(T) from the conventions' table."""
-        a = aluminium_lattice_parameter(temperature) if lattice_parameter is None else lattice_parameter
-        fc = AL_REFERENCE_FC.copy() if force_constants is None else force_constants
-        return cls(force_constants=np.asarray(fc, dtype=float), lattice_parameter=float(a), mass=AL_MASS_U)
+    def aluminium(cls, force_constants=None, temperature: float = 50.0,
+                  lattice_parameter: float | None = None) -> BvKModel:
+        """Aluminium (``specs.ALUMINIUM``): the reference constants (N/m) unless given, a(T) at ``temperature`` (K)."""
+        return _aluminium().bvk_model(force_constants, temperature_k=temperature, lattice_parameter=lattice_parameter)
 
     # -- geometry -----------------------------------------------------------------
     @property
@@ -189,17 +212,30 @@ class BvKModel:
         return fc * N_PER_M_TO_EV_PER_A2
 
     # -- dispersion ---------------------------------------------------------------
-    def dispersion(self, path: tuple[str, ...] = FCC_DEFAULT_PATH, points_per_segment: int = 60):
-        """Energies (meV) along a path of special points. Returns (distance 1/Å, energies (n, 3), ticks)."""
-        if self.lattice != "fcc":
-            raise ValueError("special-point paths are defined for fcc; pass Cartesian q to energies() instead")
-        unknown = [p for p in path if p not in FCC_SPECIAL_POINTS]
+    def special_point(self, name: str) -> np.ndarray:
+        """Cartesian wavevector (1/Å) of the high-symmetry point ``name`` of this lattice's Brillouin zone."""
+        points = SPECIAL_POINTS[self.lattice]
+        if name not in points:
+            raise ValueError(f"unknown special point {name!r} for {self.lattice}: choose from {sorted(points)}")
+        return np.array(points[name]) * (2 * np.pi / self.lattice_parameter)
+
+    def zone_boundary_frequencies_thz(self) -> dict[str, list[float]]:
+        """Frequencies (THz, ascending) of the three branches at the zone-boundary points of conventions §6
+        (fcc X, L; bcc H, N, P; sc X, M, R)."""
+        return {p: np.sort(self.frequencies_thz(self.special_point(p))).tolist()
+                for p in ZONE_BOUNDARY_POINTS[self.lattice]}
+
+    def dispersion(self, path: tuple[str, ...] | None = None, points_per_segment: int = 60):
+        """Energies (meV) along a path of special points (default :data:`DEFAULT_PATHS` of the lattice).
+        Returns (distance 1/Å, energies (n, 3), ticks)."""
+        path = DEFAULT_PATHS[self.lattice] if path is None else path
+        points = SPECIAL_POINTS[self.lattice]
+        unknown = [p for p in path if p not in points]
         if unknown:
-            raise ValueError(f"unknown special points {unknown}: choose from {sorted(FCC_SPECIAL_POINTS)}")
-        scale = 2 * np.pi / self.lattice_parameter
+            raise ValueError(f"unknown special points {unknown}: choose from {sorted(points)}")
         qs, dist, ticks, total = [], [], [(0.0, path[0])], 0.0
-        for p0, p1 in zip(path[:-1], path[1:]):
-            a, b = np.array(FCC_SPECIAL_POINTS[p0]) * scale, np.array(FCC_SPECIAL_POINTS[p1]) * scale
+        for p0, p1 in itertools.pairwise(path):
+            a, b = self.special_point(p0), self.special_point(p1)
             t = np.linspace(0, 1, points_per_segment)
             seg = a + t[:, None] * (b - a)
             qs.append(seg)

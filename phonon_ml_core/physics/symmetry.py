@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -82,7 +82,7 @@ def _invariant_basis(r0: np.ndarray) -> tuple[list[str], list[np.ndarray]]:
     return [n for n, _ in chosen], [m for _, m in chosen]
 
 
-@lru_cache(maxsize=None)
+@cache
 def cubic_shells(lattice: str = "fcc", n_shells: int = 2) -> tuple[Shell, ...]:
     """The first ``n_shells`` neighbour shells of a cubic Bravais lattice ('sc', 'bcc' or 'fcc')."""
     if lattice not in LATTICE_BASIS:

@@ -1,7 +1,12 @@
-"""Physical constants and aluminium reference values (conventions §1–2).
+"""Physical constants and unit conversions.
 
 Energies are in meV, wavevectors in 1/Å, lengths in Å, masses in atomic mass units (u),
 force constants in N/m, temperatures in K.
+
+Material data live in :mod:`phonon_ml_core.specs` (``specs.ALUMINIUM``, built-in metals). The aluminium names
+below (``AL_MASS_U``, ``AL_B_COH_FM``, ``AL_REFERENCE_FC``, ``AL_LATTICE_TABLE_K``, ``AL_LATTICE_TABLE_A``,
+``aluminium_lattice_parameter``) are legacy aliases resolved from ``specs.ALUMINIUM`` on first use; new code
+takes a Material instead.
 """
 from __future__ import annotations
 
@@ -21,25 +26,27 @@ N_PER_M_TO_EV_PER_A2: float = 1.0 / _c.e * 1e-20
 #: meV per THz (E = h ν).
 MEV_PER_THZ: float = _c.h * 1e12 / _c.e * 1e3
 
+#: Names of the fcc two-shell constants (conventions §1); any material's names: ``Material.names``.
 FORCE_CONSTANT_NAMES: tuple[str, ...] = ("1XX", "1XY", "1ZZ", "2XX", "2YY")
 
-#: Aluminium (conventions §1).
-AL_MASS_U: float = 26.9815
-AL_B_COH_FM: float = 3.449
-AL_REFERENCE_FC: np.ndarray = np.array([10.35, 10.38, -2.77, 2.30, -0.25])
-#: Lattice parameter of Al against temperature (K → Å), conventions §1.
-AL_LATTICE_TABLE_K: np.ndarray = np.array([50.0, 150.0, 280.0, 293.0, 350.0, 450.0, 540.0, 640.0])
-AL_LATTICE_TABLE_A: np.ndarray = np.array([4.0329, 4.0376, 4.0483, 4.0496, 4.0547, 4.0647, 4.0745, 4.0862])
+
+def _legacy_aluminium(name: str):
+    from phonon_ml_core.specs.material import ALUMINIUM  # lazy: the specs import this module for its constants
+
+    table = ALUMINIUM.lattice_parameter
+    values = {"AL_MASS_U": lambda: ALUMINIUM.mass_u, "AL_B_COH_FM": lambda: ALUMINIUM.b_coh_fm,
+              "AL_REFERENCE_FC": lambda: np.array(ALUMINIUM.reference_constants),
+              "AL_LATTICE_TABLE_K": lambda: np.array(table.temperatures_k),
+              "AL_LATTICE_TABLE_A": lambda: np.array(table.values_a),
+              "aluminium_lattice_parameter": lambda: ALUMINIUM.lattice_parameter_at}
+    return values[name]()
 
 
-def aluminium_lattice_parameter(temperature: float | np.ndarray) -> float | np.ndarray:
-    """Lattice parameter of aluminium (Å) at ``temperature`` (K).
+_LEGACY = ("AL_MASS_U", "AL_B_COH_FM", "AL_REFERENCE_FC", "AL_LATTICE_TABLE_K", "AL_LATTICE_TABLE_A",
+           "aluminium_lattice_parameter")
 
-    Piecewise-linear in the conventions' table; extrapolated linearly beyond 640 K and held
-    at the 50 K value below 50 K (thermal expansion vanishes at low temperature).
-    """
-    t = np.asarray(temperature, dtype=float)
-    a = np.interp(t, AL_LATTICE_TABLE_K, AL_LATTICE_TABLE_A)
-    slope = (AL_LATTICE_TABLE_A[-1] - AL_LATTICE_TABLE_A[-2]) / (AL_LATTICE_TABLE_K[-1] - AL_LATTICE_TABLE_K[-2])
-    a = np.where(t > AL_LATTICE_TABLE_K[-1], AL_LATTICE_TABLE_A[-1] + slope * (t - AL_LATTICE_TABLE_K[-1]), a)
-    return float(a) if np.ndim(a) == 0 else a
+
+def __getattr__(name: str):
+    if name in _LEGACY:
+        return _legacy_aluminium(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,12 +1,13 @@
-"""Simulated training data sets: sampling force constants, batched simulation, sharded, resumable,
-atomic HDF5 output in the conventions §4 layout.
+"""Simulated training data sets for a material and an experiment: batched simulation, sharded, resumable,
+atomic HDF5 output in the conventions §4 layout (the file records its material, experiment, sampling and the
+names of the constants).
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import h5py
@@ -14,87 +15,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from phonon_ml_core.physics.units import AL_REFERENCE_FC, FORCE_CONSTANT_NAMES
-from phonon_ml_core.data.fileio import check_output_path
-from phonon_ml_core.data.grid import Grid, standard_grid
-from phonon_ml_core.physics.bvk import BvKModel, stability_check
-from phonon_ml_core.simulator.powder import PowderSimulator, SimulationSettings
+from phonon_ml_core.data.fileio import atomic_path, check_output_path
+from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.data.jsonio import json_default
 from phonon_ml_core.data.spectrum import Spectrum, write_spectrum_group
+from phonon_ml_core.simulator.factory import get_simulator
+from phonon_ml_core.simulator.sampling import SampledParameters, SamplingConfig, sample_parameters
+from phonon_ml_core.simulator.settings import SimulationSettings
+from phonon_ml_core.specs import ALUMINIUM, Experiment, Material, get_material
+
+__all__ = ["SampledParameters", "SamplingConfig", "generate_dataset", "merge_shards", "parse_shard",
+           "sample_parameters", "shard_slice"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class SamplingConfig:
-    """How force constants and nuisance parameters are drawn.
-
-    Attributes:
-        reference: reference constants, N/m (order of the model's names).
-        relative_range: each constant uniform in [lo, hi] × reference (the study's rule: 0.5–1.5).
-        absolute_ranges: constants sampled in an absolute range instead, N/m (default 2YY in [−1, 1]).
-        temperature: K, used when ``temperature_range`` is None.
-        temperature_range: (lo, hi) K, uniform, a nuisance variation (lattice parameter follows a(T)).
-        linewidth_range: (lo, hi) of γ (HWHM = γ·E), uniform; None = no intrinsic linewidth.
-        seed: random seed (the whole set is reproducible from it, whatever the sharding).
-    """
-
-    reference: list[float] = field(default_factory=lambda: AL_REFERENCE_FC.tolist())
-    relative_range: tuple[float, float] = (0.5, 1.5)
-    absolute_ranges: dict[str, tuple[float, float]] = field(default_factory=lambda: {"2YY": (-1.0, 1.0)})
-    temperature: float = 300.0
-    temperature_range: tuple[float, float] | None = None
-    linewidth_range: tuple[float, float] | None = None
-    seed: int = 0
-
-    def bounds(self, names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
-        """Lower and upper sampling bounds per constant, N/m."""
-        ref = np.asarray(self.reference, dtype=float)
-        if ref.size != len(names):
-            raise ValueError(f"{ref.size} reference constants for {len(names)} names {names}")
-        lo, hi = np.sort(np.stack([ref * self.relative_range[0], ref * self.relative_range[1]]), axis=0)
-        for name, (a, b) in self.absolute_ranges.items():
-            if name not in names:
-                raise ValueError(f"absolute range for unknown constant {name!r}; known: {names}")
-            lo[names.index(name)], hi[names.index(name)] = min(a, b), max(a, b)
-        return lo, hi
-
-
-@dataclass
-class SampledParameters:
-    """Per-spectrum inputs of a data set."""
-
-    force_constants: np.ndarray  # (N, K) N/m
-    temperature: np.ndarray      # (N,) K
-    linewidth: np.ndarray        # (N,) γ
-    n_rejected: int              # unstable draws rejected
-
-
-def sample_parameters(n: int, config: SamplingConfig, model: BvKModel | None = None) -> SampledParameters:
-    """Draw ``n`` stable force-constant sets (rejecting unstable ones) and nuisance parameters."""
-    if n < 1:
-        raise ValueError("the number of spectra must be at least 1")
-    model = BvKModel.aluminium() if model is None else model
-    lo, hi = config.bounds(model.names)
-    rng = np.random.default_rng(config.seed)
-    accepted: list[np.ndarray] = []
-    n_have, rejected = 0, 0
-    while n_have < n:
-        draw = rng.uniform(lo, hi, size=(max(2 * (n - n_have), 64), len(lo)))
-        ok = stability_check(draw, model, n_grid=12)
-        rejected += int((~ok).sum())
-        accepted.append(draw[ok])
-        n_have += int(ok.sum())
-        if n_have == 0 and rejected > 10_000:
-            raise ValueError("no stable force constants in the sampling ranges: narrow them around a stable reference")
-    fc = np.concatenate(accepted)[:n]
-    if config.temperature_range is None:
-        temps = np.full(n, float(config.temperature))
-    else:
-        temps = rng.uniform(*config.temperature_range, size=n)
-    gam = np.zeros(n) if config.linewidth_range is None else rng.uniform(*config.linewidth_range, size=n)
-    if np.any(temps <= 0):
-        raise ValueError("temperatures must be positive (K)")
-    return SampledParameters(fc, temps, gam, rejected)
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -119,33 +52,43 @@ def shard_slice(n_total: int, shard: tuple[int, int]) -> slice:
 def generate_dataset(output: str | os.PathLike, n: int, config: SamplingConfig | None = None,
                      shard: tuple[int, int] = (0, 1), grid: Grid | None = None,
                      settings: SimulationSettings | None = None, batch_size: int = 8,
-                     overwrite: bool = False, progress: bool = True, device: str = "cpu") -> Path:
-    """Simulate a data set of ``n`` spectra (this shard's part of it) into ``output``.
+                     overwrite: bool = False, progress: bool = True, device: str = "cpu", *,
+                     material: Material | str | None = None, experiment: Experiment | None = None) -> Path:
+    """Simulate a data set of ``n`` spectra of ``material`` (default aluminium) on ``experiment`` (default the
+    standard one; ``grid`` replaces its grid) — this shard's part of it — into ``output``.
 
-    Work goes to ``output + '.partial'`` and is renamed onto ``output`` when complete; rerunning the
-    same command after an interruption resumes from the last finished batch.
+    ``config`` defaults to the material's sampling ranges. Work goes to ``output + '.partial'`` and is renamed
+    onto ``output`` when complete; rerunning the same command after an interruption resumes from the last
+    finished batch.
     """
+    given = None if material is None else get_material(material)  # None: the legacy aluminium physics
+    material = ALUMINIUM if given is None else given
     config = SamplingConfig() if config is None else config
-    grid = standard_grid() if grid is None else grid
     settings = SimulationSettings() if settings is None else settings
     out = check_output_path(output, overwrite)
     partial = out.with_name(out.name + ".partial")
-    params = sample_parameters(n, config)
+    config.bounds(material)  # wrong-length references and unknown names fail here, before any work
     part = shard_slice(n, shard)
+    if n < 1 or part.stop <= part.start:
+        raise ValueError(f"shard {shard[0]}/{shard[1]} of {n} spectra is empty: use fewer shards (or n ≥ 1)")
+    sim = get_simulator(given, experiment, grid=grid, quantity=settings.quantity, settings=settings,
+                        dtype=torch.float32, device=device, normalize=settings.normalize)
+    params = sample_parameters(n, config, material=material)
     idx = np.arange(n)[part]
-    if idx.size == 0:
-        raise ValueError(f"shard {shard[0]}/{shard[1]} of {n} spectra is empty: use fewer shards")
-    sim = PowderSimulator(grid=grid, settings=settings, device=device)
-    provenance = {"sampling": asdict(config), "n_total": n, "shard": list(shard), "indices": [int(idx[0]), int(idx[-1]) + 1],
+    provenance = {"sampling": asdict(config), "sampling_bounds": config.describe_bounds(material),
+                  "n_total": n, "shard": list(shard), "indices": [int(idx[0]), int(idx[-1]) + 1],
                   "n_rejected_unstable": params.n_rejected, "simulator": sim.describe(),
-                  "force_constant_names": list(FORCE_CONSTANT_NAMES)}
-    signature = json.dumps(provenance, sort_keys=True, default=str)
+                  "force_constant_names": list(material.names)}
+    signature = json.dumps({**provenance, "material": material.to_dict(), "experiment": sim.experiment.to_dict()},
+                           sort_keys=True, default=json_default)
     done = _open_partial(partial, signature, discard_mismatch=overwrite)
     if done is None:
-        template = Spectrum(intensity=np.zeros((idx.size, *grid.shape), dtype=np.float32), grid=grid,
+        template = Spectrum(intensity=np.zeros((idx.size, *sim.grid.shape), dtype=np.float32), grid=sim.grid,
                             temperature=params.temperature[idx], quantity=settings.quantity,
                             normalization="mean" if settings.normalize else "none",
-                            force_constants=params.force_constants[idx], metadata=provenance)
+                            force_constants=params.force_constants[idx], metadata=provenance,
+                            instrument=sim.experiment.instrument, sample=material.name, material=material,
+                            experiment=sim.experiment)
         with h5py.File(partial, "w") as f:
             write_spectrum_group(f, template)
             f.create_dataset("linewidth", data=params.linewidth[idx]).attrs["meaning"] = "γ, HWHM = γ·E"
@@ -153,8 +96,8 @@ def generate_dataset(output: str | os.PathLike, n: int, config: SamplingConfig |
             f.attrs["signature"] = signature
             f.attrs["completed"] = 0
         done = 0
-    log.info("simulating %d spectra (%d rejected as unstable while sampling)%s", idx.size, params.n_rejected,
-             f", resuming after {done}" if done else "")
+    log.info("simulating %d %s spectra (%d rejected as unstable while sampling)%s", idx.size, material.name,
+             params.n_rejected, f", resuming after {done}" if done else "")
     bar = tqdm(total=idx.size, initial=done, unit="spectra", disable=not progress, desc="simulate")
     # simulate in order of temperature: neighbouring batches then share lattice parameters (and the
     # simulator's |Q|-shell tensors); results go to their own rows
@@ -196,14 +139,47 @@ def _open_partial(partial: Path, signature: str, discard_mismatch: bool = False)
         return None
 
 
-def merge_shards(paths: list[str | os.PathLike], output: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Concatenate shard files of one data set (in index order) into ``output``, atomically."""
-    from phonon_ml_core.data.fileio import atomic_path
+#: Metadata that every shard of one data set shares.
+_SHARED_KEYS = ("sampling", "sampling_bounds", "n_total", "simulator", "force_constant_names")
 
+
+def merge_shards(paths: list[str | os.PathLike], output: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Concatenate the shard files of one data set (in index order) into ``output``, atomically.
+
+    Refused: shards of different material, experiment, seed, sampling or simulator settings, and index gaps
+    or overlaps (all shards 0/n … n−1/n must be given).
+    """
     if not paths:
         raise ValueError("no shard files to merge")
     parts = [Spectrum.from_hdf5(p) for p in paths]
-    order = np.argsort([p.metadata.get("indices", [0])[0] for p in parts])
+    first, name0 = parts[0], os.fspath(paths[0])
+    for p, path in zip(parts[1:], paths[1:]):
+        for key in _SHARED_KEYS:
+            if p.metadata.get(key) != first.metadata.get(key):
+                raise ValueError(f"{os.fspath(path)} and {name0} are not shards of one data set: their {key} "
+                                 "differ; merge shards made by the same command with different --shard only")
+        for spec in ("material", "experiment"):
+            a, b = getattr(p, spec), getattr(first, spec)
+            if (a is None) != (b is None) or (a is not None and not a.same_as(b)):
+                raise ValueError(f"{os.fspath(path)} and {name0} have different {spec}s: merge shards of one "
+                                 f"{spec} only")
+    spans = [tuple(p.metadata.get("indices", (None, None))) for p in parts]
+    if any(s[0] is None for s in spans):
+        raise ValueError("a file has no shard indices (metadata 'indices'): merge only files written by "
+                         "generate_dataset / phonon-ml simulate --count")
+    order = np.argsort([s[0] for s in spans], kind="stable")
+    expect = 0
+    for i in order:
+        start, stop = spans[i]
+        if start != expect:
+            what = "overlaps the previous shard" if start < expect else f"leaves indices {expect}–{start - 1} out"
+            raise ValueError(f"{os.fspath(paths[i])} (indices {start}–{stop - 1}) {what}: give each shard once, "
+                             "all of them")
+        expect = stop
+    n_total = first.metadata.get("n_total")
+    if n_total is not None and expect != n_total:
+        raise ValueError(f"the shards cover indices 0–{expect - 1} of {n_total}: indices {expect}–{n_total - 1} "
+                         "are missing; give all shards")
     merged = Spectrum.stack([parts[i] for i in order])
     merged.metadata = dict(parts[order[0]].metadata)
     merged.metadata.pop("indices", None)

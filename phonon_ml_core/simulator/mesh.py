@@ -41,18 +41,45 @@ class ShellMesh:
     n: int
 
 
+def _half_offsets(n: int) -> np.ndarray:
+    """|offsets| (j + ½)/n, j = 0 … n − 1, of the half-offset grid on the cube [−1, 1) (units of 2π/a)."""
+    offsets = (np.arange(2 * n) + 0.5) / n - 1.0  # cube [-1, 1), symmetric under sign flips
+    return np.abs(offsets[n:])
+
+
+def _irreducible_indices(n: int) -> np.ndarray:
+    """Index triples j₁ ≥ j₂ ≥ j₃ (0 ≤ j < n) of the irreducible wedge of the half-offset cube grid, (N, 3)."""
+    jj = np.arange(n)
+    a, b, c = np.meshgrid(jj, jj, jj, indexing="ij")
+    keep = (a >= b) & (b >= c)
+    return np.stack((a[keep], b[keep], c[keep]), -1)
+
+
+@lru_cache(maxsize=8)
+def irreducible_cube_points(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A uniform sampling of the Brillouin zone of any cubic Bravais lattice, reduced by the cubic point group.
+
+    The grid (j + ½)/n − 1, j = 0 … 2n − 1, per axis (units of 2π/a) samples the cube [−1, 1)³, a period of
+    the reciprocal lattice of the sc, bcc and fcc conventional cells, so it samples every Brillouin zone
+    uniformly. Returns the irreducible points x ≥ y ≥ z > 0 (units of 2π/a), (N, 3), and their weights (N,):
+    multiplicity (8 sign flips × distinct permutations) / (2n)³, summing to 1.
+    """
+    if n < 1:
+        raise ValueError("the density-of-states grid needs at least 1 point per 2π/a")
+    irr = _irreducible_indices(n)
+    ties = (irr[:, 0] == irr[:, 1]).astype(int) + (irr[:, 1] == irr[:, 2]).astype(int)
+    perms = np.array([6, 3, 1])[ties]
+    return _half_offsets(n)[irr], 8.0 * perms / (2 * n) ** 3
+
+
 @lru_cache(maxsize=4)
 def shell_mesh(n: int, q_min: float, q_max: float, shell_width: float = 0.01) -> ShellMesh:
     """Build the mesh for |Q| (units of 2π/a) in [q_min, q_max] with ``n`` points per 2π/a."""
     if n < 2:
         raise ValueError("mesh density n must be at least 2")
-    offsets = (np.arange(2 * n) + 0.5) / n - 1.0  # cube [-1, 1), symmetric under sign flips
     # irreducible points: sorted absolute values on the half-integer grid, keyed by integer codes
-    half = np.abs(offsets[n:])  # 0.5/n … (n − 0.5)/n, index j ↔ (j + 0.5)/n
-    jj = np.arange(n)
-    a, b, c = np.meshgrid(jj, jj, jj, indexing="ij")
-    keep = (a >= b) & (b >= c)
-    irr = np.stack((a[keep], b[keep], c[keep]), -1)
+    half = _half_offsets(n)  # index j ↔ (j + 0.5)/n
+    irr = _irreducible_indices(n)
     code_of = np.full((n, n, n), -1, dtype=np.int64)
     code_of[irr[:, 0], irr[:, 1], irr[:, 2]] = np.arange(len(irr))
     q_irr = half[irr]
@@ -103,7 +130,8 @@ def shell_mesh(n: int, q_min: float, q_max: float, shell_width: float = 0.01) ->
             flush()
             n_pending = 0
     flush()
-    return ShellMesh(q=q_irr, shell_edges=edges, tensor=tensor.reshape(len(irr), n_sub, 6).astype(np.float32), count=count, n=n)
+    return ShellMesh(q=q_irr, shell_edges=edges, tensor=tensor.reshape(len(irr), n_sub, 6).astype(np.float32),
+                     count=count, n=n)
 
 
 def shell_to_bin_matrix(shell_edges_phys: np.ndarray, bin_edges: np.ndarray) -> np.ndarray:

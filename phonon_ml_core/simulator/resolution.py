@@ -7,27 +7,26 @@ from functools import lru_cache
 import numpy as np
 from scipy.special import ndtr
 
-DEFAULT_INSTRUMENT = "ARCS"
-DEFAULT_CHOPPER = "ARCS-100-1.5-AST"
-DEFAULT_FREQUENCY_HZ = 300
-
 
 @dataclass(frozen=True)
 class Resolution:
     """Gaussian energy resolution σ(E) of a direct-geometry spectrometer (PyChop model via resins).
 
+    Built by :meth:`phonon_ml_core.specs.Experiment.resolution` (the experiment holds the settings).
+
     Attributes:
         instrument: resins instrument name, e.g. "ARCS".
         chopper_package: chopper setting, e.g. "ARCS-100-1.5-AST".
-        chopper_frequency: Fermi chopper frequency, Hz.
+        chopper_frequency: frequency (Hz) of the chopper that sets the resolution (the Fermi chopper; CNCS's
+            resolution disk; LET's resolution chopper: ``InstrumentInfo.frequency_setting``).
         ei_mev: incident energy, meV.
         scale: multiplies σ (1 = as modelled; 0 = no instrumental broadening).
     """
 
-    instrument: str = DEFAULT_INSTRUMENT
-    chopper_package: str = DEFAULT_CHOPPER
-    chopper_frequency: int = DEFAULT_FREQUENCY_HZ
-    ei_mev: float = 50.0
+    instrument: str
+    chopper_package: str
+    chopper_frequency: int
+    ei_mev: float
     scale: float = 1.0
 
     def sigma(self, energy_mev: np.ndarray) -> np.ndarray:
@@ -52,10 +51,13 @@ class Resolution:
 def _resins_model(instrument: str, chopper: str, frequency: int, ei: float):
     from resins import Instrument
 
+    from phonon_ml_core.specs.instruments import get_instrument
+
+    setting = get_instrument(instrument).frequency_setting  # the resins keyword of the resolution frequency
     inst = Instrument.from_default(instrument)
     try:
         return inst.get_resolution_function(inst.default_model, chopper_package=chopper, e_init=ei,
-                                            chopper_frequency=frequency)
+                                            **{setting: frequency})
     except Exception as exc:  # resins raises several types for bad settings
         raise ValueError(f"resins cannot model {instrument} with chopper {chopper!r} at {frequency} Hz and "
                          f"Ei = {ei} meV: {exc}") from exc
