@@ -62,15 +62,12 @@ def simulator_source(simulated: Spectrum, n: int, seed: int, material: Material 
             meta[key] = tuple(meta[key])
     if meta.get("absolute_ranges") is not None:
         meta["absolute_ranges"] = {k: tuple(v) for k, v in meta["absolute_ranges"].items()}
-    if not meta:  # the material's own sampling rule (conventions §7)
-        meta = {"reference": list(material.reference_constants),
-                "absolute_ranges": {k: tuple(r) for k, r in zip(material.names, material.sampling_ranges)}}
-    base = SamplingConfig(**meta)
+    base = SamplingConfig(**meta)  # without recorded sampling: the material's own ranges (conventions §7)
     sim = consistency_simulator(simulated.grid, simulated.quantity, simulated.metadata, material, experiment)
     model = material.bvk_model()
 
     def draw(epoch: int) -> tuple[torch.Tensor]:
-        p = sample_parameters(n, replace(base, seed=int(seed) * 100_003 + epoch), model=model)
+        p = sample_parameters(n, replace(base, seed=int(seed) * 100_003 + epoch), model=model, material=material)
         lw = p.linewidth if base.linewidth_range is not None else None
         out = []
         with torch.no_grad():
