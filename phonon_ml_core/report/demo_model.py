@@ -1,13 +1,11 @@
 """A small bundle trained on the spot for the demo of a material the shipped bundle does not cover.
 
 A few hundred simulated spectra of the material on the experiment's default grid (its sampling rule), a small
-FCVAE and few epochs: seconds to minutes on a laptop CPU. Needs the learn and simulator areas' support for any
-material (``generate_dataset(material=, experiment=)``, ``bundle_from_training(..., material=, experiment=)``);
-without it :func:`small_bundle` returns None and a note saying why, and the demo skips the prediction.
+FCVAE and few epochs: seconds to minutes on a laptop CPU. The bundle records the material and experiment of its
+data set (``bundle_from_training``).
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,24 +33,12 @@ QUICK_SMALL_MODEL = SmallModelBudget(n_spectra=120, latent_dim=4, pretrain_epoch
                                      mesh_density=8)
 
 
-def learn_supports_materials() -> str | None:
-    """None when data sets and bundles of any material can be made; else what is missing (for the note)."""
-    from phonon_ml_core.learn.bundle import bundle_from_training
-
-    missing = [name for name, fn in (("learn.bundle.bundle_from_training", bundle_from_training),)
-               if "material" not in inspect.signature(fn).parameters]
-    return None if not missing else f"this installation's {', '.join(missing)} take no material"
-
-
 def small_bundle(material: Material, experiment: Experiment, out_dir: Path, budget: SmallModelBudget,
                  seed: int = 0, log=print) -> tuple[Any | None, str]:
-    """(bundle, note): a small bundle of ``material`` on ``experiment`` trained on the spot, or (None, why not)."""
-    missing = learn_supports_materials()
-    if missing:
-        return None, (f"prediction skipped: the shipped bundle is aluminium/ARCS-50 only and a bundle for "
-                      f"{material.name} cannot be trained here ({missing})")
+    """(bundle, note): a small bundle of ``material`` on ``experiment`` trained on the spot, and a note saying so."""
     from phonon_ml_core.learn.bundle import bundle_from_training
-    from phonon_ml_core.learn.training import PipelineConfig, StageConfig, train_pipeline
+    from phonon_ml_core.learn.configs import PipelineConfig, StageConfig
+    from phonon_ml_core.learn.pipeline import train_pipeline
 
     path = out_dir / f"{material.element.lower()}_training_set.h5"
     config = sampling_for(material, seed=seed, temperature_range=budget.temperature_range)
@@ -68,8 +54,7 @@ def small_bundle(material: Material, experiment: Experiment, out_dir: Path, budg
                          seed=seed)
     log(f"training a small FCVAE bundle ({budget.pretrain_epochs} + {budget.regressor_epochs} epochs)")
     result = train_pipeline(data, cfg, progress=False)
-    bundle = bundle_from_training(result, data.grid, material=material, experiment=experiment,
-                                  data={"simulated": {"path": str(path), "n": data.n_spectra}})
+    bundle = bundle_from_training(result, data.grid, data={"simulated": {"path": str(path), "n": data.n_spectra}})
     return bundle, (f"prediction by a small bundle trained on the spot ({data.n_spectra} simulated spectra, "
                     f"FCVAE latent {budget.latent_dim}, {budget.pretrain_epochs} + {budget.regressor_epochs} "
                     "epochs); the shipped bundle is aluminium/ARCS-50 only")

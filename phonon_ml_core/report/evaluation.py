@@ -195,7 +195,7 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
             bundle = bundle_from_training(res, simulated.grid, data={
                 "simulated": {"path": os.path.abspath(sim_path), "n_train": train.n_spectra},
                 "finetune": [os.path.abspath(f) for f in files] if strategy in MEASURED_STRATEGIES else []},
-                instrument=experiment.instrument, quantity=simulated.quantity)
+                quantity=simulated.quantity)
             path = None
             if save_models:
                 (out / "models").mkdir(exist_ok=True)

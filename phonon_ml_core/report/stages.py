@@ -84,7 +84,7 @@ def train_strategies(simulated: Spectrum, measured: Spectrum | None, family: str
 
     Returns {strategy: (TrainingResult, seconds)}.
     """
-    from phonon_ml_core.learn.training import train_pipeline
+    from phonon_ml_core.learn.pipeline import train_pipeline
 
     workdir.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -108,7 +108,7 @@ def train_strategies(simulated: Spectrum, measured: Spectrum | None, family: str
 
 def strategy_config(family: str, latent_dim: int, budget: EvaluationBudget, strategy: str, seed: int):
     """The :class:`PipelineConfig` of one strategy under ``budget``."""
-    from phonon_ml_core.learn.training import PipelineConfig, StageConfig
+    from phonon_ml_core.learn.configs import PipelineConfig, StageConfig
 
     return PipelineConfig(
         family=family, latent_dim=latent_dim,
@@ -126,7 +126,7 @@ def leave_one_out(simulated: Spectrum, measured: Spectrum, family: str, latent_d
     """The ``fine-tuned`` strategy with each measured spectrum in turn left out of the fine-tuning stages and
     then predicted: {'nmse', 'fc', 'std', 'linewidth'} per measured spectrum. Reuses ``workdir/pretrain.pt``."""
     from phonon_ml_core.learn.bundle import bundle_from_training
-    from phonon_ml_core.learn.training import train_pipeline
+    from phonon_ml_core.learn.pipeline import train_pipeline
 
     cfg = strategy_config(family, latent_dim, budget, "fine-tuned", seed)
     parts: dict[str, list] = {"nmse": [], "fc": [], "std": [], "linewidth": [], "simulated": [],
@@ -152,7 +152,7 @@ def leave_one_out(simulated: Spectrum, measured: Spectrum, family: str, latent_d
 def evaluate_model(bundle: Any, test: Spectrum, measured: Spectrum | None, n_samples: int, seed: int
                    ) -> dict[str, Any]:
     """R²/RMSE per constant on the test set; predictions, their std and NMSE on the measured spectra."""
-    from phonon_ml_core.learn.training import r2_score
+    from phonon_ml_core.learn.metrics import r2_score
 
     y = np.asarray(test.force_constants, float)
     y = np.broadcast_to(y, (test.n_spectra, y.shape[-1]))
