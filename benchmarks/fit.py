@@ -19,7 +19,7 @@ import torch
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.fitting import fit_spectrum
 from phonon_ml_core.fitting.results import msq_combination
-from phonon_ml_core.fitting.simulators import get_simulator
+from phonon_ml_core.simulator.factory import get_simulator
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "al_arcs_ei50"
 
@@ -41,7 +41,7 @@ def main() -> None:
     temps = [int(t) for t in args.temperatures.split(",")]
     spectra = {t: Spectrum.from_hdf5(Path(args.data) / f"al_{t}K.h5") for t in temps}
     t0 = time.perf_counter()
-    get_simulator(spectra[temps[0]].grid)
+    get_simulator(grid=spectra[temps[0]].grid)
     print(f"simulator built in {time.perf_counter() - t0:.1f} s (not counted below); torch threads "
           f"{torch.get_num_threads()}")
     rows = []

@@ -10,7 +10,7 @@ import argparse
 
 import numpy as np
 
-from phonon_ml_core.fitting.spectrum_fit import msq_combination
+from phonon_ml_core.fitting.results import msq_combination
 from phonon_ml_core.prediction.predict import resolve_bundle
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.learn.training import r2_score

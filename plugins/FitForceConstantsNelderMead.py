@@ -126,7 +126,6 @@ class FitForceConstantsNelderMead(PythonAlgorithm):
         import numpy as np
 
         from phonon_ml_core.fitting.spectrum_fit import fit_spectrum
-        from phonon_ml_core.simulator import SimulationSettings
 
         progress = Progress(self, 0.0, 1.0, 3)
         ws = self.getProperty("InputWorkspace").value
@@ -147,9 +146,6 @@ class FitForceConstantsNelderMead(PythonAlgorithm):
                          fit_background=bool(self.getProperty("FitBackground").value),
                          linewidth=lw if lw > 0 else None,
                          lattice_parameter=_optional(self, "LatticeParameter", float),
-                         settings=SimulationSettings(instrument=experiment.instrument,
-                                                     chopper_package=experiment.chopper_package,
-                                                     chopper_frequency=experiment.chopper_frequency),
                          seed=int(self.getProperty("Seed").value),
                          max_evaluations=int(self.getProperty("MaxEvaluations").value) or None)
         self.log().notice(f"FitForceConstantsNelderMead: {material.name}, NMSE {r.nmse:.4f}, {r.evaluations} "

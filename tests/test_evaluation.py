@@ -24,7 +24,7 @@ TINY_FIT = {"max_evaluations": 6, "n_starts": 2, "adam_steps": 1, "n_polish": 1}
 def tiny_data(tmp_path_factory) -> dict[str, Path]:
     """64 simulated, labelled spectra (T 40–660 K, γ 0–0.06) and three 'measured' files (simulated, 100–500 K)."""
     from phonon_ml_core.simulator.dataset import SamplingConfig, generate_dataset
-    from phonon_ml_core.fitting.spectrum_fit import get_simulator
+    from phonon_ml_core.simulator.factory import get_simulator
     from phonon_ml_core.specs.grid import standard_grid
 
     torch.set_num_threads(1)
@@ -33,7 +33,7 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
                                                                  linewidth_range=(0, 0.06), seed=1),
                                 progress=False)
     grid = standard_grid()
-    sim = get_simulator(grid, "chi''")
+    sim = get_simulator(grid=grid, quantity="chi''")
     fc = np.stack([AL_REFERENCE_FC * 0.95, AL_REFERENCE_FC * 0.92, AL_REFERENCE_FC * 0.9])
     with torch.no_grad():
         y = sim(fc, np.array([100.0, 300.0, 500.0]), linewidth=np.array([0.02, 0.025, 0.03])).numpy()

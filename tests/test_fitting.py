@@ -17,7 +17,7 @@ from phonon_ml_core.fitting.inputs import default_bounds
 from phonon_ml_core.fitting.problem import UNSTABLE_PENALTY
 from phonon_ml_core.fitting.problem import FitProblem as _Problem
 from phonon_ml_core.fitting.results import msq_combination
-from phonon_ml_core.fitting.simulators import get_simulator
+from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.simulator.powder import SimulationSettings
 from phonon_ml_core.specs import ALUMINIUM
 
@@ -36,7 +36,7 @@ def grid() -> Grid:
 
 @pytest.fixture(scope="module")
 def sim(grid):
-    return get_simulator(grid, settings=SETTINGS)
+    return get_simulator(grid=grid, settings=SETTINGS)
 
 
 def _noisy(sim, grid, sigma: float, seed: int = 1) -> Spectrum:

@@ -10,7 +10,7 @@ import torch
 
 from phonon_ml_core.cli import main
 from phonon_ml_core.data.spectrum import Spectrum
-from phonon_ml_core.fitting.simulators import get_simulator
+from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.physics.units import FC_TO_MEV2, MEV_PER_THZ
 from phonon_ml_core.prediction.predict import shipped_bundle_path
 from phonon_ml_core.preprocess.pipeline import detailed_balance_factor
@@ -24,7 +24,7 @@ T_K = 300.0
 def _reduced_file(path, material, experiment, fc, temperature):
     """A Mantid SofQW processed NeXus file (rows |Q|, columns E) of S = χ''/(π(1 − e^{−E/kT})) from the simulator."""
     g = experiment.grid
-    sim = get_simulator(g, material=material, experiment=experiment)
+    sim = get_simulator(material, experiment, grid=g)
     with torch.no_grad():
         chi = sim(torch.as_tensor(np.asarray(fc, float))[None], temperature)[0].double().numpy()
     chi = chi - np.nanmin(chi[g.mask]) + 0.1  # positive, as measured intensities

@@ -22,7 +22,7 @@ from phonon_ml_core.fitting.frequencies import (
     zone_boundary_frequencies,
 )
 from phonon_ml_core.fitting.results import msq_coefficients
-from phonon_ml_core.fitting.simulators import get_simulator
+from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.physics.bvk import bz_sample
 from phonon_ml_core.physics.units import FC_TO_MEV2, MEV_PER_THZ
 from phonon_ml_core.simulator.powder import SimulationSettings
@@ -82,7 +82,7 @@ def test_msq_combination_is_the_zone_average_of_m_omega_squared(symbol):
 def fe_setup():
     grid = Grid.from_axes(np.arange(1.0, 9.01, 0.3), np.linspace(12.0, 60.0, 26), ei_mev=80.0)
     exp = Experiment.create("ARCS", 80.0, grid=grid)
-    sim = get_simulator(grid, settings=SETTINGS, material=FE, experiment=exp)
+    sim = get_simulator(FE, exp, grid=grid, settings=SETTINGS)
     with torch.no_grad():
         y = sim(torch.as_tensor(FE_TRUE)[None], T_K)[0].double().numpy()
     y = np.where(grid.mask, y + 0.005 * np.random.default_rng(3).standard_normal(y.shape), np.nan)

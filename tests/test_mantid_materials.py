@@ -33,10 +33,11 @@ def test_simulate_fe_on_sequoia(mantid, fe):
     assert workspace_material(ws).same_as(material) and workspace_experiment(ws).same_as(experiment)
     assert ws.getRun().getProperty("LatticeParameter").value == pytest.approx(material.lattice_parameter_at(150.0),
                                                                                rel=1e-6)
-    # the same physics assembled independently from the BvK model (bcc, iron's mass, a(T), SEQUOIA resolution)
+    # the same physics assembled independently from the BvK model (bcc, iron's mass, a(T), SEQUOIA resolution;
+    # the material gives the cross-sections of the incoherent term)
     model = BvKModel(force_constants=np.asarray(material.reference_constants), lattice_parameter=material.
                      lattice_parameter_at(150.0), mass=material.mass_u, lattice="bcc", n_shells=2)
-    sim = PowderSimulator(grid=g, model=model, lattice_parameter=material.lattice_parameter_at,
+    sim = PowderSimulator(grid=g, model=model, lattice_parameter=material.lattice_parameter_at, material=material,
                           settings=SimulationSettings(mesh_density=6, instrument="SEQUOIA",
                                                       chopper_package=experiment.chopper_package,
                                                       chopper_frequency=experiment.chopper_frequency))

@@ -93,7 +93,8 @@ def test_simulate_matches_core(mantid):
 
     ws = mantid.sapi.SimulatePowderINS(Temperature=280.0, MeshDensity=6, Linewidth=0.02, OutputWorkspace="sim")
     assert mantid.api.mtd["sim"] is ws or mantid.api.mtd.doesExist("sim")
-    ref = simulate_spectrum(AL_REFERENCE_FC, 280.0, settings=SimulationSettings(mesh_density=6), linewidth=0.02)
+    ref = simulate_spectrum(AL_REFERENCE_FC, 280.0, settings=SimulationSettings(mesh_density=6), linewidth=0.02,
+                            material=ALUMINIUM)
     assert_sqw_layout(ws, 70, 101)
     y = ws.extractY()
     np.testing.assert_allclose(y, ref.masked().intensity.T, rtol=1e-6, atol=1e-9, equal_nan=True)

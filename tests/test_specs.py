@@ -230,7 +230,7 @@ def test_material_errors(tmp_path):
 def test_matches_todays_dataset_and_fitting_code():
     """Cross-check with the code that holds today's numbers (skipped where it moved or cannot import)."""
     try:
-        from phonon_ml_core.fitting.spectrum_fit import default_bounds
+        from phonon_ml_core.fitting.inputs import default_bounds
         from phonon_ml_core.simulator.dataset import SamplingConfig
     except ImportError as exc:  # pragma: no cover - layout changes
         pytest.skip(f"dataset/fitting modules not importable here: {exc}")

@@ -25,33 +25,25 @@ import torch
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.fitting.gradient import fit_gradient
 from phonon_ml_core.fitting.inputs import (
-    default_bounds,
     prepare_spectrum,
     resolve_experiment,
     resolve_material,
     resolve_start_and_bounds,
 )
 from phonon_ml_core.fitting.nelder_mead import fit_nelder_mead
-from phonon_ml_core.fitting.problem import BACKGROUND_SLOPE_LIMIT, LINEWIDTH, UNSTABLE_PENALTY, FitProblem
-from phonon_ml_core.fitting.results import FitResult, msq_combination
-from phonon_ml_core.fitting.simulators import get_simulator
-from phonon_ml_core.fitting.trends import linear_trend
+from phonon_ml_core.fitting.problem import LINEWIDTH, UNSTABLE_PENALTY, FitProblem
+from phonon_ml_core.fitting.results import FitResult
 from phonon_ml_core.fitting.uncertainty import parameter_uncertainty
+from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.simulator.powder import PowderSimulator, SimulationSettings
-from phonon_ml_core.specs import Experiment, Material
+from phonon_ml_core.specs import ALUMINIUM, Experiment, Material
 
-#: Names other modules import from here (kept while they move to the modules named).
-__all__ = ["BACKGROUND_SLOPE_LIMIT", "LINEWIDTH", "LINEWIDTH_BOUNDS", "LINEWIDTH_START", "METHODS", "UNSTABLE_PENALTY",
-           "FitProblem", "FitResult", "default_bounds", "fit_spectrum", "get_simulator", "msq_combination"]
+__all__ = ["LINEWIDTH_BOUNDS", "LINEWIDTH_START", "METHODS", "fit_spectrum"]
 
 METHODS = ("nelder-mead", "gradient")
 #: Default start and bounds of the linewidth γ (HWHM = γ·E) when it is fitted.
 LINEWIDTH_START = 0.03
 LINEWIDTH_BOUNDS = (1.0e-3, 0.3)
-#: Deprecated name of :class:`~phonon_ml_core.fitting.problem.FitProblem` (tests).
-_Problem = FitProblem
-#: Deprecated private name (report/evaluation.py): use :func:`phonon_ml_core.fitting.trends.linear_trend`.
-_linear_trend = linear_trend
 
 
 def fit_spectrum(spectrum: Spectrum, method: str = "nelder-mead", start=None, bounds=None,
@@ -138,7 +130,9 @@ def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, l
         x0 = np.append(x0, g0)
         b = np.vstack([b, lb])
     if simulator is None:
-        sim = get_simulator(spectrum.grid, spectrum.quantity, settings, material=material, experiment=experiment)
+        legacy = material.same_as(ALUMINIUM)  # aluminium's legacy physics (no incoherent term) until item 2
+        sim = get_simulator(None if legacy else material, experiment, grid=spectrum.grid, quantity=spectrum.quantity,
+                            settings=settings)
     else:
         sim = simulator
         if not sim.grid.same_as(spectrum.grid):

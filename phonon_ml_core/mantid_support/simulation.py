@@ -1,14 +1,8 @@
-"""One simulated spectrum for a material and an experiment (SimulatePowderINS; torch imported lazily).
-
-Transitional: builds the :class:`~phonon_ml_core.simulator.powder.PowderSimulator` from the specs until the
-simulator's own factory (``simulator.factory.get_simulator(material, experiment)``) is on main; then this
-module becomes a call to it.
-"""
+"""One simulated spectrum for a material and an experiment (SimulatePowderINS; torch imported lazily): the
+plugin's settings dictionary handed to the core's :func:`phonon_ml_core.report.simulation.simulate_for`."""
 from __future__ import annotations
 
 from typing import Any
-
-import numpy as np
 
 from phonon_ml_core.specs import Experiment, Material
 
@@ -24,26 +18,8 @@ def simulate_for(material: Material, experiment: Experiment, force_constants: An
         lattice_parameter: Å; default the material's a(T).
         linewidth: γ (HWHM = γ·E) or None.
     """
-    from dataclasses import replace
-
-    import torch
-
+    from phonon_ml_core.report.simulation import simulate_for as simulate
     from phonon_ml_core.simulator import SimulationSettings
-    from phonon_ml_core.simulator.powder import PowderSimulator
 
-    fc = material.check_force_constants(force_constants)
-    cfg = SimulationSettings(instrument=experiment.instrument, chopper_package=experiment.chopper_package,
-                             chopper_frequency=experiment.chopper_frequency, **settings)
-    sim = PowderSimulator(grid=experiment.grid, model=material.bvk_model(), settings=cfg,
-                          lattice_parameter=material.lattice_parameter_at)
-    with torch.no_grad():
-        y = sim(fc[None], float(temperature), lattice_parameter=lattice_parameter, linewidth=linewidth)[0]
-    a = float(sim.prepare(fc[None], float(temperature), lattice_parameter).lattice_parameter[0])
-    from phonon_ml_core.data.spectrum import Spectrum
-
-    s = Spectrum(intensity=y.cpu().numpy().astype(np.float64), grid=sim.grid, temperature=float(temperature),
-                 quantity=cfg.quantity, normalization="mean" if cfg.normalize else "none", force_constants=fc,
-                 metadata={"simulated": True, "lattice_parameter": a, "linewidth": linewidth or 0.0,
-                           "simulator": sim.describe()})
-    return replace(s, material=material, experiment=experiment, instrument=experiment.instrument,
-                   sample=material.name)
+    return simulate(material, experiment, force_constants, temperature, settings=SimulationSettings(**settings),
+                    lattice_parameter=lattice_parameter, linewidth=linewidth)

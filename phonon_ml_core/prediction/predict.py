@@ -19,8 +19,8 @@ from phonon_ml_core.fitting.frequencies import frequency_fields
 from phonon_ml_core.fitting.problem import LINEWIDTH
 from phonon_ml_core.fitting.residual_background import profiled_nmse
 from phonon_ml_core.fitting.results import spec_fields
-from phonon_ml_core.fitting.simulators import get_simulator
 from phonon_ml_core.prediction.inputs import check_material, read_inputs
+from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.specs import ALUMINIUM, Experiment, Material
 
 #: The bundle shipped with the package (models/ in the repository).
@@ -163,8 +163,8 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
             entry[LINEWIDTH], entry["linewidth_std"] = float(pred[LINEWIDTH]), float(pred["linewidth_std"])
         entry.update(frequency_fields(material, fc, std=pred["std"]))
         if simulate and t is not None and np.isfinite(t):
-            sim = get_simulator(bundle.grid, s.quantity, dtype=torch.float32, material=material,
-                                experiment=experiment)
+            sim = get_simulator(None if material.same_as(ALUMINIUM) else material, experiment, grid=bundle.grid,
+                                quantity=s.quantity, dtype=torch.float32)
             with torch.no_grad():
                 y = sim(np.asarray(fc, dtype=float)[None], float(t), linewidth=entry[LINEWIDTH])[0].cpu().numpy()
             rec = Spectrum(intensity=y.astype(np.float64), grid=bundle.grid, temperature=float(t),

@@ -168,12 +168,8 @@ def simulator_of(bundle: Any, data: Spectrum) -> Any:
     experiment for files without them) on the data's grid and quantity."""
     material = getattr(bundle, "material", None) or data.material
     experiment = getattr(bundle, "experiment", None) or data.experiment
-    try:
-        from phonon_ml_core.simulator.factory import get_simulator
-    except ImportError:   # until the simulator area's factory lands: the fits' cached simulator
-        from phonon_ml_core.fitting.simulators import get_simulator as cached
+    from phonon_ml_core.simulator.factory import get_simulator
 
-        return cached(data.grid, data.quantity, material=material, experiment=experiment)
     return get_simulator(material=material, experiment=experiment, grid=data.grid, quantity=data.quantity)
 
 
