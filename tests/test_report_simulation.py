@@ -86,7 +86,7 @@ def test_aluminium_command_records_the_standard_specs(tmp_path):
                  "--output", str(out), "--mesh-density", "8"]) == 0
     s = Spectrum.from_hdf5(out)
     assert s.material.same_as(ALUMINIUM) and s.experiment.same_as(STANDARD_EXPERIMENT)
-    # the same numbers as the core helper with the legacy aluminium physics (material None)
+    # the same numbers as the core helper with material None (aluminium)
     again = simulate_for(None, STANDARD_EXPERIMENT, ALUMINIUM.reference_constants, 300.0,
                          settings=SimulationSettings(mesh_density=8))
     np.testing.assert_allclose(again.intensity, s.intensity, atol=1e-6, equal_nan=True)

@@ -36,7 +36,7 @@ from phonon_ml_core.fitting.results import FitResult
 from phonon_ml_core.fitting.uncertainty import parameter_uncertainty
 from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.simulator.powder import PowderSimulator, SimulationSettings
-from phonon_ml_core.specs import ALUMINIUM, Experiment, Material
+from phonon_ml_core.specs import Experiment, Material
 
 __all__ = ["LINEWIDTH_BOUNDS", "LINEWIDTH_START", "METHODS", "fit_spectrum"]
 
@@ -130,8 +130,7 @@ def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, l
         x0 = np.append(x0, g0)
         b = np.vstack([b, lb])
     if simulator is None:
-        legacy = material.same_as(ALUMINIUM)  # aluminium's legacy physics (no incoherent term) until item 2
-        sim = get_simulator(None if legacy else material, experiment, grid=spectrum.grid, quantity=spectrum.quantity,
+        sim = get_simulator(material, experiment, grid=spectrum.grid, quantity=spectrum.quantity,
                             settings=settings)
     else:
         sim = simulator

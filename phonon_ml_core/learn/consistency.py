@@ -100,12 +100,11 @@ def consistency_simulator(grid: Grid, quantity: str, data_metadata: dict[str, An
                           material: Material = ALUMINIUM, experiment: Experiment | None = None) -> PowderSimulator:
     """The float32 simulator of the physics stages for ``material`` on ``grid``, with the settings a data set
     recorded in its metadata (``metadata["simulator"]["settings"]``), else the resolution of ``experiment``
-    (the shared, cached factory :func:`phonon_ml_core.simulator.factory.get_simulator`; aluminium through its
-    legacy default, so that sets and bundles made before materials were recorded keep their physics)."""
+    (the shared, cached factory :func:`phonon_ml_core.simulator.factory.get_simulator`)."""
     from phonon_ml_core.simulator.factory import get_simulator
 
     st = ((data_metadata or {}).get("simulator") or {}).get("settings") or {}
-    return get_simulator(None if material.same_as(ALUMINIUM) else material, None if st else experiment, grid=grid,
+    return get_simulator(material, None if st else experiment, grid=grid,
                          quantity=quantity, settings=SimulationSettings(**st) if st else None, dtype=torch.float32)
 
 

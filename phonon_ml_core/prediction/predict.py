@@ -163,7 +163,7 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
             entry[LINEWIDTH], entry["linewidth_std"] = float(pred[LINEWIDTH]), float(pred["linewidth_std"])
         entry.update(frequency_fields(material, fc, std=pred["std"]))
         if simulate and t is not None and np.isfinite(t):
-            sim = get_simulator(None if material.same_as(ALUMINIUM) else material, experiment, grid=bundle.grid,
+            sim = get_simulator(material, experiment, grid=bundle.grid,
                                 quantity=s.quantity, dtype=torch.float32)
             with torch.no_grad():
                 y = sim(np.asarray(fc, dtype=float)[None], float(t), linewidth=entry[LINEWIDTH])[0].cpu().numpy()

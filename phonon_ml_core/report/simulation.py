@@ -1,8 +1,7 @@
 """Simulated spectra and data sets of a Material on an Experiment for the CLI ``simulate`` and the demo: thin
 calls of the simulator's ``simulate_spectrum`` / ``generate_dataset`` with the checks the command line needs.
 
-``material=None`` is aluminium with the legacy physics (no incoherent term): the aluminium commands of
-conventions §6 keep their numbers; a named material (aluminium included) gets the full §7 scattering.
+``material=None`` is aluminium (``specs.ALUMINIUM``), the same physics as naming it.
 """
 from __future__ import annotations
 

@@ -61,8 +61,7 @@ def generate_dataset(output: str | os.PathLike, n: int, config: SamplingConfig |
     onto ``output`` when complete; rerunning the same command after an interruption resumes from the last
     finished batch.
     """
-    given = None if material is None else get_material(material)  # None: the legacy aluminium physics
-    material = ALUMINIUM if given is None else given
+    material = ALUMINIUM if material is None else get_material(material)
     config = SamplingConfig() if config is None else config
     settings = SimulationSettings() if settings is None else settings
     out = check_output_path(output, overwrite)
@@ -71,7 +70,7 @@ def generate_dataset(output: str | os.PathLike, n: int, config: SamplingConfig |
     part = shard_slice(n, shard)
     if n < 1 or part.stop <= part.start:
         raise ValueError(f"shard {shard[0]}/{shard[1]} of {n} spectra is empty: use fewer shards (or n ≥ 1)")
-    sim = get_simulator(given, experiment, grid=grid, quantity=settings.quantity, settings=settings,
+    sim = get_simulator(material, experiment, grid=grid, quantity=settings.quantity, settings=settings,
                         dtype=torch.float32, device=device, normalize=settings.normalize)
     params = sample_parameters(n, config, material=material)
     idx = np.arange(n)[part]

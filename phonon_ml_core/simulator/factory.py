@@ -23,9 +23,8 @@ def get_simulator(material: Material | str | None = None, experiment: Experiment
                   grid: Grid | None = None, quantity: str = "chi''", settings: SimulationSettings | None = None,
                   dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu",
                   normalize: bool = True) -> PowderSimulator:
-    """A cached simulator for ``material`` (a Material or built-in symbol; None: aluminium, ``specs.ALUMINIUM``,
-    with the old physics: no incoherent term unless ``settings.incoherent``) on ``experiment`` (default
-    ``specs.STANDARD_EXPERIMENT``).
+    """A cached simulator for ``material`` (a Material or built-in symbol; None: ``specs.ALUMINIUM``, the same
+    simulator) on ``experiment`` (default ``specs.STANDARD_EXPERIMENT``).
 
     ``grid`` replaces the experiment's grid (same Ei; e.g. a measured spectrum's or a bundle's grid); with a
     grid and no experiment, the standard experiment's instrument and chopper at the grid's Ei are used;
@@ -34,14 +33,13 @@ def get_simulator(material: Material | str | None = None, experiment: Experiment
     """
     if isinstance(material, Grid):
         raise TypeError("get_simulator(material, experiment, grid=...): pass the grid by keyword (grid=...)")
-    given = None if material is None else get_material(material)
+    given = ALUMINIUM if material is None else get_material(material)
     st = SimulationSettings() if settings is None else replace(settings)
     st.quantity, st.normalize = quantity, normalize
     if experiment is None:
         experiment = STANDARD_EXPERIMENT if grid is None else experiment_for_grid(grid, st)
     g = experiment.grid if grid is None else grid
-    material_key = "legacy aluminium default" if given is None else json.dumps(given.to_dict(), sort_keys=True,
-                                                                                  default=str)
+    material_key = json.dumps(given.to_dict(), sort_keys=True, default=str)
     key = (material_key, experiment.instrument,
            experiment.chopper_package, experiment.chopper_frequency, experiment.ei_mev, g.ei_mev,
            tuple(g.two_theta_deg), g.mask_hash(), tuple(np.round(g.q_edges, 9)), tuple(np.round(g.energy_edges, 9)),
@@ -53,8 +51,7 @@ def get_simulator(material: Material | str | None = None, experiment: Experiment
         sim = PowderSimulator(grid=grid, settings=st, dtype=dtype, device=device, material=given,
                               experiment=experiment)
     except ValueError as exc:
-        name = ALUMINIUM.name if given is None else given.name
-        raise ValueError(f"cannot simulate {name} on {experiment.instrument} at Ei = {g.ei_mev:g} meV "
+        raise ValueError(f"cannot simulate {given.name} on {experiment.instrument} at Ei = {g.ei_mev:g} meV "
                          f"with this grid: {exc}") from exc
     _CACHE[key] = sim
     while len(_CACHE) > CACHE_SIZE:

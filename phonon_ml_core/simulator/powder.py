@@ -58,8 +58,8 @@ class PowderSimulator(torch.nn.Module):
     """Simulate powder spectra on a grid for batches of force constants.
 
     Prefer :meth:`from_specs` (a material and an experiment). The keyword form below is kept for existing
-    callers: without ``material`` and ``model`` the material is aluminium (``specs.ALUMINIUM``, a(T) from it) with
-    the old physics (coherent one-phonon, no incoherent term unless ``settings.incoherent``); a bare ``model``
+    callers: without ``material`` and ``model`` the material is aluminium (``specs.ALUMINIUM``, a(T) from it), the
+    same physics as passing it (incoherent term included unless ``settings.incoherent`` is off); a bare ``model``
     (no material) is purely coherent with the model's constant lattice parameter unless ``lattice_parameter`` is
     given; without ``experiment`` the
     experiment is the standard one's instrument and chopper (or the legacy settings fields) at the grid's Ei.
@@ -84,9 +84,8 @@ class PowderSimulator(torch.nn.Module):
             raise ValueError(f"quantity must be \"chi''\" or \"S\", got {settings.quantity!r}")
         if settings.method not in ("mesh", "sphere"):
             raise ValueError(f"unknown powder-average method {settings.method!r}: choose 'mesh' or 'sphere'")
-        explicit = material is not None
         self.material, self.model, self.experiment = resolve_specs(material, model, experiment, grid, settings)
-        self.weights = scattering_weights(self.material if (explicit or model is None) else None, settings, explicit)
+        self.weights = scattering_weights(self.material, settings)
         self.settings = replace(settings, incoherent=self.weights[1] > 0)  # the resolved switch, for provenance
         self.grid = self.experiment.grid
         if lattice_parameter is None:

@@ -39,9 +39,9 @@ class SimulationSettings:
         energy_step: fine energy grid spacing, meV (≪ resolution σ).
         debye_waller: include e^{−2W}.
         multiphonon: include orders ≥ 2 (incoherent approximation, total cross-section).
-        incoherent: include the incoherent one-phonon term (weight σ_inc/σ_tot). None (default): on when a
-            material is given, off for the legacy aluminium default and for a bare model (the old physics,
-            coherent one-phonon with b_coh² factored out); the simulator records the resolved value.
+        incoherent: include the incoherent one-phonon term (weight σ_inc/σ_tot; default on, for every material,
+            aluminium included). A bare model (no material, hence no cross-sections) is coherent only; the
+            simulator records the resolved value.
         max_order: highest multiphonon order (fewer are used when they are negligible).
         bz_grid: n for the n³ Brillouin-zone sampling of ⟨u²⟩ and the multiphonon density of states.
         dos_grid: points per 2π/a of the uniform reciprocal-space sampling (irreducible wedge) of the density
@@ -60,7 +60,7 @@ class SimulationSettings:
     energy_step: float = 0.1
     debye_waller: bool = True
     multiphonon: bool = True
-    incoherent: bool | None = None
+    incoherent: bool = True
     max_order: int = 10
     bz_grid: int = 12
     dos_grid: int = 16

@@ -98,24 +98,14 @@ def experiment_for_grid(grid: Grid | None, settings: SimulationSettings) -> Expe
                              grid=grid, two_theta_deg=grid.two_theta_deg)
 
 
-def scattering_weights(material: Material | None, settings: SimulationSettings,
-                       explicit: bool) -> tuple[float, float]:
-    """(coherent, incoherent) one-phonon weights, and whether the incoherent term is on.
-
-    ``settings.incoherent`` None (default) means: on when the caller gave the material (``explicit``), off for the
-    legacy aluminium default and for a bare model. With the term on, the weights are σ_coh/σ_tot and σ_inc/σ_tot
-    (the simulator's unit is σ_tot/4π per atom; multiphonon has weight 1); with it off and a given material,
-    (σ_coh/σ_tot, 0); otherwise the old normalisation (1, 0): coherent only, b_coh² factored out.
+def scattering_weights(material: Material | None, settings: SimulationSettings) -> tuple[float, float]:
+    """(coherent, incoherent) one-phonon weights of ``material``: σ_coh/σ_tot and σ_inc/σ_tot (0 when
+    ``settings.incoherent`` is off); the simulator's unit is σ_tot/4π per atom (multiphonon has weight 1).
+    A bare model (``material`` None) has no cross-sections: coherent only, b_coh² factored out, (1, 0).
     """
-    include = explicit if settings.incoherent is None else bool(settings.incoherent)
     if material is None:
-        if include:
-            raise ValueError("the incoherent one-phonon term needs the scattering cross-sections: pass material= "
-                             "(a phonon_ml_core.specs.Material) instead of a bare model, or incoherent=False")
-        return 1.0, 0.0
-    if not include and not explicit:
         return 1.0, 0.0
     total = material.sigma_coh_barn + material.sigma_inc_barn
     if total <= 0:
         raise ValueError(f"{material.name}: σ_coh + σ_inc = 0 barn: give the material's scattering cross-sections")
-    return material.sigma_coh_barn / total, (material.sigma_inc_barn / total if include else 0.0)
+    return material.sigma_coh_barn / total, (material.sigma_inc_barn / total if settings.incoherent else 0.0)
