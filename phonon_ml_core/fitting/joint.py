@@ -1,0 +1,213 @@
+"""Joint fit of a temperature series: every spectrum of one material fitted together (:func:`fit_joint`).
+
+Each force constant is a smooth function of temperature (:mod:`.joint_model`: linear by default, quadratic, or
+free per temperature with a smoothness penalty chosen by leave-one-temperature-out validation), each spectrum has
+its own nuisance (linewidth γ, residual-background slope profiled exactly), and the lattice parameter follows the
+material's a(T). One batched simulator call per grid per step; L-BFGS with autograd gradients in coordinates
+whitened by the Gauss–Newton curvature. Uncertainties: Gauss–Newton covariance inflated for model error
+(:mod:`.calibration`), identifiability from the Fisher information (:mod:`.identifiability`). docs/fitting.md.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.optimize
+import torch
+
+from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.fitting.inputs import prepare_spectrum, resolve_experiment, resolve_material
+from phonon_ml_core.fitting.joint_model import SERIES_MODELS, SeriesModel
+from phonon_ml_core.fitting.joint_problem import JointProblem
+from phonon_ml_core.fitting.joint_result import JointResult, build_result
+from phonon_ml_core.fitting.joint_uncertainty import jacobian, joint_covariance, roughness_curvature
+from phonon_ml_core.fitting.problem import UNSTABLE_PENALTY
+from phonon_ml_core.fitting.simulators import get_simulator
+from phonon_ml_core.fitting.spectrum_fit import LINEWIDTH_BOUNDS, LINEWIDTH_START, _torch_threads
+from phonon_ml_core.simulator.powder import SimulationSettings
+from phonon_ml_core.specs import Experiment, Material
+
+#: Smoothness strengths tried by leave-one-temperature-out validation (free model), mean-NMSE units.
+SMOOTHNESS_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
+
+
+def _whiten(prob: JointProblem, theta: np.ndarray, slopes: list) -> np.ndarray:
+    """A (P, P) with Aᵀ H A ≈ 1 for the Gauss–Newton Hessian H of the objective at θ (one batched call)."""
+    jac, _, _ = jacobian(prob, theta, slopes, central=False)
+    jac = jac[:, :prob.n_params]
+    if not np.isfinite(jac).all():
+        return np.diag(prob.scale()) * 0.1
+    hess = 2 * (jac.T @ jac + prob.n_spectra * prob.smoothness * roughness_curvature(prob)) / prob.n_spectra
+    lam, vec = np.linalg.eigh(hess)
+    lam = np.maximum(lam, 1e-6 * lam.max() + 1e-12)
+    return vec / np.sqrt(lam)
+
+
+def _profiled_slopes(prob: JointProblem, theta: np.ndarray) -> list:
+    """The best background slope (1, N_g) per group at θ (zeros without a fitted background)."""
+    t = torch.as_tensor(theta[None])
+    fc, lw = prob.unpack(t)
+    _, fcc, lwc = prob.wall(fc, lw)
+    out = []
+    with torch.no_grad():
+        for g in prob.groups:
+            _, s = prob.model_pixels(g, prob.simulate(g, fcc, lwc))
+            out.append(torch.zeros(1, len(g.index), dtype=torch.float64) if s is None else s)
+    return out
+
+
+def _lbfgs(prob: JointProblem, theta0: np.ndarray, max_calls: int) -> tuple[np.ndarray, float, bool, str]:
+    """Whitened L-BFGS from θ0 (re-whitened once); returns (θ, objective, converged, message)."""
+    theta, msgs, ok = theta0.copy(), [], False
+    f = np.inf
+    for _round in range(2):
+        a_mat = _whiten(prob, theta, _profiled_slopes(prob, theta))
+        cache: dict[bytes, tuple[float, np.ndarray]] = {}
+        base = theta.copy()
+
+        def fun_grad(z, base=base, a_mat=a_mat, cache=cache):
+            key = z.tobytes()
+            if key not in cache:
+                t = torch.tensor((base + a_mat @ z)[None], requires_grad=True)
+                _, obj = prob.nmse(t)
+                if obj[0] >= UNSTABLE_PENALTY:
+                    cache[key] = (float(obj.detach()[0]), np.zeros_like(z))
+                else:
+                    obj.sum().backward()
+                    cache[key] = (float(obj.detach()[0]), a_mat.T @ t.grad[0].numpy())
+            return cache[key]
+
+        left = max_calls - prob.calls
+        if left < 5:
+            break
+        res = scipy.optimize.minimize(fun_grad, np.zeros(prob.n_params), jac=True, method="L-BFGS-B",
+                                      options={"maxfun": left // 2 if _round == 0 else left, "ftol": 1e-8,
+                                               "gtol": 1e-5, "maxcor": 30})
+        theta_new = base + a_mat @ res.x
+        f_new = fun_grad(res.x)[0]
+        msgs.append(f"L-BFGS round {_round + 1}: objective {f_new:.5f}, {res.nfev} evaluations ({res.message})")
+        if f_new <= f:
+            theta, f, ok = theta_new, f_new, bool(res.success)
+    return theta, f, ok, "; ".join(msgs)
+
+
+def fit_joint(spectra: Spectrum | Sequence[Spectrum], material: Material | None = None,
+              experiment: Experiment | None = None, model: str = "linear", fit_linewidth: bool = True,
+              fit_background: bool = True, linewidth: float | None = None,
+              linewidth_bounds: tuple[float, float] = LINEWIDTH_BOUNDS, start=None, bounds=None,
+              smoothness: float | None = None, smoothness_grid: Sequence[float] = SMOOTHNESS_GRID,
+              max_evaluations: int = 400, settings: SimulationSettings | None = None, simulators=None,
+              uncertainty: bool = True, threads: int | None = 1, temperatures: Sequence[float] | None = None
+              ) -> JointResult:
+    """Fit all spectra of a temperature series of one material together.
+
+    Args:
+        spectra: the spectra (a set or a list; mean-normalised χ'' or S), each with its temperature (K).
+        material: default the spectra's (all must agree), else ALUMINIUM.
+        experiment: default each spectrum's (or its grid's defaults), as in ``fit_spectrum``.
+        model: "linear" (default) or "quadratic" in T, or "free" (one set per temperature with a smoothness
+            penalty on the second differences in T; its strength ``smoothness`` is chosen by leave-one-temperature-
+            out validation over ``smoothness_grid`` when not given).
+        fit_linewidth: a γ (HWHM = γ·E) per spectrum; otherwise the fixed ``linewidth`` (None = none).
+        fit_background: a residual-background slope per spectrum, profiled exactly.
+        start: (K,) constants (N/m) used at every temperature; default the material's reference.
+        bounds: (K, 2) N/m that the constants must stay in at every temperature; default the material's fit bounds.
+        max_evaluations: budget of batched objective evaluations (each one simulator call per grid).
+        simulators: optional ready simulators, one per spectrum (tests).
+        uncertainty: covariance of the series parameters, model-error inflation and identifiability.
+        temperatures: override the spectra's temperatures (K).
+    """
+    with _torch_threads(threads):
+        return _fit_joint(spectra, material, experiment, model, fit_linewidth, fit_background, linewidth,
+                          linewidth_bounds, start, bounds, smoothness, smoothness_grid, max_evaluations, settings,
+                          simulators, uncertainty, temperatures)
+
+
+def _inputs(spectra, material, experiment, temperatures, notes):
+    items = list(spectra)
+    if len(items) < 2:
+        raise ValueError(f"a joint fit needs at least two spectra at different temperatures, got {len(items)}: "
+                         "use fit_spectrum for one spectrum")
+    items = [prepare_spectrum(s, notes) for s in items]
+    mats = [resolve_material(s, material) for s in items]
+    if any(not m.same_as(mats[0]) for m in mats):
+        raise ValueError("the spectra belong to different materials (" + ", ".join(sorted({m.name for m in mats}))
+                         + "): fit each material's series in its own joint fit")
+    exps = [resolve_experiment(s, experiment) for s in items]
+    if temperatures is not None and len(temperatures) != len(items):
+        raise ValueError(f"{len(temperatures)} temperatures for {len(items)} spectra")
+    t = np.array([s.temperatures()[0] if temperatures is None else float(temperatures[i])
+                  for i, s in enumerate(items)], float)
+    if not np.all(np.isfinite(t)) or np.any(t <= 0):
+        raise ValueError("every spectrum of a joint fit needs a temperature (K): give temperatures= / --temperature")
+    return items, mats[0], exps, t
+
+
+def _fit_joint(spectra, material, experiment, model, fit_linewidth, fit_background, linewidth, linewidth_bounds,
+               start, bounds, smoothness, smoothness_grid, max_evaluations, settings, simulators, uncertainty,
+               temperatures) -> JointResult:
+    from phonon_ml_core.fitting.inputs import resolve_start_and_bounds
+
+    if model not in SERIES_MODELS:
+        raise ValueError(f"unknown series model {model!r}: choose one of {SERIES_MODELS}")
+    notes: list[str] = []
+    items, mat, exps, temps = _inputs(spectra, material, experiment, temperatures, notes)
+    series = SeriesModel(model, temps)
+    x0, b = resolve_start_and_bounds(start, bounds, mat, notes)
+    if simulators is None:
+        sims = [get_simulator(s.grid, s.quantity, settings, material=mat, experiment=e) for s, e in zip(items, exps)]
+    else:
+        sims = list(simulators)
+        if len(sims) != len(items):
+            raise ValueError(f"{len(sims)} simulators for {len(items)} spectra")
+    g0 = float(np.clip(LINEWIDTH_START if linewidth is None else linewidth, *linewidth_bounds))
+    t0 = time.perf_counter()
+    chosen, validation = smoothness, None
+    if model == "free" and smoothness is None:
+        chosen, validation = _choose_smoothness(items, sims, temps, x0, b, fit_linewidth, linewidth_bounds,
+                                                linewidth, fit_background, smoothness_grid, g0, max_evaluations)
+    prob = JointProblem(items, sims, temps, series, b, fit_linewidth, linewidth_bounds,
+                        None if fit_linewidth else linewidth, fit_background, chosen or 0.0)
+    theta, f, ok, msg = _lbfgs(prob, prob.start(x0, g0), max_evaluations)
+    if f >= UNSTABLE_PENALTY:
+        raise ValueError("no dynamically stable series of force constants was found within the bounds: check the "
+                         "start and the bounds")
+    unc = joint_covariance(prob, theta, _profiled_slopes(prob, theta)) if uncertainty else None
+    seconds = time.perf_counter() - t0
+    if not ok:
+        notes.append("did not converge within the evaluation budget: returning the best point found")
+    return build_result(prob, theta, mat, exps, items, unc, seconds, ok, "; ".join([msg, *notes]), chosen,
+                        validation, _profiled_slopes(prob, theta))
+
+
+def _choose_smoothness(items, sims, temps, x0, b, fit_linewidth, linewidth_bounds, linewidth, fit_background,
+                       grid, g0, max_evaluations) -> tuple[float, dict]:
+    """Leave-one-temperature-out choice of λ: for each λ, fit the others, predict the left-out constants by linear
+    interpolation in T, score the left-out spectrum's NMSE (its γ chosen from a few values). Returns (λ, scores)."""
+    n = len(items)
+    scores = {}
+    for lam in grid:
+        errs = []
+        for i in range(n):
+            keep = [j for j in range(n) if j != i]
+            sub = SeriesModel("free", temps[keep])
+            prob = JointProblem([items[j] for j in keep], [sims[j] for j in keep], temps[keep], sub, b, fit_linewidth,
+                                linewidth_bounds, None if fit_linewidth else linewidth, fit_background, lam)
+            th, _, _, _ = _lbfgs(prob, prob.start(x0, g0), max(max_evaluations // 3, 20))
+            fc, lw = prob.unpack(torch.as_tensor(th[None]))
+            w = torch.as_tensor(sub.design(np.array([temps[i]])))
+            fc_i = (w @ fc[0]).detach()
+            one = JointProblem([items[i]], [sims[i]], temps[[i]], SeriesModel("free", temps[[i]]), b, False,
+                               linewidth_bounds, None, fit_background)
+            gammas = np.geomspace(linewidth_bounds[0], linewidth_bounds[1], 7) if fit_linewidth else [linewidth]
+            best = np.inf
+            for gm in gammas:
+                one.fixed_linewidth = gm
+                with torch.no_grad():
+                    v, _ = one.nmse(fc_i.reshape(1, -1))
+                best = min(best, float(v[0, 0]))
+            errs.append(best)
+        scores[float(lam)] = float(np.mean(errs))
+    lam = min(scores, key=scores.get)
+    return lam, {"method": "leave-one-temperature-out", "mean_nmse_left_out": scores, "chosen": lam}
