@@ -71,6 +71,12 @@ def identifiability(force_constants: np.ndarray, covariance: np.ndarray, names: 
 
 
 def marginal_covariance(fisher: np.ndarray, n_constants: int) -> np.ndarray:
-    """The constants' covariance from a Fisher information over (constants, nuisance): inverse of its Schur
-    complement, i.e. the leading block of the pseudo-inverse."""
-    return np.linalg.pinv(np.asarray(fisher, float))[:n_constants, :n_constants]
+    """The constants' covariance from a Fisher information over (constants, nuisance): the leading block of its
+    inverse (the inverse of the Schur complement). A direction the data cannot see (zero eigenvalue) gets a huge
+    variance, not the zero a pseudo-inverse would give: F is regularised by 10⁻¹² of its largest eigenvalue."""
+    f = np.asarray(fisher, float)
+    f = 0.5 * (f + f.T)
+    lam, vec = np.linalg.eigh(f)
+    floor = 1e-12 * max(float(np.abs(lam).max(initial=0.0)), 1e-300)
+    inv = (vec / np.maximum(lam, floor)) @ vec.T
+    return inv[:n_constants, :n_constants]

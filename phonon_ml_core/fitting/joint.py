@@ -93,7 +93,7 @@ def _lbfgs(prob: JointProblem, theta0: np.ndarray, max_calls: int) -> tuple[np.n
 
 
 def fit_joint(spectra: Spectrum | Sequence[Spectrum], material: Material | None = None,
-              experiment: Experiment | None = None, model: str = "linear", fit_linewidth: bool = True,
+              experiment: Experiment | Sequence[Experiment] | None = None, model: str = "linear", fit_linewidth: bool = True,
               fit_background: bool = True, linewidth: float | None = None,
               linewidth_bounds: tuple[float, float] = LINEWIDTH_BOUNDS, start=None, bounds=None,
               smoothness: float | None = None, smoothness_grid: Sequence[float] = SMOOTHNESS_GRID,
@@ -105,7 +105,8 @@ def fit_joint(spectra: Spectrum | Sequence[Spectrum], material: Material | None 
     Args:
         spectra: the spectra (a set or a list; mean-normalised χ'' or S), each with its temperature (K).
         material: default the spectra's (all must agree), else ALUMINIUM.
-        experiment: default each spectrum's (or its grid's defaults), as in ``fit_spectrum``.
+        experiment: one for all spectra, or one per spectrum; default each spectrum's (or its grid's defaults), as
+            in ``fit_spectrum``.
         model: "linear" (default) or "quadratic" in T, or "free" (one set per temperature with a smoothness
             penalty on the second differences in T; its strength ``smoothness`` is chosen by leave-one-temperature-
             out validation over ``smoothness_grid`` when not given).
@@ -134,7 +135,11 @@ def _inputs(spectra, material, experiment, temperatures, notes):
     if any(not m.same_as(mats[0]) for m in mats):
         raise ValueError("the spectra belong to different materials (" + ", ".join(sorted({m.name for m in mats}))
                          + "): fit each material's series in its own joint fit")
-    exps = [resolve_experiment(s, experiment) for s in items]
+    if experiment is None or isinstance(experiment, Experiment):
+        experiment = [experiment] * len(items)
+    if len(experiment) != len(items):
+        raise ValueError(f"{len(experiment)} experiments for {len(items)} spectra: give one, or one per spectrum")
+    exps = [resolve_experiment(s, e) for s, e in zip(items, experiment)]
     if temperatures is not None and len(temperatures) != len(items):
         raise ValueError(f"{len(temperatures)} temperatures for {len(items)} spectra")
     t = np.array([s.temperatures()[0] if temperatures is None else float(temperatures[i])
