@@ -77,7 +77,8 @@ def main() -> None:
               + " ".join(f"{v:.4f}" for v in r.nmse) + f"; mean {r.mean_nmse:.4f}")
         print("  1XX " + " ".join(f"{v:.2f}" for v in fx) + f" (falling: {res['falling_1XX']}); RMS THz "
               + " ".join(f"{v:.3f}" for v in rms) + f" (falling: {res['falling_rms']})")
-        print("  constants at each T ± std (inflated ×{:.2f}):".format(r.series["inflation"]["inflation"]))
+        print("  constants at each T ± std (model-error inflation ×{:.2f}, std factor ×{:.2f}):".format(
+            r.series["inflation"]["inflation"], r.series["inflation"]["std_factor"]))
         for t, f, s in zip(r.temperature, r.force_constants, r.std):
             print(f"    {t:5.0f} K " + " ".join(f"{a:7.3f}±{b:5.3f}" for a, b in zip(f, s)))
         print("  flags: " + "; ".join(f"{n}: {v['flag']}" for n, v in r.entries[0]["identifiability"]

@@ -62,7 +62,7 @@ def test_inflation_above_one_only_with_model_mismatch(grid):
     sim = get_simulator(grid, settings=SETTINGS)
     r, (std, info) = _fit(sim, FC, sim, grid, 1)
     assert info["inflation"] < 1.2  # right model, white noise
-    assert np.allclose(std, r.std * info["inflation"])
+    assert np.allclose(std, r.std * info["std_factor"])
     third = ALUMINIUM.with_shells(3)
     sim3 = get_simulator(grid, settings=SETTINGS, material=third)
     r3, (std3, info3) = _fit(sim3, np.concatenate([FC, [0.8, 0.5, -0.3, 0.2]]), sim, grid, 2)

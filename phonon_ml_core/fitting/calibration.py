@@ -47,11 +47,12 @@ def effective_pixels(residual: np.ndarray, mask: np.ndarray) -> dict[str, float]
 
 def model_error_inflation(residuals, masks, n_params: int = 0, calibration: float | None = None
                           ) -> dict[str, float]:
-    """The std multiplier for one or several residual maps (a joint fit): sqrt(n / n_eff) × calibration.
+    """The std multiplier for one or several residual maps (a joint fit).
 
-    ``residuals``/``masks``: one (n_E, n_Q) map or lists of them (model − data, any scale). The inflation also
-    replaces n − p by n_eff − p in the residual variance (p = ``n_params``). Returns {"inflation", "n_pixels",
-    "n_effective", "rho_energy", "rho_q" (pixel-weighted means), "calibration"}.
+    ``residuals``/``masks``: one (n_E, n_Q) map or lists of them (model − data, any scale). ``inflation`` =
+    sqrt((n − p) / (n_eff − p)) (p = ``n_params``): ≈ 1 for white residuals, large for a smooth lack of fit.
+    ``std_factor`` = inflation × calibration is what the std are multiplied by. Returns {"inflation",
+    "std_factor", "calibration", "n_pixels", "n_effective", "rho_energy", "rho_q" (pixel-weighted means)}.
     """
     if isinstance(residuals, np.ndarray) and residuals.ndim == 2:
         residuals, masks = [residuals], [masks]
@@ -61,7 +62,8 @@ def model_error_inflation(residuals, masks, n_params: int = 0, calibration: floa
     cal = CALIBRATION if calibration is None else float(calibration)
     dof_ratio = max(n - n_params, 1.0) / max(n_eff - n_params, 1.0)
     w = np.array([p["n_pixels"] for p in parts]) / max(n, 1.0)
-    return {"inflation": float(np.sqrt(dof_ratio) * cal), "n_pixels": n, "n_effective": n_eff,
+    infl = float(np.sqrt(dof_ratio))
+    return {"inflation": infl, "std_factor": infl * cal, "n_pixels": n, "n_effective": n_eff,
             "rho_energy": float(sum(wi * p["rho_energy"] for wi, p in zip(w, parts))),
             "rho_q": float(sum(wi * p["rho_q"] for wi, p in zip(w, parts))), "calibration": cal}
 

@@ -127,7 +127,7 @@ def joint_covariance(prob: JointProblem, theta: np.ndarray, slopes: list) -> dic
         for i in g.index:
             masks[i] = g.mask.numpy()
     infl = model_error_inflation(maps, masks, n_params=ptot)
-    return {"covariance": cov * infl["inflation"] ** 2, "covariance_statistical": cov, "sigma2": sigma2,
+    return {"covariance": cov * infl["std_factor"] ** 2, "covariance_statistical": cov, "sigma2": sigma2,
             "inflation": infl, "note": note, "residual_maps": maps, "n_background": n_b}
 
 

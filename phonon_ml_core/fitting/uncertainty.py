@@ -84,4 +84,4 @@ def model_error_uncertainty(result, spectrum, calibration: float | None = None) 
     resid = np.asarray(result.simulated.intensity, float) - np.asarray(spectrum.intensity, float)
     n_params = len(result.correlation) if result.correlation is not None else len(result.force_constants)
     info = model_error_inflation(resid, spectrum.grid.mask, n_params=n_params, calibration=calibration)
-    return np.asarray(result.std, float) * info["inflation"], info
+    return np.asarray(result.std, float) * info["std_factor"], info
