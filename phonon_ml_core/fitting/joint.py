@@ -17,9 +17,14 @@ import scipy.optimize
 import torch
 
 from phonon_ml_core.data.spectrum import Spectrum
-from phonon_ml_core.fitting.inputs import prepare_spectrum, resolve_experiment, resolve_material
+from phonon_ml_core.fitting.inputs import (
+    prepare_spectrum,
+    resolve_experiment,
+    resolve_material,
+    resolve_start_and_bounds,
+)
 from phonon_ml_core.fitting.joint_model import SERIES_MODELS, SeriesModel
-from phonon_ml_core.fitting.joint_problem import JointProblem
+from phonon_ml_core.fitting.joint_problem import WALL, JointProblem
 from phonon_ml_core.fitting.joint_result import JointResult, build_result
 from phonon_ml_core.fitting.joint_uncertainty import jacobian, joint_covariance, roughness_curvature
 from phonon_ml_core.fitting.problem import UNSTABLE_PENALTY
@@ -57,6 +62,21 @@ def _profiled_slopes(prob: JointProblem, theta: np.ndarray) -> list:
     return out
 
 
+def _wall_residuals(prob: JointProblem, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The bound walls as least-squares rows: (∂w/∂θ (M, P), w (M,)) with Σ w² = N × wall penalty."""
+    def walls(th):
+        fc, lw = prob.unpack(th[None])
+        lo = torch.as_tensor(prob.bounds[:, 0])
+        hi = torch.as_tensor(prob.bounds[:, 1])
+        w = [((fc - torch.maximum(torch.minimum(fc, hi), lo)) / torch.as_tensor(prob.width)).reshape(-1)]
+        if prob.fit_linewidth:
+            a, b = prob.linewidth_bounds
+            w.append(((lw - lw.clamp(a, b)) / (b - a)).reshape(-1))
+        return torch.cat(w) * float(np.sqrt(prob.n_spectra * WALL))
+    th = torch.as_tensor(theta)
+    return torch.autograd.functional.jacobian(walls, th).numpy(), walls(th).numpy()
+
+
 def _levenberg_marquardt(prob: JointProblem, theta: np.ndarray, max_iter: int, max_calls: int
                          ) -> tuple[np.ndarray, float, str]:
     """Levenberg–Marquardt on Σ NMSE_i (+ N λ R for the free model) with the cheap per-spectrum Jacobian
@@ -73,6 +93,8 @@ def _levenberg_marquardt(prob: JointProblem, theta: np.ndarray, max_iter: int, m
         jac = jac[:, :p]
         if not (np.isfinite(jac).all() and np.isfinite(r0).all()):
             break
+        wj, wr = _wall_residuals(prob, theta)
+        jac, r0 = np.vstack([jac, wj]), np.concatenate([r0, wr])
         a = jac.T @ jac + rough
         g = jac.T @ r0 + rough @ theta
         d = np.diag(a).copy()
@@ -89,49 +111,44 @@ def _levenberg_marquardt(prob: JointProblem, theta: np.ndarray, max_iter: int, m
                 theta, f, mu = trial, ft, max(mu / 5, 1e-7)
                 break
             mu *= 8
-        if not improved or rel < 1e-4:
+        if not improved or rel < 1e-5:
             break
     return theta, f, f"Levenberg–Marquardt: {it} iterations, objective {f:.5f}"
 
 
 def _lbfgs(prob: JointProblem, theta0: np.ndarray, max_calls: int) -> tuple[np.ndarray, float, bool, str]:
-    """Whitened L-BFGS from θ0 (re-whitened once); returns (θ, objective, converged, message)."""
-    theta, msgs, ok = theta0.copy(), [], False
-    f = np.inf
-    for _round in range(2):
-        a_mat = _whiten(prob, theta, _profiled_slopes(prob, theta))
-        cache: dict[bytes, tuple[float, np.ndarray]] = {}
-        base = theta.copy()
+    """L-BFGS polish from θ0 with autograd gradients, whitened at θ0; returns (θ, objective, converged, message)."""
+    a_mat = _whiten(prob, theta0, _profiled_slopes(prob, theta0))
+    cache: dict[bytes, tuple[float, np.ndarray]] = {}
 
-        def fun_grad(z, base=base, a_mat=a_mat, cache=cache):
-            key = z.tobytes()
-            if key not in cache:
-                t = torch.tensor((base + a_mat @ z)[None], requires_grad=True)
-                _, obj = prob.nmse(t)
-                if obj[0] >= UNSTABLE_PENALTY:
-                    cache[key] = (float(obj.detach()[0]), np.zeros_like(z))
-                else:
-                    obj.sum().backward()
-                    cache[key] = (float(obj.detach()[0]), a_mat.T @ t.grad[0].numpy())
-            return cache[key]
+    def fun_grad(z):
+        key = z.tobytes()
+        if key not in cache:
+            t = torch.tensor((theta0 + a_mat @ z)[None], requires_grad=True)
+            _, obj = prob.nmse(t)
+            if obj[0] >= UNSTABLE_PENALTY:
+                cache[key] = (float(obj.detach()[0]), np.zeros_like(z))
+            else:
+                obj.sum().backward()
+                cache[key] = (float(obj.detach()[0]), a_mat.T @ t.grad[0].numpy())
+        return cache[key]
 
-        left = max_calls - prob.calls
-        if left < 5:
-            break
-        res = scipy.optimize.minimize(fun_grad, np.zeros(prob.n_params), jac=True, method="L-BFGS-B",
-                                      options={"maxfun": left // 2 if _round == 0 else left, "ftol": 1e-6,
-                                               "gtol": 1e-5, "maxcor": 30})
-        theta_new = base + a_mat @ res.x
-        f_new = fun_grad(res.x)[0]
-        msgs.append(f"L-BFGS round {_round + 1}: objective {f_new:.5f}, {res.nfev} evaluations ({res.message})")
-        if f_new <= f:
-            theta, f, ok = theta_new, f_new, bool(res.success)
-    return theta, f, ok, "; ".join(msgs)
+    f0 = fun_grad(np.zeros(prob.n_params))[0]
+    left = max_calls - prob.calls
+    if left < 5:
+        return theta0, f0, False, "no budget left for the L-BFGS polish"
+    res = scipy.optimize.minimize(fun_grad, np.zeros(prob.n_params), jac=True, method="L-BFGS-B",
+                                  options={"maxfun": left, "ftol": 1e-6, "gtol": 1e-5, "maxcor": 30})
+    f = fun_grad(res.x)[0]
+    if f > f0:
+        return theta0, f0, bool(res.success), f"L-BFGS polish did not improve ({res.nfev} evaluations)"
+    return theta0 + a_mat @ res.x, f, bool(res.success), \
+        f"L-BFGS polish: objective {f:.5f}, {res.nfev} evaluations ({res.message})"
 
 
 def fit_joint(spectra: Spectrum | Sequence[Spectrum], material: Material | None = None,
-              experiment: Experiment | Sequence[Experiment] | None = None, model: str = "linear", fit_linewidth: bool = True,
-              fit_background: bool = True, linewidth: float | None = None,
+              experiment: Experiment | Sequence[Experiment] | None = None, model: str = "linear",
+              fit_linewidth: bool = True, fit_background: bool = True, linewidth: float | None = None,
               linewidth_bounds: tuple[float, float] = LINEWIDTH_BOUNDS, start=None, bounds=None,
               smoothness: float | None = None, smoothness_grid: Sequence[float] = SMOOTHNESS_GRID,
               max_evaluations: int = 400, settings: SimulationSettings | None = None, simulators=None,
@@ -189,8 +206,6 @@ def _inputs(spectra, material, experiment, temperatures, notes):
 def _fit_joint(spectra, material, experiment, model, fit_linewidth, fit_background, linewidth, linewidth_bounds,
                start, bounds, smoothness, smoothness_grid, max_evaluations, settings, simulators, uncertainty,
                temperatures) -> JointResult:
-    from phonon_ml_core.fitting.inputs import resolve_start_and_bounds
-
     if model not in SERIES_MODELS:
         raise ValueError(f"unknown series model {model!r}: choose one of {SERIES_MODELS}")
     notes: list[str] = []
@@ -211,7 +226,7 @@ def _fit_joint(spectra, material, experiment, model, fit_linewidth, fit_backgrou
                                                 linewidth, fit_background, smoothness_grid, g0, max_evaluations)
     prob = JointProblem(items, sims, temps, series, b, fit_linewidth, linewidth_bounds,
                         None if fit_linewidth else linewidth, fit_background, chosen or 0.0)
-    theta, _, msg_lm = _levenberg_marquardt(prob, prob.start(x0, g0), 12, max_evaluations // 2)
+    theta, _, msg_lm = _levenberg_marquardt(prob, prob.start(x0, g0), 25, max_evaluations // 2)
     theta, f, ok, msg = _lbfgs(prob, theta, max_evaluations)
     msg = f"{msg_lm}; {msg}"
     if f >= UNSTABLE_PENALTY:
@@ -238,7 +253,7 @@ def _choose_smoothness(items, sims, temps, x0, b, fit_linewidth, linewidth_bound
             sub = SeriesModel("free", temps[keep])
             prob = JointProblem([items[j] for j in keep], [sims[j] for j in keep], temps[keep], sub, b, fit_linewidth,
                                 linewidth_bounds, None if fit_linewidth else linewidth, fit_background, lam)
-            th, _, _ = _levenberg_marquardt(prob, prob.start(x0, g0), 8, max(max_evaluations // 3, 20))
+            th, _, _ = _levenberg_marquardt(prob, prob.start(x0, g0), 12, max(max_evaluations // 3, 20))
             fc, lw = prob.unpack(torch.as_tensor(th[None]))
             w = torch.as_tensor(sub.design(np.array([temps[i]])))
             fc_i = (w @ fc[0]).detach()

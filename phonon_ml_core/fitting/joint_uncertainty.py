@@ -35,7 +35,10 @@ def jacobian(prob: JointProblem, theta: np.ndarray, slopes: list, central: bool 
     """(J (n_total, P + N_b), r0 (n_total,), N_b): weighted residuals and their derivatives in θ and, with a fitted
     background, in the N slopes b1_i (last columns). Non-finite entries where a neighbour is unstable."""
     k, n = prob.n_constants, prob.n_spectra
-    fc, lw = prob.unpack(torch.as_tensor(theta[None]))
+    fc_raw, lw_raw = prob.unpack(torch.as_tensor(theta[None]))
+    _, fc, lw = prob.wall(fc_raw, lw_raw)  # the simulator sees the clipped values: no derivative outside the bounds
+    inside = (fc == fc_raw)[0].numpy()
+    lw_inside = None if lw is None else (lw == lw_raw)[0].numpy()
     fc, lw = fc[0], (None if lw is None else lw[0])
     local = [("fc", j, 1e-3 * prob.width[j]) for j in range(k)]
     if prob.fit_linewidth:
@@ -91,10 +94,10 @@ def jacobian(prob: JointProblem, theta: np.ndarray, slopes: list, central: bool 
         d = rows[order[i]][1]
         sl_i = slice(offs[i], offs[i + 1])
         resid[sl_i] = r0[order[i]][1]
-        jac[sl_i, :prob.n_coef] = np.kron(x[i], d[:, :k])
+        jac[sl_i, :prob.n_coef] = np.kron(x[i], d[:, :k] * inside[i])
         c = k
         if prob.fit_linewidth:
-            jac[sl_i, prob.n_coef + i] = d[:, c]
+            jac[sl_i, prob.n_coef + i] = d[:, c] * lw_inside[i]
             c += 1
         if prob.fit_background:
             jac[sl_i, prob.n_params + i] = d[:, c]
