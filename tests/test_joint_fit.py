@@ -133,3 +133,13 @@ def test_cli_joint_writes_strict_json(sim, grid, tmp_path):
     assert (tmp_path / "series.png").stat().st_size > 1000
     assert main(["fit", "--joint", "--input", paths[0], "--output", str(tmp_path / "one.json")]) == 2
     assert main(["fit", "--series-model", "free", "--input", *paths, "--output", str(tmp_path / "x.json")]) == 2
+
+
+def test_free_model_with_leave_one_out_smoothness(joint, sim):
+    spectra, _ = joint
+    r = fit_joint(spectra, simulators=[sim] * 3, model="free", smoothness_grid=(1e-3, 1e-1), max_evaluations=24)
+    val = r.series["smoothness_validation"]
+    assert val["method"] == "leave-one-temperature-out" and r.series["smoothness"] in (1e-3, 1e-1)
+    assert {float(k) for k in val["mean_nmse_left_out"]} == {1e-3, 1e-1} and r.series["model"] == "free"
+    assert len(r.series["coefficients"]) == 3 and np.all(r.nmse < 0.02)
+    assert np.all(np.abs(r.force_constants[:, 0] - TRUE[:, 0]) < 0.5)

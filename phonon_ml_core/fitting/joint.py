@@ -253,7 +253,7 @@ def _choose_smoothness(items, sims, temps, x0, b, fit_linewidth, linewidth_bound
             sub = SeriesModel("free", temps[keep])
             prob = JointProblem([items[j] for j in keep], [sims[j] for j in keep], temps[keep], sub, b, fit_linewidth,
                                 linewidth_bounds, None if fit_linewidth else linewidth, fit_background, lam)
-            th, _, _ = _levenberg_marquardt(prob, prob.start(x0, g0), 12, max(max_evaluations // 3, 20))
+            th, _, _ = _levenberg_marquardt(prob, prob.start(x0, g0), 12, max(max_evaluations // 3, 6))
             fc, lw = prob.unpack(torch.as_tensor(th[None]))
             w = torch.as_tensor(sub.design(np.array([temps[i]])))
             fc_i = (w @ fc[0]).detach()
