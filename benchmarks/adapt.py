@@ -29,7 +29,8 @@ TEMPERATURES = (50, 280, 350, 540, 640)
 
 def _score(bundle, spectra, samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     entries = predict_spectra(bundle, spectra, n_samples=samples)
-    return (np.array([e["nmse_background_slope"] for e in entries]), np.array([e["force_constants"][0] for e in entries]),
+    return (np.array([e["nmse_background_slope"] for e in entries]),
+            np.array([e["force_constants"][0] for e in entries]),
             np.array([e["nmse"] for e in entries]))
 
 
@@ -60,10 +61,9 @@ def main() -> None:
             if flag not in ([], ["nobg"]):
                 raise SystemExit(f"setting {setting!r}: the only flag after layers:lr:steps is ':nobg'")
 
-            def adapt(idx):
-                return finetune_bundle(bundle, Spectrum.stack([spectra[i] for i in idx]), steps=int(steps),
-                                       lr=float(lr), trainable=layers, progress=False,
-                                       background=flag != ["nobg"])
+            def adapt(idx, steps=int(steps), lr=float(lr), layers=layers, background=flag != ["nobg"]):
+                return finetune_bundle(bundle, Spectrum.stack([spectra[i] for i in idx]), steps=steps, lr=lr,
+                                       trainable=layers, progress=False, background=background)
             n, x, raw = _score(adapt(range(len(spectra))), spectra, args.samples)
             lo = [_score(adapt([i for i in range(len(spectra)) if i != k]), [spectra[k]], args.samples)
                   for k in range(len(spectra))]

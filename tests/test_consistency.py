@@ -133,10 +133,10 @@ def base_result(nuisance_set: Spectrum, measured: Spectrum):
     return train_pipeline(nuisance_set, _config(0), measured=measured, progress=False)
 
 
-def _measured_nmse(ae, reg, target_mean, target_std, sim, measured: Spectrum) -> float:
+def _measured_nmse(ae, reg, target_mean, target_std, targets, sim, measured: Spectrum) -> float:
     with torch.no_grad():
         mu = ae.encode(torch.as_tensor(measured.intensity, dtype=torch.float32))[0]
-        fc, gam = outputs_to_physical(reg(mu), target_mean, target_std)
+        fc, gam = outputs_to_physical(reg(mu), target_mean, target_std, targets)
         per = consistency_nmse(sim, torch.as_tensor(measured.intensity, dtype=torch.float32),
                                torch.as_tensor(measured.temperatures()), fc, gam)
     return float(per.mean())
@@ -151,7 +151,8 @@ def test_physics_finetune_lowers_the_simulator_nmse_of_the_measured_spectra(nuis
         res = base_result if steps == 0 else train_pipeline(nuisance_set, _config(steps), measured=measured,
                                                             progress=False)
         assert res.regressor.n_outputs == 6                         # the 6th output is γ
-        return _measured_nmse(res.autoencoder, res.regressor, res.target_mean, res.target_std, sim, measured), res
+        return _measured_nmse(res.autoencoder, res.regressor, res.target_mean, res.target_std, res.targets, sim,
+                              measured), res
 
     before, _ = nmse_after(0)
     after, res = nmse_after(12)
@@ -182,18 +183,19 @@ def test_finetune_command_adapts_a_bundle_without_simulated_data(nuisance_set: S
 
     bundle = bundle_from_training(base_result, nuisance_set.grid)
     sim = physics_simulator(nuisance_set)
-    before = _measured_nmse(bundle.autoencoder, bundle.regressor, bundle.target_mean, bundle.target_std, sim, measured)
+    before = _measured_nmse(bundle.autoencoder, bundle.regressor, bundle.target_mean, bundle.target_std, bundle.targets,
+                            sim, measured)
     adapted = finetune_bundle(bundle, measured, steps=12, lr=3e-3, progress=False)
-    after = _measured_nmse(adapted.autoencoder, adapted.regressor, adapted.target_mean, adapted.target_std, sim,
-                           measured)
+    after = _measured_nmse(adapted.autoencoder, adapted.regressor, adapted.target_mean, adapted.target_std,
+                           adapted.targets, sim, measured)
     assert after < 0.9 * before, (before, after)
     assert adapted.metadata["adaptation"][0]["steps"] == 12
     last = f"net.{len(bundle.regressor.net) - 1}."                  # by default only the output layer moves
     for (k, v), (_, w) in zip(bundle.regressor.state_dict().items(), adapted.regressor.state_dict().items()):
         assert torch.equal(v, w) != k.startswith(last), k
     # the original bundle is untouched
-    assert _measured_nmse(bundle.autoencoder, bundle.regressor, bundle.target_mean, bundle.target_std, sim,
-                          measured) == pytest.approx(before)
+    assert _measured_nmse(bundle.autoencoder, bundle.regressor, bundle.target_mean, bundle.target_std, bundle.targets,
+                          sim, measured) == pytest.approx(before)
     assert adapted.autoencoder is not bundle.autoencoder                  # no state shared with the input
     # the CLI writes a loadable bundle that records its adaptation (a stale checkpoint folder is no obstacle)
     bundle.save(tmp_path / "base")

@@ -48,7 +48,8 @@ def test_tiny_training_decreases_loss(tiny_set: Spectrum) -> None:
     torch.manual_seed(0)
     model = build_autoencoder("fcvae", tiny_set.grid.mask, latent_dim=8)
     x = _tensor(tiny_set, 32)
-    res = fit(model, autoencoder_loss, (x,), None, _quick(epochs=4, batch_size=32), 1e-3, stage="pretrain", seed=0, progress=False)
+    res = fit(model, autoencoder_loss, (x,), None, _quick(epochs=4, batch_size=32), 1e-3, stage="pretrain", seed=0,
+              progress=False)
     losses = [r["train_loss"] for r in res.history]
     assert len(losses) == 4 and losses[-1] < 0.5 * losses[0]
 

@@ -26,7 +26,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-background", dest="background", action="store_false",
                    help="compare without the profiled residual background slope that the fits use")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run (checkpoint in OUTPUT.checkpoints)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run (checkpoint in OUTPUT.checkpoints)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_bundle_output_options(p)
     return p

@@ -13,13 +13,18 @@ from __future__ import annotations
 import copy
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
-from phonon_ml_core.learn.bundle import Bundle
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.learn.bundle import Bundle
+from phonon_ml_core.learn.consistency import (consistency_loss, consistency_simulator, consistency_stage,
+                                              temperature_window_source)
+from phonon_ml_core.learn.inputs import spectra_tensor
+from phonon_ml_core.learn.loop import fit
 
 
 def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: float = 3e-4, batch: int = 32,
@@ -31,10 +36,6 @@ def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: fl
     or "all" layers; ``settings`` are the simulator settings (default: the ones of the bundle's training
     data); ``background``: compare with a profiled residual background slope, as the fits do.
     ``workdir`` holds a checkpoint for ``resume``; ``on_epoch`` is called with each step's record."""
-    from phonon_ml_core.learn.consistency import consistency_loss, consistency_simulator, consistency_stage, temperature_window_source
-    from phonon_ml_core.fitting.spectrum_fit import get_simulator
-    from phonon_ml_core.learn.training import fit, spectra_tensor
-
     if int(steps) < 1:
         raise ValueError(f"steps must be ≥ 1, got {steps}")
     if not lr > 0:
@@ -49,12 +50,13 @@ def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: fl
     if measured.quantity != bundle.metadata.get("quantity", "chi''"):
         raise ValueError(f"the spectra are {measured.quantity!r}, the bundle was trained on "
                          f"{bundle.metadata.get('quantity')!r}: preprocess them to that quantity")
+    bundle.check_data(measured, "the measured spectra")
     x, keep = spectra_tensor(measured, bundle.grid, "measured spectra")
-    if settings is None:  # the settings of the bundle's training data
-        sim = consistency_simulator(bundle.grid, measured.quantity,
-                                    ((bundle.metadata.get("data") or {}).get("simulated") or {}).get("metadata"))
-    else:
-        sim = get_simulator(bundle.grid, measured.quantity, settings, dtype=torch.float32)
+    # the simulator settings of the bundle's training data, unless ``settings`` are given
+    data_meta = ((bundle.metadata.get("data") or {}).get("simulated") or {}).get("metadata")
+    if settings is not None:
+        data_meta = {"simulator": {"settings": settings.to_dict()}}
+    sim = consistency_simulator(bundle.grid, measured.quantity, data_meta, bundle.material, bundle.experiment)
     ae = copy.deepcopy(bundle.autoencoder).eval()
     with torch.no_grad():
         mu = ae.encode(x)[0]
@@ -65,7 +67,7 @@ def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: fl
         Path(workdir).mkdir(parents=True, exist_ok=True)
         ck = Path(workdir) / "physics-finetune.pt"
     t0 = time.perf_counter()
-    res = fit(reg, consistency_loss(sim, bundle.target_mean, bundle.target_std, bool(background)),
+    res = fit(reg, consistency_loss(sim, bundle.target_mean, bundle.target_std, bundle.targets, bool(background)),
               temperature_window_source(mu, x, temps[keep], int(batch), seed), None, cfg, lr,
               stage="physics-finetune", seed=seed, checkpoint=ck, resume=resume,
               signature={"bundle": bundle.metadata.get("weights_sha256"), "n": int(x.shape[0]), "layers": trainable,

@@ -3,27 +3,28 @@
 A bundle is a **directory** (docs/training.md)::
 
     BUNDLE/
-      metadata.json             architecture, grid, normalisation, force-constant names/reference/ranges,
-                                instrument and Ei, training configuration and data provenance, library
-                                versions, validation metrics, target standardisation, SHA-256 of the weights
+      metadata.json             architecture, grid, normalisation, material and experiment (specs), named
+                                targets, force-constant reference/ranges, training configuration and data
+                                provenance, library versions, validation metrics, target standardisation,
+                                SHA-256 of the weights
       autoencoder.safetensors   autoencoder weights (incl. the grid mask as the buffer "mask")
       regressor.safetensors     regressor weights
       training_log.jsonl        optional: one JSON record per epoch
       loss_curve.png            optional: loss curves
 
 It is written into a temporary sibling directory and renamed into place, so a bundle is either complete
-or absent. :func:`load_bundle` checks the format, the weight hashes, the architecture and the grid.
+or absent. :func:`load_bundle` checks the format, the weight hashes, the architecture and the grid; predictions
+refuse data whose recorded material or experiment differs from the bundle's (:mod:`.matching`).
 """
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import os
-import platform
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +32,18 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from phonon_ml_core.data.jsonio import json_default
-from phonon_ml_core.learn.bundle_metadata import read_bundle_metadata
-from phonon_ml_core.physics.units import AL_REFERENCE_FC, FORCE_CONSTANT_NAMES
 from phonon_ml_core.data.grid import Grid
-from phonon_ml_core.learn.networks import (FAMILIES, ForceConstantRegressor, SpectrumAutoencoder, autoencoder_from_config,
-                     regressor_from_config)
+from phonon_ml_core.data.jsonio import json_default
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.learn.bundle_metadata import (metadata_experiment, metadata_material, metadata_targets,
+                                                  library_versions, read_bundle_metadata, sha256_file)
+from phonon_ml_core.learn.configs import STAGES
+from phonon_ml_core.learn.inputs import spectra_tensor
+from phonon_ml_core.learn.matching import check_matches
+from phonon_ml_core.learn.networks import (FAMILIES, ForceConstantRegressor, SpectrumAutoencoder,
+                                           autoencoder_from_config, regressor_from_config)
+from phonon_ml_core.learn.targets import LINEWIDTH, Targets
+from phonon_ml_core.specs import Experiment, Material
 
 BUNDLE_FORMAT = "phonon-ml-bundle"
 BUNDLE_VERSION = 1
@@ -48,37 +54,6 @@ WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 OPTIONAL_FILES = ("training_log.jsonl", "loss_curve.png")
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of Python and the libraries a bundle depends on."""
-    import safetensors
-
-    out = {"python": platform.python_version(), "torch": torch.__version__, "numpy": np.__version__,
-           "safetensors": safetensors.__version__}
-    try:
-        from importlib.metadata import version
-        out["phonon-ml"] = version("phonon-ml")
-    except Exception:  # noqa: BLE001 - not installed as a distribution
-        out["phonon-ml"] = "unknown"
-    return out
-
-
-def default_sampling_ranges() -> dict[str, list[float]]:
-    """The study's sampling rule (conventions §1): 0.5–1.5 × reference, 2YY in [−1, 1] N/m."""
-    lo, hi = np.sort(np.stack([AL_REFERENCE_FC * 0.5, AL_REFERENCE_FC * 1.5]), axis=0)
-    rng = {n: [float(a), float(b)] for n, a, b in zip(FORCE_CONSTANT_NAMES, lo, hi)}
-    rng["2YY"] = [-1.0, 1.0]
-    return rng
-
-
 @dataclass(eq=False)
 class Bundle:
     """A trained two-stage model on a grid.
@@ -87,8 +62,9 @@ class Bundle:
         autoencoder: spectrum → latent code network (models.py).
         regressor: latent code → standardised force constants.
         grid: the grid (and mask) the networks were trained on.
-        target_mean, target_std: force-constant standardisation, N/m, shape (5,).
-        metadata: the JSON metadata (see module docstring).
+        target_mean, target_std: standardisation of the named targets (N/m; γ dimensionless), (n_outputs,).
+        metadata: the JSON metadata (see module docstring); its ``material``, ``experiment`` and ``targets``
+            are read back as :attr:`material`, :attr:`experiment` and :attr:`targets`.
     """
 
     autoencoder: SpectrumAutoencoder
@@ -114,11 +90,43 @@ class Bundle:
             raise ValueError("the autoencoder's mask differs from the bundle grid's mask")
         self.autoencoder.eval()
         self.regressor.eval()
+        metadata_targets(self.metadata, n)  # the recorded names fit the regressor
+
+    @cached_property
+    def targets(self) -> Targets:
+        """The regressor's named outputs (the material's constants, then γ when it is learned)."""
+        return metadata_targets(self.metadata, self.regressor.n_outputs)
+
+    @property
+    def target_names(self) -> tuple[str, ...]:
+        """Names of all regressor outputs, e.g. ('1XX', '1XY', '2XX', '2YY', 'linewidth') for bcc."""
+        return self.targets.names
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Names of the force constants the bundle predicts (N/m), the material's order."""
+        return self.targets.constants
+
+    @cached_property
+    def material(self) -> Material:
+        """The material the bundle was trained for (aluminium for bundles that record none)."""
+        return metadata_material(self.metadata)
+
+    @cached_property
+    def experiment(self) -> Experiment:
+        """The experiment the bundle was trained for (older bundles: the standard settings on its grid)."""
+        return metadata_experiment(self.metadata, self.grid)
+
+    def check_data(self, spectra: Spectrum, what: str = "the input spectra") -> None:
+        """Refuse spectra whose recorded material or experiment differs from the bundle's (ValueError saying
+        what differs and what to do); spectra that record neither are not checked."""
+        if spectra.material is not None or spectra.experiment is not None:
+            check_matches(self.material, self.experiment, spectra, "the model bundle", what)
 
     @property
     def predicts_linewidth(self) -> bool:
-        """True when the regressor's 6th output is the intrinsic linewidth γ (HWHM = γ·E)."""
-        return self.regressor.n_outputs == 6
+        """True when the regressor also predicts the intrinsic linewidth γ (HWHM = γ·E), the target "linewidth"."""
+        return self.targets.linewidth
 
     @property
     def family(self) -> str:
@@ -126,9 +134,8 @@ class Bundle:
 
     # -- inference --------------------------------------------------------------------
     def _inputs(self, spectra: Spectrum | np.ndarray | torch.Tensor) -> tuple[torch.Tensor, bool]:
-        from phonon_ml_core.learn.training import spectra_tensor
-
         if isinstance(spectra, Spectrum):
+            self.check_data(spectra)
             single = not spectra.is_set
             s = spectra
         else:
@@ -186,7 +193,8 @@ class Bundle:
                 seed: int = 0, temperature: float | np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Force constants (N/m) with uncertainties from ``n_samples`` latent draws per spectrum.
 
-        Returns {'mean_code_prediction', 'mean', 'std'}, each (N, 5) ((5,) for one spectrum), and, when the
+        Returns {'mean_code_prediction', 'mean', 'std'}, each (N, n_constants) ((n_constants,) for one spectrum,
+        in the order of :attr:`names`), and, when the
         bundle predicts it, 'linewidth' and 'linewidth_std' (N,) (γ, mean over the draws, clamped at 0):
         the regressor at the posterior mean, and the mean and standard deviation of the regressor over
         z ~ N(mu, e^logvar) (vectorised over samples). For fcae/cnnae std is 0 and mean = mean_code_prediction.
@@ -214,10 +222,11 @@ class Bundle:
             mean, std = torch.stack(means), torch.stack(stds)
         out = {"mean_code_prediction": mean_code.numpy().astype(float), "mean": mean.numpy().astype(float),
                "std": std.numpy().astype(float)}
-        if self.predicts_linewidth:  # 6th output: γ, reported separately (clamped at 0), constants stay (N, 5)
-            out["linewidth"] = np.clip(out["mean"][:, 5], 0.0, None)
-            out["linewidth_std"] = out["std"][:, 5]
-            out = {k: (v[:, :5] if v.ndim == 2 else v) for k, v in out.items()}
+        if self.predicts_linewidth:  # the target "linewidth": reported separately (clamped at 0)
+            split = {k: self.targets.split(v) for k, v in out.items()}
+            out = {k: fc for k, (fc, _) in split.items()}
+            out[LINEWIDTH] = np.clip(split["mean"][1], 0.0, None)
+            out[f"{LINEWIDTH}_std"] = split["std"][1]
         if single:
             out = {k: v[0] for k, v in out.items()}
         return out
@@ -234,7 +243,8 @@ class Bundle:
         target = Path(path)
         if target.exists() and not overwrite:
             raise FileExistsError(f"{target} already exists: choose another output path or pass --overwrite")
-        if target.exists() and not (target / "metadata.json").exists() and (not target.is_dir() or any(target.iterdir())):
+        if target.exists() and not (target / "metadata.json").exists() and \
+                (not target.is_dir() or any(target.iterdir())):
             raise ValueError(f"{target} exists and is not a phonon-ml bundle: refusing to replace it")
         parent = target.parent if str(target.parent) else Path(".")
         if not parent.is_dir():
@@ -287,7 +297,7 @@ class Bundle:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self.metadata = {k: v for k, v in meta.items() if k != "weights_dtype"}   # in memory: float32
+        self.metadata = {k: v for k, v in meta.items() if k != "weights_dtype"}  # in memory: float32
         return target
 
 
@@ -355,21 +365,23 @@ def load_bundle(path: str | os.PathLike, grid: Grid | None = None, family: str |
 
 
 def bundle_from_training(result: Any, grid: Grid, *, data: dict[str, Any] | None = None,
-                         sampling_ranges: dict[str, Any] | None = None, instrument: str = "ARCS",
+                         sampling_ranges: dict[str, Any] | None = None, instrument: str | None = None,
                          quantity: str = "chi''") -> Bundle:
-    """A :class:`Bundle` from :class:`phonon_ml_core.learn.training.TrainingResult` with full metadata."""
+    """A :class:`Bundle` from :class:`phonon_ml_core.learn.pipeline.TrainingResult` with full metadata: the
+    result's material, experiment and named targets; ``sampling_ranges`` (default: the material's, N/m);
+    ``instrument`` is ignored (the experiment records it; kept for callers of the older signature)."""
+    material, experiment, targets = result.material, result.experiment, result.targets
+    ranges = sampling_ranges or {n: list(r) for n, r in zip(material.names, material.sampling_ranges)}
     meta = {
         "normalization": {"method": "mean", "definition": "(x - mean) / (max - min) over valid pixels"},
         "quantity": quantity,
-        "targets": list(FORCE_CONSTANT_NAMES) + ["linewidth"] * (result.regressor.n_outputs == 6),
-        "force_constants": {"names": list(FORCE_CONSTANT_NAMES), "units": "N/m",
-                            "reference": AL_REFERENCE_FC.tolist(),
-                            "sampling_ranges": sampling_ranges or default_sampling_ranges()},
-        "instrument": instrument, "ei_mev": grid.ei_mev,
+        "targets": list(targets.names),
+        "material": material.to_dict(), "experiment": experiment.to_dict(),
+        "force_constants": {"names": list(targets.constants), "units": "N/m",
+                            "reference": list(material.reference_constants), "sampling_ranges": ranges},
+        "instrument": experiment.instrument, "ei_mev": grid.ei_mev,
         "training": {"config": result.config.to_dict(), "seconds": result.seconds,
-                     "epochs": {s: sum(1 for r in result.history if r["stage"] == s)
-                                for s in ("pretrain", "finetune", "extended", "regressor", "physics",
-                                          "physics-finetune")}},
+                     "epochs": {s: sum(1 for r in result.history if r["stage"] == s) for s in STAGES}},
         "data": data or {},
         "metrics": result.metrics,
     }

@@ -11,29 +11,35 @@ to the regressor only when it is temperature-conditioned, and b1 the best residu
 each spectrum (profiled as in the fits, :mod:`.residual_background`; ``background=False`` drops it).
 ``physics`` runs on the simulated training spectra (no labels needed; it sharpens the constants the
 spectrum is sensitive to); ``physics-finetune`` runs on the measured spectra, so fine-tuning adapts the
-regressor to real data, not only the autoencoder. Both reuse :func:`phonon_ml_core.learn.training.fit`
+regressor to real data, not only the autoencoder. Both reuse :func:`phonon_ml_core.learn.loop.fit`
 (checkpoints, resume, progress); one "epoch" is one optimiser step on a batch of spectra of neighbouring
 temperatures (the simulator caches its |Q|-shell tensors per lattice parameter a(T)).
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from phonon_ml_core.data.grid import Grid
 from phonon_ml_core.fitting.residual_background import centred_energy, default_slope_bounds, profile
-from phonon_ml_core.simulator import PowderSimulator
+from phonon_ml_core.learn.configs import StageConfig
+from phonon_ml_core.learn.targets import Targets
+from phonon_ml_core.simulator import PowderSimulator, SimulationSettings
+from phonon_ml_core.specs import ALUMINIUM, Experiment, Material
 
 LINEWIDTH_MAX = 0.2  # upper clamp of a predicted γ in the physics loss (the data sets use 0–0.06)
 
 
-def outputs_to_physical(out: torch.Tensor, target_mean: np.ndarray, target_std: np.ndarray
+def outputs_to_physical(out: torch.Tensor, target_mean: np.ndarray, target_std: np.ndarray, targets: Targets
                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Standardised regressor outputs (B, 5 or 6) → constants (B, 5) in N/m and γ (B,) ≥ 0 or None."""
+    """Standardised regressor outputs (B, n_outputs) → constants (B, n_constants) in N/m and γ (B,) clamped to
+    [0, :data:`LINEWIDTH_MAX`], or None when ``targets`` has no linewidth."""
     p = out * torch.as_tensor(target_std, dtype=out.dtype) + torch.as_tensor(target_mean, dtype=out.dtype)
-    gamma = p[:, 5].clamp(0.0, LINEWIDTH_MAX) if p.shape[1] > 5 else None
-    return p[:, :5], gamma
+    fc, gamma = targets.split(p)
+    return fc, (None if gamma is None else gamma.clamp(0.0, LINEWIDTH_MAX))
 
 
 def consistency_nmse(sim: PowderSimulator, x: torch.Tensor, temperature: torch.Tensor, fc: torch.Tensor,
@@ -55,13 +61,13 @@ def consistency_nmse(sim: PowderSimulator, x: torch.Tensor, temperature: torch.T
     return ((xv - yv) ** 2).sum(-1) / (xv ** 2).sum(-1).clamp_min(1e-12)
 
 
-def consistency_loss(sim: PowderSimulator, target_mean: np.ndarray, target_std: np.ndarray,
+def consistency_loss(sim: PowderSimulator, target_mean: np.ndarray, target_std: np.ndarray, targets: Targets,
                      background: bool = False) -> Callable:
-    """Loss for :func:`phonon_ml_core.learn.training.fit` on batches (mu, x, T): mean NMSE over stable predictions
+    """Loss for :func:`phonon_ml_core.learn.loop.fit` on batches (mu, x, T): mean NMSE over stable predictions
     (with a profiled residual background slope when ``background``)."""
     def fn(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], gen: torch.Generator | None):
         mu, x, temps = batch
-        fc, gamma = outputs_to_physical(model(mu, temps), target_mean, target_std)  # T used when conditioned
+        fc, gamma = outputs_to_physical(model(mu, temps), target_mean, target_std, targets)  # T used when conditioned
         with torch.no_grad():  # find the unstable predictions first: their NaN would poison the gradient
             ok = torch.isfinite(consistency_nmse(sim, x, temps, fc, gamma))
         if not ok.any():  # every prediction unstable: no gradient, report the penalty
@@ -90,22 +96,23 @@ def temperature_window_source(mu: torch.Tensor, x: torch.Tensor, temperature: np
     return draw
 
 
-def consistency_simulator(grid: Any, quantity: str, data_metadata: dict[str, Any] | None) -> PowderSimulator:
-    """The float32 simulator of the physics stages, with the settings a data set recorded in its metadata
-    (``metadata["simulator"]["settings"]``; defaults when absent)."""
-    from phonon_ml_core.fitting.spectrum_fit import get_simulator
-    from phonon_ml_core.simulator import SimulationSettings
+def consistency_simulator(grid: Grid, quantity: str, data_metadata: dict[str, Any] | None,
+                          material: Material = ALUMINIUM, experiment: Experiment | None = None) -> PowderSimulator:
+    """The float32 simulator of the physics stages for ``material`` on ``grid``, with the settings a data set
+    recorded in its metadata (``metadata["simulator"]["settings"]``), else the resolution of ``experiment``
+    (the shared, cached factory :func:`phonon_ml_core.simulator.factory.get_simulator`; aluminium through its
+    legacy default, so that sets and bundles made before materials were recorded keep their physics)."""
+    from phonon_ml_core.simulator.factory import get_simulator
 
     st = ((data_metadata or {}).get("simulator") or {}).get("settings") or {}
-    return get_simulator(grid, quantity, SimulationSettings(**st) if st else None, dtype=torch.float32)
+    return get_simulator(None if material.same_as(ALUMINIUM) else material, None if st else experiment, grid=grid,
+                         quantity=quantity, settings=SimulationSettings(**st) if st else None, dtype=torch.float32)
 
 
 def consistency_stage(regressor: torch.nn.Module, steps: int, batch: int, lr: float, layers: str = "all"):
     """Make the ``layers`` of ``regressor`` trainable ("all", or "last": the output layer only) and return the
-    :class:`~phonon_ml_core.learn.training.StageConfig` of a physics stage: ``steps`` Adam steps (one per "epoch"),
+    :class:`~phonon_ml_core.learn.configs.StageConfig` of a physics stage: ``steps`` Adam steps (one per "epoch"),
     constant ``lr``, no validation or early stopping, ten checkpoints."""
-    from phonon_ml_core.learn.training import StageConfig
-
     if layers not in ("all", "last"):
         raise ValueError(f"layers must be 'all' or 'last' (the output layer only), got {layers!r}")
     regressor.train()

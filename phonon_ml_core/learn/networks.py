@@ -18,13 +18,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from phonon_ml_core.specs import ALUMINIUM
+
 FAMILIES: tuple[str, ...] = ("fcvae", "fcae", "cnnae", "cnnvae")
 DEFAULT_FAMILY = "fcvae"
 DEFAULT_LATENT_DIM = 30
 DEFAULT_KL_WEIGHT = 1e-6
 LATENT_DIM_RANGE: tuple[int, int] = (3, 30)  # the study's range; larger values are allowed
 REGRESSOR_HIDDEN: tuple[int, ...] = (100, 1000, 1000, 100)
-N_FORCE_CONSTANTS = 5
+#: Default number of regressor outputs: the default material's constants (aluminium's five).
+N_FORCE_CONSTANTS = ALUMINIUM.n_constants
 
 
 def _mask_tensor(mask: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -107,7 +110,8 @@ class SpectrumAutoencoder(nn.Module):
         b = self.background_basis.to(x.dtype)
         v = flatten_valid(x, self.mask)
         finite = torch.isfinite(v)
-        fill = torch.where(finite, v, torch.zeros_like(v)).sum(-1, keepdim=True) / finite.sum(-1, keepdim=True).clamp_min(1)
+        fill = (torch.where(finite, v, torch.zeros_like(v)).sum(-1, keepdim=True)
+                / finite.sum(-1, keepdim=True).clamp_min(1))
         v = torch.where(finite, v, fill)
         v = v - (v @ b) @ b.T
         span = (v.amax(-1, keepdim=True) - v.amin(-1, keepdim=True)).clamp_min(torch.finfo(v.dtype).tiny)
@@ -314,7 +318,7 @@ REGRESSOR_CONDITIONS: dict[str, tuple[float, float]] = {"temperature": (350.0, 2
 
 
 class ForceConstantRegressor(nn.Module):
-    """Latent code → force constants: latent → 100 → 1000 → 1000 → 100 → 5 (tanh hidden layers).
+    """Latent code → named targets: latent → 100 → 1000 → 1000 → 100 → n_outputs (tanh hidden layers).
 
     Works on standardised targets; :class:`phonon_ml_core.learn.bundle.Bundle` converts back to N/m. With
     ``conditions=("temperature",)`` the sample temperature (K, known in every experiment) is a further input,

@@ -68,87 +68,25 @@ def progress_callback(progress: Any, total: int, message: str) -> Callable[[dict
 
 # ------------------------------------------------------------------------------------------ training
 def check_training_file(path: str | os.PathLike) -> str | None:
-    """The problem with ``path`` as a labelled simulated data set (conventions §4), or None (h5py only)."""
-    import h5py
+    """The problem with ``path`` as a labelled simulated data set, or None
+    (:func:`phonon_ml_core.learn.setup.check_training_file`)."""
+    from phonon_ml_core.learn.setup import check_training_file as check
 
-    p = Path(path)
-    if not p.is_file():
-        return f"{p} does not exist"
-    try:
-        with h5py.File(p, "r") as f:
-            missing = [k for k in ("q", "energy", "intensity") if k not in f]
-            if missing:
-                return f"{p} is not a phonon-ml data set (lacks {missing}; conventions §4)"
-            if "force_constants" not in f:
-                return (f"{p} has no force_constants: the regressor needs a labelled simulated set "
-                        "(`phonon-ml simulate --count N`)")
-            if f["intensity"].ndim != 3:
-                return f"{p} holds one spectrum, not a data set: simulate one with `phonon-ml simulate --count N`"
-    except OSError as exc:
-        return f"{p} is not a readable HDF5 file: {exc}"
-    return None
+    return check(path)
 
 
 def train_bundle(args: dict[str, Any], measured: Sequence[Any] = (), measured_names: Sequence[str] = (),
                  on_epoch: Callable[[dict], None] | None = None) -> Path:
-    """Train and write a bundle exactly as ``phonon-ml train`` does (commands/train.py), from in-memory
-    measured spectra instead of files.
-
-    ``args`` holds the CLI option values by their argparse names: data, output, overwrite, family,
-    latent_dim, kl_weight, epochs, finetune_epochs, extended_epochs, regressor_epochs, optimizer, lr,
-    batch_size, patience, regressor_codes, seed. Returns the bundle path.
+    """Train and write a bundle exactly as ``phonon-ml train`` does
+    (:func:`phonon_ml_core.learn.setup.train_to_bundle`), from in-memory measured spectra instead of files.
+    ``args`` holds option values by their argparse names (data, output, overwrite, family, latent_dim, epochs, …;
+    absent ones take the core's defaults). Returns the bundle path.
     """
-    import shutil
-    import tempfile
+    from phonon_ml_core.learn.setup import train_to_bundle
 
-    from phonon_ml_core.learn.bundle import bundle_from_training
-    from phonon_ml_core.cli.train import _file_info
-    from phonon_ml_core.learn.networks import check_latent_dim
-    from phonon_ml_core.data.spectrum import Spectrum
-    from phonon_ml_core.learn.training import PipelineConfig, StageConfig, study_stage_config, train_pipeline
-
-    out = Path(args["output"])
-    problem = check_output_bundle(str(out), bool(args.get("overwrite", False)))
-    if problem:
-        raise ValueError(problem)
-    check_latent_dim(int(args["latent_dim"]))
-    simulated = Spectrum.from_hdf5(args["data"])
-    if simulated.force_constants is None:
-        raise ValueError(f"{args['data']} has no force_constants: the regressor needs a labelled simulated set")
-    sets = []
-    for name, s in zip(list(measured_names) or [f"measured[{i}]" for i in range(len(measured))], measured):
-        try:
-            s = on_grid(s, simulated.grid)
-        except ValueError as exc:
-            raise ValueError(f"{name}: {exc}") from None
-        sets.append(s)
-    meas = Spectrum.stack(sets) if sets else None
-    sgd = args.get("optimizer", "adam") == "sgd"
-    make = study_stage_config if sgd else StageConfig
-    extra = {} if sgd else {"patience": int(args.get("patience", 20))}
-    cfg = PipelineConfig(
-        family=args["family"], latent_dim=int(args["latent_dim"]), kl_weight=float(args["kl_weight"]),
-        pretrain=make(epochs=int(args["epochs"]), batch_size=int(args["batch_size"]), lr=args.get("lr"),
-                      checkpoint_every=5, **extra),
-        finetune_epochs=int(args["finetune_epochs"]), extended_epochs=int(args["extended_epochs"]),
-        regressor=make(epochs=int(args["regressor_epochs"]), batch_size=128, checkpoint_every=5,
-                       **({} if sgd else {"patience": max(int(args.get("patience", 20)), 30)})),
-        regressor_codes=args.get("regressor_codes", "sample"), seed=int(args.get("seed", 0)))
-    workdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".checkpoints",
-                                    dir=out.parent if str(out.parent) else "."))
-    try:
-        result = train_pipeline(simulated, cfg, measured=meas, workdir=workdir, progress=False, on_epoch=on_epoch)
-        data = {"simulated": {**_file_info(args["data"]), "n_spectra": simulated.n_spectra,
-                              "metadata": simulated.metadata},
-                "finetune": [{"workspace": n} for n in measured_names]}
-        ranges = simulated.metadata.get("sampling_ranges") or simulated.metadata.get("sampling")
-        bundle = bundle_from_training(result, simulated.grid, data=data,
-                                      sampling_ranges=ranges if isinstance(ranges, dict) else None,
-                                      instrument=simulated.instrument or "ARCS", quantity=simulated.quantity)
-        bundle.save(out, overwrite=bool(args.get("overwrite", False)),
-                    extra_files={"training_log.jsonl": workdir / "training_log.jsonl",
-                                 "loss_curve.png": workdir / "loss_curve.png"})
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return out
-
+    names = list(measured_names) or [f"measured[{i}]" for i in range(len(measured))]
+    options = {k: v for k, v in args.items() if k not in ("data", "output", "overwrite")}
+    train_to_bundle(args["data"], args["output"], options, measured, names, [{"workspace": n} for n in names],
+                    overwrite=bool(args.get("overwrite", False)), progress=False, overwrite_hint="set Overwrite",
+                    on_epoch=on_epoch)
+    return Path(args["output"])

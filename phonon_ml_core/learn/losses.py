@@ -1,0 +1,103 @@
+"""Losses of the network stages and their data sources (autoencoder, denoising, regressor, on-the-fly spectra)."""
+from __future__ import annotations
+
+from dataclasses import replace
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.learn.loop import LossFn
+from phonon_ml_core.learn.matching import spectrum_experiment, spectrum_material
+from phonon_ml_core.learn.networks import SpectrumAutoencoder
+from phonon_ml_core.specs import Experiment, Material
+
+
+def autoencoder_loss(model: torch.nn.Module, batch: tuple[torch.Tensor, ...],
+                     gen: torch.Generator | None) -> dict[str, torch.Tensor]:
+    """Reconstruction (+ KL) loss of a batch of spectra."""
+    return model.loss(batch[0], generator=gen)
+
+
+def augmented_autoencoder_loss(noise: float, background: float, mask: np.ndarray,
+                               energy: np.ndarray) -> LossFn:
+    """Denoising loss: the input is the spectrum with pixel noise and a residual background slope added and
+    re-normalised; the target is the clean spectrum (nuisance variation of measured data, issue 4)."""
+    from phonon_ml_core.data.normalization import mean_normalize
+
+    if noise == 0 and background == 0:
+        return autoencoder_loss
+    m = torch.as_tensor(np.array(mask, dtype=bool))
+    e = torch.as_tensor(np.array(energy, dtype=float), dtype=torch.float32)
+    ramp = ((e - e[m.any(1)].mean()) / float(np.ptp(energy) or 1.0))[:, None]  # (n_E, 1), span 1
+
+    def fn(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], gen: torch.Generator | None):
+        x = batch[0]
+        if gen is None:  # validation: the clean loss, so early stopping is deterministic
+            return model.loss(x)
+        b = x.shape[0]
+        slope = (torch.rand((b, 1, 1), generator=gen) * 2 - 1) * background
+        noisy = x + noise * torch.randn(x.shape, generator=gen) + slope * ramp
+        noisy = mean_normalize(torch.where(m, noisy, torch.full_like(noisy, float("nan"))), np.asarray(mask))
+        return model.loss(noisy, generator=gen, target=x)
+    return fn
+
+
+def simulator_source(simulated: Spectrum, n: int, seed: int, material: Material | None = None,
+                     experiment: Experiment | None = None, batch: int = 8) -> Callable[[int], tuple[torch.Tensor]]:
+    """Fresh simulated spectra of ``material`` each epoch, drawn like the data set ``simulated`` (its sampling
+    metadata; else the material's sampling ranges). ``material`` and ``experiment`` default to the data set's.
+
+    Returns ``draw(epoch) -> (x,)`` with x (n, n_E, n_Q) mean-normalised float32; deterministic per epoch.
+    """
+    from phonon_ml_core.learn.consistency import consistency_simulator
+    from phonon_ml_core.simulator.dataset import SamplingConfig, sample_parameters
+
+    material = material or spectrum_material(simulated)
+    experiment = experiment or spectrum_experiment(simulated)
+    meta = dict(simulated.metadata.get("sampling") or {})
+    for key in ("relative_range", "temperature_range", "linewidth_range"):
+        if meta.get(key) is not None:
+            meta[key] = tuple(meta[key])
+    if meta.get("absolute_ranges") is not None:
+        meta["absolute_ranges"] = {k: tuple(v) for k, v in meta["absolute_ranges"].items()}
+    base = SamplingConfig(**meta)  # without recorded sampling: the material's own ranges (conventions §7)
+    sim = consistency_simulator(simulated.grid, simulated.quantity, simulated.metadata, material, experiment)
+    model = material.bvk_model()
+
+    def draw(epoch: int) -> tuple[torch.Tensor]:
+        p = sample_parameters(n, replace(base, seed=int(seed) * 100_003 + epoch), model=model, material=material)
+        lw = p.linewidth if base.linewidth_range is not None else None
+        out = []
+        with torch.no_grad():
+            for i in range(0, n, batch):
+                out.append(sim(p.force_constants[i:i + batch], p.temperature[i:i + batch],
+                               linewidth=None if lw is None else lw[i:i + batch]).float())
+        return (torch.cat(out),)
+    return draw
+
+
+def regressor_loss(sample: bool) -> LossFn:
+    """MSE on standardised targets; batch = (mu, logvar, y) or (mu, logvar, T, y) for a regressor conditioned on
+    the temperature T (K). Codes are drawn from q(z|x) when ``sample``."""
+    def fn(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], gen: torch.Generator | None):
+        mu, logvar, *cond, y = batch      # (mu, logvar, [T,] y): T (K) for a temperature-conditioned regressor
+        z = mu
+        if sample and gen is not None:
+            z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen, dtype=mu.dtype)
+        return {"loss": torch.mean((model(z, *cond) - y) ** 2)}
+    return fn
+
+
+@torch.no_grad()
+def encode_all(model: SpectrumAutoencoder, x: torch.Tensor, batch: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior means and log-variances (B, latent) of all spectra; logvar = −30 (no spread) for plain AEs."""
+    model.eval()
+    mus, lvs = [], []
+    for i in range(0, x.shape[0], batch):
+        mu, lv = model.encode(x[i:i + batch])
+        mus.append(mu)
+        lvs.append(torch.full_like(mu, -30.0) if lv is None else lv)
+    return torch.cat(mus), torch.cat(lvs)
+
