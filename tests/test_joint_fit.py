@@ -49,7 +49,7 @@ def _series(sim, grid, sigma: float, seed: int = 0) -> list[Spectrum]:
 @pytest.fixture(scope="module")
 def joint(sim, grid):
     spectra = _series(sim, grid, 0.003)
-    return spectra, fit_joint(spectra, simulators=[sim] * 3, model="linear", max_evaluations=150)
+    return spectra, fit_joint(spectra, simulators=[sim] * 3, model="linear", max_evaluations=60)
 
 
 def test_series_model_design():
