@@ -19,7 +19,7 @@ setup(
     packages=find_packages(include=["phonon_ml_core", "phonon_ml_core.*"]) + ["phonon_ml_core.mantid_algorithms"],
     # the Mantid algorithms in plugins/ ship as data (Mantid runs every .py in a plugin folder itself)
     package_dir={"phonon_ml_core.mantid_algorithms": "plugins"},
-    package_data={"phonon_ml_core": ["data/*.json", "specs/materials/*.json"], "phonon_ml_core.mantid_algorithms": ["*.py"]},
+    package_data={"phonon_ml_core": ["specs/*.json", "specs/materials/*.json"], "phonon_ml_core.mantid_algorithms": ["*.py"]},
     include_package_data=True,
     data_files=MODEL_FILES,
     install_requires=[

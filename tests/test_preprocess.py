@@ -10,7 +10,7 @@ import pytest
 from phonon_ml_core import cli
 from phonon_ml_core.preprocess.background import ESTIMATORS, estimate_background, subtract_background
 from phonon_ml_core.physics.units import KB_MEV_PER_K
-from phonon_ml_core.data.grid import Grid, edges_to_centres, kinematic_mask, standard_grid
+from phonon_ml_core.specs.grid import Grid, edges_to_centres, kinematic_mask, standard_grid
 from phonon_ml_core.data.normalization import is_mean_normalized, nmse
 from phonon_ml_core.preprocess.pipeline import detailed_balance_factor, preprocess, preprocess_with_report, to_chi
 from phonon_ml_core.readers import read_spectrum, write_mantid_nexus, write_nxspe

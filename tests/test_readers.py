@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from phonon_ml_core.physics.units import HBAR2_OVER_2MN_MEV_A2
-from phonon_ml_core.data.grid import edges_to_centres, standard_grid
+from phonon_ml_core.specs.grid import edges_to_centres, standard_grid
 from phonon_ml_core.readers import (read_mantid_nexus, read_nxspe, read_spectrum, sniff_format,
                                     write_mantid_nexus, write_nxspe)
 from phonon_ml_core.readers.powder import powder_sqw

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from phonon_ml_core import cli
-from phonon_ml_core.data.grid import Grid, edges_to_centres, q_limits, standard_grid
+from phonon_ml_core.specs.grid import Grid, edges_to_centres, q_limits, standard_grid
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.preprocess.measurement import read_measured
 from phonon_ml_core.preprocess.pipeline import preprocess, preprocess_with_report

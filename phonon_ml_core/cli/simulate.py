@@ -12,7 +12,7 @@ from dataclasses import replace
 
 from phonon_ml_core.cli.parsing import parse_floats
 from phonon_ml_core.data.fileio import check_output_path
-from phonon_ml_core.data.grid import Grid, standard_grid
+from phonon_ml_core.specs.grid import Grid, standard_grid
 from phonon_ml_core.report.simulation import dataset_for, sampling_for, simulate_for
 from phonon_ml_core.simulator import SimulationSettings
 from phonon_ml_core.simulator.dataset import parse_shard

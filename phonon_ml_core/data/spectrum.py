@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 from phonon_ml_core.data.fileio import atomic_path, check_output_path
-from phonon_ml_core.data.grid import ARCS_TWO_THETA_RANGE_DEG, Grid
+from phonon_ml_core.specs.grid import ARCS_TWO_THETA_RANGE_DEG, Grid
 from phonon_ml_core.data.jsonio import json_default
 from phonon_ml_core.data.normalization import mean_normalize
 from phonon_ml_core.specs.experiment import Experiment

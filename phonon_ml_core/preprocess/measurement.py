@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import os
 
-from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.data.rebin import HALF_AREA_COVERAGE
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.readers import read_spectrum, sniff_format

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from phonon_ml_core.data.grid import Grid, standard_grid
+from phonon_ml_core.specs.grid import Grid, standard_grid
 from phonon_ml_core.data.rebin import HALF_AREA_COVERAGE, crop_indices, rebin2d
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.physics.units import KB_MEV_PER_K

@@ -4,7 +4,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
-from phonon_ml_core.data.grid import Grid, centres_to_edges, edges_to_centres
+from phonon_ml_core.specs.grid import Grid, centres_to_edges, edges_to_centres
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.readers.logs import INSTRUMENT_LOGS, as_str, canonical_instrument, finite_mean, resolve_ei
 from phonon_ml_core.specs import STANDARD_EXPERIMENT, get_instrument

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.readers.writers import write_mantid_nexus
 from phonon_ml_core.report.simulation import simulate_for
 from phonon_ml_core.simulator import SimulationSettings

@@ -68,7 +68,7 @@ def kinematic_mask(q: np.ndarray, energy: np.ndarray, ei_mev: float,
 
 @lru_cache(maxsize=1)
 def _standard_mask() -> np.ndarray:
-    text = resources.files("phonon_ml_core").joinpath("data/standard_mask.json").read_text()
+    text = resources.files("phonon_ml_core").joinpath("specs/standard_mask.json").read_text()
     spec = json.loads(text)
     mask = np.zeros(spec["shape"], dtype=bool)
     for row, (lo, hi) in enumerate(spec["row_column_ranges"]):
