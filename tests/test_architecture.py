@@ -123,7 +123,8 @@ def test_packages_import_only_their_layer_or_below():
 
 def test_core_never_imports_the_cli():
     graph = _graph()
-    bad = sorted(f"{m} -> {d}" for m, deps in graph.items() if _package(m) != "cli" for d in deps if _package(d) == "cli")
+    bad = sorted(f"{m} -> {d}" for m, deps in graph.items() if _package(m) != "cli"
+                 for d in deps if _package(d) == "cli")
     assert not bad, f"the core imports the command line: {bad}"
 
 
