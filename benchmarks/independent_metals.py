@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -84,12 +85,14 @@ def run_case(symbol: str, instrument: str, ei: float, temperature: float, npts: 
         worst = max(worst, float(rel.max()))
         print(f"  {point}: fit {', '.join(f'{g:.3f}' for g in got)}  true {', '.join(f'{w:.3f}' for w in freqs)} THz"
               f"  (max error {100 * rel.max():.1f} %)")
-    print(f"  constants {dict(zip(material.names, np.round(entry['force_constants'], 3)))} "
-          f"true {dict(zip(material.names, np.round(truth, 3)))}")
+    fit = ", ".join(f"{n} {v:.2f}" for n, v in zip(material.names, entry["force_constants"]))
+    true = ", ".join(f"{n} {v:.2f}" for n, v in zip(material.names, truth))
+    print(f"  constants (N/m): fit {fit}; true {true}")
     return worst
 
 
 def main() -> None:
+    warnings.filterwarnings("ignore", message="More than one OpenMP")
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", default="Fe:ARCS:80,Cu:SEQUOIA:60,Nb:MERLIN:60", help="SYMBOL:INSTRUMENT:EI,...")
     ap.add_argument("--temperature", type=float, default=300.0)
