@@ -10,6 +10,7 @@ from phonon_ml_core.physics.units import FORCE_CONSTANT_NAMES
 from phonon_ml_core.simulator.dataset import SamplingConfig, generate_dataset, parse_shard
 from phonon_ml_core.data.fileio import check_output_path
 from phonon_ml_core.data.grid import Grid, standard_grid
+from phonon_ml_core.data.validation import check_interval, check_memory
 from phonon_ml_core.simulator import SimulationSettings, simulate_spectrum
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,15 @@ def run(args: argparse.Namespace) -> int:
     if args.count is not None:
         if args.count < 1:
             raise ValueError("--count must be at least 1")
-        lo_hi = parse_floats(args.relative_range, 2, "--range bounds")
+        grid = _grid(args)
+        check_memory(8.0 * args.count * grid.q.size * grid.energy.size, f"--count {args.count}",
+                     "simulate fewer spectra, or split the set with --shard i/n")
+        lo_hi = check_interval(parse_floats(args.relative_range, 2, "--range bounds"), "--range", low=0.0)
+        if args.temperature_range:
+            check_interval(parse_floats(args.temperature_range, 2, "temperatures"), "--temperature-range", "K",
+                           low=0.0, low_inclusive=False)
+        if args.linewidth_range:
+            check_interval(parse_floats(args.linewidth_range, 2, "linewidths"), "--linewidth-range", low=0.0)
         config = SamplingConfig(relative_range=tuple(lo_hi), seed=args.seed,
                                 absolute_ranges=parse_constant_ranges(args.constant_range),
                                 temperature=300.0 if args.temperature is None else args.temperature,
@@ -115,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                                 if args.linewidth_range else None)
         if config.temperature <= 0:
             raise ValueError("--temperature must be positive (K)")
-        out = generate_dataset(args.output, args.count, config, shard=parse_shard(args.shard), grid=_grid(args),
+        out = generate_dataset(args.output, args.count, config, shard=parse_shard(args.shard), grid=grid,
                                settings=_settings(args), batch_size=args.batch_size, overwrite=args.overwrite,
                                progress=not args.no_progress, device=args.device)
         print(f"wrote {out}")
