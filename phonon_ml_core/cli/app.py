@@ -11,6 +11,7 @@ import importlib
 import logging
 import re
 import sys
+from pathlib import Path
 
 #: Subcommand modules in the order they appear in ``phonon-ml --help``.
 COMMANDS = ("simulate", "dispersion", "preprocess", "train", "predict", "finetune", "fit", "evaluate",
@@ -80,8 +81,14 @@ def main(argv: list[str] | None = None) -> int:
             parser.print_help()
             return 2
         command = args.command
-        check_arguments(args)
-        return int(args._run(args) or 0)
+        new_folders = [Path(getattr(args, d)) for d in ("output_dir", "output")
+                       if isinstance(getattr(args, d, None), str) and not Path(getattr(args, d)).exists()]
+        try:
+            check_arguments(args)
+            return int(args._run(args) or 0)
+        except BaseException:
+            _remove_empty(new_folders)
+            raise
     except KeyboardInterrupt:
         hint = RESUME_HINTS.get(command, "nothing half-written was left; rerun the command")
         print(f"phonon-ml {command}: interrupted; {hint}", file=sys.stderr)
@@ -91,6 +98,13 @@ def main(argv: list[str] | None = None) -> int:
             exc = MemoryError("out of memory: use fewer spectra (--count, --batch-size) or a larger machine")
         print(f"phonon-ml {command}: error: {_message(exc)}", file=sys.stderr)
         return 2
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the output folders a failed command created and left empty (nothing is left behind)."""
+    for folder in folders:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def _message(exc: BaseException) -> str:
