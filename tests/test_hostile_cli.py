@@ -65,7 +65,7 @@ CASES = [
     ("sim-fc-nan", ["simulate", "--force-constants", "nan,1,1,1,1", "--temperature", "300", "-o", "a.h5"], "finite"),
     ("sim-no-temp", ["simulate", "--force-constants", FC, "-o", "a.h5"], "--temperature"),
     ("sim-temp-neg", ["simulate", "--force-constants", FC, "--temperature", "-3", "-o", "a.h5"], "--temperature"),
-    ("sim-temp-zero", ["simulate", "--force-constants", FC, "--temperature", "0", "-o", "a.h5"], "greater than 0"),
+    ("sim-temp-zero", ["simulate", "--force-constants", FC, "--temperature", "0", "-o", "a.h5"], "positive"),
     ("sim-temp-nan", ["simulate", "--force-constants", FC, "--temperature", "nan", "-o", "a.h5"], "finite"),
     ("sim-temp-inf", ["simulate", "--force-constants", FC, "--temperature", "inf", "-o", "a.h5"], "finite"),
     ("sim-temp-huge", ["simulate", "--force-constants", FC, "--temperature", "1e9", "-o", "a.h5"], "at most"),

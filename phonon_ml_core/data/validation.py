@@ -33,8 +33,9 @@ def check_number(value: Any, name: str, *, low: float | None = None, high: float
     if integer and x != int(x):
         raise ValueError(f"{name} must be a whole number, got {value!r}")
     if low is not None and (x < low or (x == low and not low_inclusive)):
-        rel = "at least" if low_inclusive else "greater than"
-        raise ValueError(f"{name} must be {rel} {low:g}{u}, got {value!r}")
+        rel = ("non-negative (≥ 0)" if low_inclusive else "positive (> 0)") if low == 0 else \
+            f"at least {low:g}" if low_inclusive else f"greater than {low:g}"
+        raise ValueError(f"{name} must be {rel}{u}, got {value!r}")
     if high is not None and x > high:
         raise ValueError(f"{name} must be at most {high:g}{u}, got {value!r}")
     return int(x) if integer else x
