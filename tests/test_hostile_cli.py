@@ -43,6 +43,7 @@ def inputs(tmp_path_factory) -> Path:
     (d / "text.h5").write_text("not an HDF5 file\n")
     (d / "result_bad.json").write_text("{not json")
     (d / "afile").write_text("x")
+    (d / "binary.properties").write_bytes(b"\xff\xfe\x00bad")
     (d / "result_list.json").write_text("[1, 2]")
     (d / "result_empty.json").write_text("[]")
     (d / "folder").mkdir()
@@ -232,6 +233,11 @@ CASES = [
     ("demo-out-file", ["demo", "--output-dir", "{in}/afile"], "not a folder"),
     ("demo-out-nodir", ["demo", "--output-dir", "nodir/dd"], "does not exist"),
     # mantid-register
+    ("mr-props-binary", ["mantid-register", "--properties-file", "{in}/binary.properties"], "binary.properties"),
+    ("mr-props-fifo", ["mantid-register", "--properties-file", "{in}/pipe.h5"], "not a regular file"),
+    ("mr-props-parent-file", ["mantid-register", "--properties-file", "{in}/afile/Mantid.user.properties"],
+     "not a folder"),
+    ("mr-props-nodir", ["mantid-register", "--properties-file", "nodir/Mantid.user.properties"], "does not exist"),
     ("mr-props-dir", ["mantid-register", "--properties-file", "{in}/folder"], "folder"),
 ]
 

@@ -112,8 +112,17 @@ def _message(exc: BaseException) -> str:
     if isinstance(exc, KeyError) and exc.args:
         return str(exc.args[0])
     if isinstance(exc, OSError) and exc.strerror and exc.filename:
-        return f"{exc.filename}: {exc.strerror}"
-    return str(exc)
+        return f"{_real_name(str(exc.filename))}: {exc.strerror}"
+    return _real_name(str(exc))
+
+
+def _real_name(text: str) -> str:
+    """``text`` with temporary output names replaced by the real ones."""
+    return _TEMP_NAME.sub(r"\1", text)
+
+
+#: The temporary names of :func:`phonon_ml_core.data.fileio.atomic_path` (``.NAME.XXXXXXXX.tmp``) → ``NAME``.
+_TEMP_NAME = re.compile(r"\.([^/\s]+?)\.[A-Za-z0-9_]{8}\.tmp")
 
 
 if __name__ == "__main__":

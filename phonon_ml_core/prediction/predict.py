@@ -159,6 +159,9 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
     for s in spectra:
         s = onto_bundle_grid(s, bundle.grid)
         pred = bundle.predict(s, n_samples=n_samples, seed=seed)
+        if not np.all(np.isfinite(pred["mean"])):
+            raise ValueError("the model bundle predicts non-finite force constants for a finite input: its weights "
+                             "are corrupted or were trained badly; reinstall the shipped bundle or retrain it")
         fc = material.check_force_constants(pred["mean"])
         t = s.temperature
         entry: dict[str, Any] = {"force_constants": fc, "std": pred["std"], "names": list(material.names),
