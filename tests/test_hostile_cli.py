@@ -41,6 +41,11 @@ def inputs(tmp_path_factory) -> Path:
     _spectrum(good * 7 + 3).to_hdf5(d / "fakenorm.h5")
     Spectrum.stack([_spectrum(good)]).to_hdf5(d / "one_set.h5")
     (d / "text.h5").write_text("not an HDF5 file\n")
+    import h5py
+    for name, change in (("descq.h5", lambda q: q[::-1]), ("nanq.h5", lambda q: np.where(q > 3, np.nan, q))):
+        (d / name).write_bytes((d / "good.h5").read_bytes())
+        with h5py.File(d / name, "a") as f:
+            f["q"][...] = change(f["q"][()])
     (d / "result_bad.json").write_text("{not json")
     (d / "afile").write_text("x")
     (d / "binary.properties").write_bytes(b"\xff\xfe\x00bad")
@@ -129,6 +134,10 @@ CASES = [
     ("pre-dir", ["preprocess", "--input", "{in}/folder", "--output", "o.h5"], "folder"),
     ("pre-fifo", ["preprocess", "--input", "{in}/pipe.h5", "--output", "o.h5"], "not a regular file"),
     ("pre-text", ["preprocess", "--input", "{in}/text.h5", "--output", "o.h5"], "text.h5"),
+    ("pre-desc-q", ["preprocess", "--input", "{in}/descq.h5", "--output", "o.h5"], "/q axis (1/Å) is descending"),
+    ("pre-nan-q", ["preprocess", "--input", "{in}/nanq.h5", "--output", "o.h5"], "/q axis (1/Å) has"),
+    ("fit-desc-q", ["fit", "--input", "{in}/descq.h5", "--output", "r.json"], "descq.h5: the /q axis"),
+    ("pred-nan-q", ["predict", "--input", "{in}/nanq.h5", "--output", "r.json"], "nanq.h5: the /q axis"),
     ("pre-temp-neg", ["preprocess", "--input", "{in}/good.h5", "--output", "o.h5", "--temperature", "-3"],
      "--temperature"),
     ("pre-temp-huge", ["preprocess", "--input", "{in}/good.h5", "--output", "o.h5", "--temperature", "1e9"],

@@ -72,7 +72,7 @@ def check_input_file(path: Any, name: str = "input", allow_dir: bool = False) ->
     try:
         st = p.stat()
     except FileNotFoundError:
-        raise FileNotFoundError(f"{name} {p} does not exist: check the path") from None
+        raise FileNotFoundError(f"{name} {p} not found: the file does not exist; check the path") from None
     except OSError as exc:
         raise ValueError(f"{name} {p} cannot be read ({exc.strerror}): check the path and its permissions") from None
     if stat.S_ISDIR(st.st_mode):
@@ -116,11 +116,26 @@ def check_memory(n_bytes: float, what: str, fix: str, fraction: float = 0.8) -> 
                          f"{total / 2**30:.1f} GiB of memory: {fix}")
 
 
+def check_axis(values: Any, name: str) -> np.ndarray:
+    """A 1-D axis of bin centres: at least two finite, strictly increasing values (``name`` names the file and
+    the axis in the message)."""
+    v = np.asarray(values, dtype=float)
+    if v.ndim != 1 or v.size < 2:
+        raise ValueError(f"{name} must be a 1-D array of at least two bin centres, got shape {v.shape}")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} has {int((~np.isfinite(v)).sum())} NaN or infinite values: rewrite the file with "
+                         "finite bin centres")
+    if not np.all(np.diff(v) > 0):
+        order = "descending" if np.all(np.diff(v) < 0) else "not strictly increasing"
+        raise ValueError(f"{name} is {order}: bin centres must increase strictly (reverse the axis and the "
+                         "intensity with it)")
+    return v
+
+
 def check_spectrum_object(spectrum: Any, name: str = "spectrum") -> Any:
     """``spectrum`` must be a :class:`~phonon_ml_core.data.spectrum.Spectrum` (not None, an array or a path)."""
-    from phonon_ml_core.data.spectrum import Spectrum
-    if isinstance(spectrum, Spectrum):
-        return spectrum
+    if all(hasattr(spectrum, a) for a in ("intensity", "grid", "mask", "temperatures", "normalization")):
+        return spectrum   # duck-typed: this module must not import data.spectrum (which uses it)
     hint = ("read it first with phonon_ml_core.readers.read_spectrum(path)" if isinstance(spectrum, (str, os.PathLike))
             else "wrap the array with its grid: Spectrum(intensity=..., grid=..., temperature=...)"
             if isinstance(spectrum, np.ndarray) else "pass a Spectrum (phonon_ml_core.data.spectrum.Spectrum)")
