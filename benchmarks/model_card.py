@@ -10,7 +10,6 @@ import argparse
 
 import numpy as np
 
-from phonon_ml_core.physics.units import FORCE_CONSTANT_NAMES
 from phonon_ml_core.fitting.spectrum_fit import msq_combination
 from phonon_ml_core.prediction.predict import resolve_bundle
 from phonon_ml_core.data.spectrum import Spectrum
@@ -26,11 +25,12 @@ def main() -> None:
     bundle = resolve_bundle(args.model)
     test = Spectrum.from_hdf5(args.test)
     p = bundle.predict(test, n_samples=args.samples, seed=0)
-    y = np.broadcast_to(test.force_constants, (test.n_spectra, 5))
+    names = bundle.names
+    y = np.broadcast_to(test.force_constants, (test.n_spectra, len(names)))
     r2, rmse = r2_score(y, p["mean"]), np.sqrt(((p["mean"] - y) ** 2).mean(0))
-    for n, a, b in zip(FORCE_CONSTANT_NAMES, r2, rmse):
+    for n, a, b in zip(names, r2, rmse):
         print(f"{n}: R² {a:.3f}, RMSE {b:.2f} N/m")
-    m = r2_score(msq_combination(y)[:, None], msq_combination(p["mean"])[:, None])[0]
+    m = r2_score(msq_combination(y, bundle.material)[:, None], msq_combination(p["mean"], bundle.material)[:, None])[0]
     print(f"M<w^2> combination: R² {m:.3f}")
     if "linewidth" in p and test.linewidth is not None:
         lw = test.linewidths()

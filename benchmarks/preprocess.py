@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from phonon_ml_core.data.grid import Grid, edges_to_centres, kinematic_mask
+from phonon_ml_core.specs.grid import Grid, edges_to_centres, kinematic_mask
 from phonon_ml_core.preprocess.pipeline import preprocess
 from phonon_ml_core.data.spectrum import Spectrum
 

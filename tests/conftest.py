@@ -54,7 +54,7 @@ def standard_spectra():
 @pytest.fixture(scope="session")
 def tiny_grid():
     """3 |Q| × 4 E pixels, all valid (for fast error, gradient and batch tests)."""
-    from phonon_ml_core.data.grid import Grid
+    from phonon_ml_core.specs.grid import Grid
 
     return Grid(q=np.array([2.0, 3.0, 4.0]), energy=np.array([12.0, 18.0, 24.0, 30.0]),
                 mask=np.ones((4, 3), dtype=bool), ei_mev=50.0)

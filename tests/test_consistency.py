@@ -9,13 +9,15 @@ import torch
 
 from phonon_ml_core.preprocess.background import smooth_background_basis
 from phonon_ml_core.learn.bundle import bundle_from_training, load_bundle
-from phonon_ml_core.physics.units import AL_REFERENCE_FC
 from phonon_ml_core.learn.consistency import consistency_nmse, outputs_to_physical
-from phonon_ml_core.data.grid import standard_grid
+from phonon_ml_core.specs.grid import standard_grid
 from phonon_ml_core.learn.networks import build_autoencoder
 from phonon_ml_core.data.normalization import mean_normalize
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.learn.training import PipelineConfig, StageConfig, physics_simulator, train_pipeline
+from phonon_ml_core.specs import ALUMINIUM
+
+AL_REFERENCE_FC = np.array(ALUMINIUM.reference_constants)
 
 
 @pytest.fixture(scope="module")

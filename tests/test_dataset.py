@@ -8,8 +8,7 @@ import pytest
 from phonon_ml_core.cli import main
 from phonon_ml_core.data.normalization import is_mean_normalized
 from phonon_ml_core.data.spectrum import Spectrum
-from phonon_ml_core.physics.bvk import BvKModel, stability_check
-from phonon_ml_core.physics.units import AL_REFERENCE_FC
+from phonon_ml_core.physics.bvk import stability_check
 from phonon_ml_core.simulator import PowderSimulator
 from phonon_ml_core.simulator.dataset import (
     SamplingConfig,
@@ -19,6 +18,9 @@ from phonon_ml_core.simulator.dataset import (
     sample_parameters,
     shard_slice,
 )
+from phonon_ml_core.specs import ALUMINIUM
+
+AL_REFERENCE_FC = np.array(ALUMINIUM.reference_constants)
 
 
 def test_sampling_follows_the_study_rule_and_rejects_unstable_sets():
@@ -31,14 +33,14 @@ def test_sampling_follows_the_study_rule_and_rejects_unstable_sets():
     # the draws span the ranges (not a narrow cluster)
     assert np.all(p.force_constants.max(0) - p.force_constants.min(0) > 0.8 * (hi - lo))
     assert p.n_rejected > 0  # the 0.5–1.5 box contains unstable sets (e.g. weak 1XX with strong negative 1ZZ)
-    assert stability_check(p.force_constants, BvKModel.aluminium()).all()
+    assert stability_check(p.force_constants, ALUMINIUM.bvk_model(temperature_k=50.0)).all()
     # reproducible from the seed, different for another seed
     assert np.array_equal(p.force_constants, sample_parameters(400, SamplingConfig(seed=3)).force_constants)
     assert not np.array_equal(p.force_constants, sample_parameters(400, SamplingConfig(seed=4)).force_constants)
 
 
 def test_stability_check_flags_known_unstable_constants():
-    model = BvKModel.aluminium()
+    model = ALUMINIUM.bvk_model(temperature_k=50.0)
     sets = np.array([AL_REFERENCE_FC, [-5.0, 10.38, -2.77, 2.3, -0.25], [10.35, 10.38, -12.0, 2.3, -0.25]])
     assert stability_check(sets, model).tolist() == [True, False, False]
 

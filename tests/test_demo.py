@@ -47,7 +47,7 @@ def test_demo_quick_runs_end_to_end(tmp_path, capsys):
 
 
 def test_demo_input_without_temperature_asks_for_it(tmp_path, capsys):
-    from phonon_ml_core.data.grid import standard_grid
+    from phonon_ml_core.specs.grid import standard_grid
     from phonon_ml_core.simulator import simulate_spectrum
 
     s = simulate_spectrum(DEMO_TRUE_FC, 300.0, grid=standard_grid())
@@ -89,7 +89,7 @@ def test_spectrum_missing_a_few_pixels_is_put_on_the_bundle_grid():
     missing pixels at the mean), while a spectrum lacking many pixels or on other axes is refused."""
     from dataclasses import replace
 
-    from phonon_ml_core.data.grid import Grid, standard_grid
+    from phonon_ml_core.specs.grid import Grid, standard_grid
     from phonon_ml_core.data.normalization import is_mean_normalized
     from phonon_ml_core.prediction.predict import onto_bundle_grid
     from phonon_ml_core.simulator import simulate_spectrum
@@ -122,7 +122,7 @@ def test_predict_command_writes_the_result_contract(tmp_path, capsys):
     """`phonon-ml predict` without --model (conventions §6): one entry per input spectrum with the five
     constants, their std, the NMSE of the spectrum simulated from them and the predicted linewidth; the
     shipped bundle is blind to a smooth background added to the input."""
-    from phonon_ml_core.data.grid import standard_grid
+    from phonon_ml_core.specs.grid import standard_grid
     from phonon_ml_core.data.normalization import mean_normalize
     from phonon_ml_core.simulator import simulate_spectrum
     from phonon_ml_core.data.spectrum import Spectrum

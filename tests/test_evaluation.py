@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from phonon_ml_core.physics.units import AL_REFERENCE_FC
 from phonon_ml_core.report.evaluation import EvaluationBudget, ModelRecord, monotonicity, run_evaluation, study_targets
 from phonon_ml_core.report.latent import analyse_latent, write_latent_analysis
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.specs import ALUMINIUM
+
+AL_REFERENCE_FC = np.array(ALUMINIUM.reference_constants)
 
 TINY_FIT = {"max_evaluations": 6, "n_starts": 2, "adam_steps": 1, "n_polish": 1}
 
@@ -23,7 +25,7 @@ def tiny_data(tmp_path_factory) -> dict[str, Path]:
     """64 simulated, labelled spectra (T 40–660 K, γ 0–0.06) and three 'measured' files (simulated, 100–500 K)."""
     from phonon_ml_core.simulator.dataset import SamplingConfig, generate_dataset
     from phonon_ml_core.fitting.spectrum_fit import get_simulator
-    from phonon_ml_core.data.grid import standard_grid
+    from phonon_ml_core.specs.grid import standard_grid
 
     torch.set_num_threads(1)
     d = tmp_path_factory.mktemp("evaluation_data")
@@ -197,7 +199,7 @@ def test_evaluate_cli_without_measured(tiny_data, tmp_path) -> None:
 def test_evaluation_checks_inputs_before_simulating(tmp_path) -> None:
     """Measured spectra on another grid, a bad budget or threshold fail at once, before any simulation."""
     from phonon_ml_core.report.evaluation import get_budget
-    from phonon_ml_core.data.grid import Grid, standard_grid
+    from phonon_ml_core.specs.grid import Grid, standard_grid
 
     g = standard_grid()
     other = Grid.from_axes(g.q[:60], g.energy)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.data.normalization import mean_normalize
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.fitting import fit_series, fit_spectrum
@@ -18,8 +18,10 @@ from phonon_ml_core.fitting.problem import UNSTABLE_PENALTY
 from phonon_ml_core.fitting.problem import FitProblem as _Problem
 from phonon_ml_core.fitting.results import msq_combination
 from phonon_ml_core.fitting.simulators import get_simulator
-from phonon_ml_core.physics.units import AL_REFERENCE_FC
 from phonon_ml_core.simulator.powder import SimulationSettings
+from phonon_ml_core.specs import ALUMINIUM
+
+AL_REFERENCE_FC = np.array(ALUMINIUM.reference_constants)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "al_arcs_ei50"
 TRUE_FC = np.array([11.0, 9.8, -2.5, 2.6, 0.2])

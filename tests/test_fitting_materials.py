@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.data.normalization import mean_normalize
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.fitting import fit_spectrum

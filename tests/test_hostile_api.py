@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from phonon_ml_core.data.grid import standard_grid
+from phonon_ml_core.specs.grid import standard_grid
 from phonon_ml_core.data.jsonio import dumps
 from phonon_ml_core.data.normalization import mean_normalize
 from phonon_ml_core.data.spectrum import Spectrum

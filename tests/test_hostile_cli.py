@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from phonon_ml_core.cli.app import main
-from phonon_ml_core.data.grid import standard_grid
+from phonon_ml_core.specs.grid import standard_grid
 from phonon_ml_core.data.normalization import mean_normalize
 from phonon_ml_core.data.spectrum import Spectrum
 
@@ -53,6 +53,7 @@ def inputs(tmp_path_factory) -> Path:
     (d / "result_empty.json").write_text("[]")
     (d / "folder").mkdir()
     os.mkfifo(d / "pipe.h5")
+    os.mkfifo(d / "pipe.json")
     return d
 
 
@@ -241,6 +242,11 @@ CASES = [
     ("demo-input-missing", ["demo", "--output-dir", "dd", "--input", "nofile.nxs"], "does not exist"),
     ("demo-out-file", ["demo", "--output-dir", "{in}/afile"], "not a folder"),
     ("demo-out-nodir", ["demo", "--output-dir", "nodir/dd"], "does not exist"),
+    # materials
+    ("mat-unknown", ["materials", "Xx"], "xx"),
+    ("mat-missing-file", ["materials", "nofile.json"], "does not exist"),
+    ("mat-bad-file", ["materials", "{in}/result_bad.json"], "result_bad.json"),
+    ("mat-fifo", ["materials", "{in}/pipe.json"], "not a regular file"),
     # mantid-register
     ("mr-props-binary", ["mantid-register", "--properties-file", "{in}/binary.properties"], "binary.properties"),
     ("mr-props-fifo", ["mantid-register", "--properties-file", "{in}/pipe.h5"], "not a regular file"),
@@ -272,4 +278,4 @@ def test_table_is_large_and_covers_every_command():
     commands = {c[1][0] for c in CASES}
     assert len(CASES) >= 90
     assert commands >= {"simulate", "dispersion", "preprocess", "train", "predict", "finetune", "fit", "evaluate",
-                        "latent-analysis", "demo", "mantid-register"}
+                        "latent-analysis", "demo", "materials", "mantid-register"}

@@ -140,7 +140,7 @@ def test_cli_and_mantid_share_the_training_setup(tmp_path, monkeypatch) -> None:
     for fine-tuning spectra (a few missing edge pixels filled, as for prediction) and the same configuration."""
     import phonon_ml_core.learn.setup as setup
     from phonon_ml_core.cli.app import main
-    from phonon_ml_core.data.grid import Grid, standard_grid
+    from phonon_ml_core.specs.grid import Grid, standard_grid
     from phonon_ml_core.mantid_support.adapter import train_bundle
 
     seen = []

@@ -66,7 +66,7 @@ def test_simulate_refuses_bad_specs(mantid):
 
 def _fe_measured(fe, name, mantid, temperature=150.0):
     """Iron S(|Q|,E) simulated on a finer grid than the default one, laid out like SofQW output."""
-    from phonon_ml_core.data.grid import Grid
+    from phonon_ml_core.specs.grid import Grid
     from phonon_ml_core.mantid_support.simulation import simulate_for
     from phonon_ml_core.specs import Experiment
 
@@ -103,7 +103,7 @@ def test_preprocess_fe_records_material_and_default_grid(mantid, fe):
 
 
 def test_predict_refuses_a_bundle_of_another_material(mantid, fe):
-    from phonon_ml_core.data.grid import standard_grid
+    from phonon_ml_core.specs.grid import standard_grid
     from phonon_ml_core.data.spectrum import Spectrum
     from phonon_ml_core.mantid_support.adapter import spectrum_to_workspace
 
@@ -123,7 +123,7 @@ def test_fit_fe_names_from_the_material(mantid, fe):
 
     if "material" not in inspect.signature(fit_spectrum).parameters:
         pytest.skip("the core fit is aluminium-only until fit_spectrum(material=...) lands (fit area)")
-    from phonon_ml_core.data.grid import Grid
+    from phonon_ml_core.specs.grid import Grid
     from phonon_ml_core.mantid_support.simulation import simulate_for
     from phonon_ml_core.specs import Experiment
     from phonon_ml_core.mantid_support.adapter import spectrum_to_workspace

@@ -87,7 +87,8 @@ def test_mantid_register_command(tmp_path, capsys):
 
 # ------------------------------------------------------------------------------------------ SimulatePowderINS
 def test_simulate_matches_core(mantid):
-    from phonon_ml_core.physics.units import AL_REFERENCE_FC
+    from phonon_ml_core.specs import ALUMINIUM
+    AL_REFERENCE_FC = np.array(ALUMINIUM.reference_constants)
     from phonon_ml_core.simulator import SimulationSettings, simulate_spectrum
 
     ws = mantid.sapi.SimulatePowderINS(Temperature=280.0, MeshDensity=6, Linewidth=0.02, OutputWorkspace="sim")
@@ -125,10 +126,10 @@ def test_simulate_validation(mantid, tmp_path):
 
 def test_phonopy_projection(tmp_path):
     from phonon_ml_core.mantid_support.adapter import force_constants_from_phonopy
-    from phonon_ml_core.physics.bvk import BvKModel
+    from phonon_ml_core.specs import ALUMINIUM
 
     fc = np.array([9.0, 11.0, -2.0, 2.5, 0.4])
-    ph = BvKModel.aluminium(fc, temperature=300).to_phonopy(3)
+    ph = ALUMINIUM.bvk_model(fc, temperature_k=300).to_phonopy(3)
     ph.save(str(tmp_path / "phonopy.yaml"), settings={"force_constants": True})
     got, info = force_constants_from_phonopy(tmp_path / "phonopy.yaml")
     np.testing.assert_allclose(got, fc, atol=1e-8)
@@ -328,7 +329,7 @@ def test_predict_matches_core(mantid, tiny_dataset, tiny_bundle):
 
 def test_predict_validation(mantid, tiny_bundle, tmp_path):
     from phonon_ml_core.mantid_support.adapter import spectrum_to_workspace
-    from phonon_ml_core.data.grid import standard_grid
+    from phonon_ml_core.specs.grid import standard_grid
     from phonon_ml_core.data.spectrum import Spectrum
 
     g = standard_grid()

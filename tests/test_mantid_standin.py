@@ -103,7 +103,7 @@ def test_preprocess_group_member_by_member(mantid):
 
 
 def test_fit_group_gives_a_group_of_tables(mantid):
-    from phonon_ml_core.data.grid import Grid
+    from phonon_ml_core.specs.grid import Grid
     from phonon_ml_core.mantid_support.adapter import spectrum_to_workspace
     from phonon_ml_core.simulator import simulate_spectrum
 

@@ -15,6 +15,7 @@ from scipy import constants as sc
 
 from phonon_ml_core.physics.bvk import BvKModel, stability_check
 from phonon_ml_core.physics.symmetry import cubic_point_group, cubic_shells
+from phonon_ml_core.specs import ALUMINIUM
 
 AL_REF = np.array([10.35, 10.38, -2.77, 2.30, -0.25])
 RNG_SEED = 12345
@@ -39,7 +40,7 @@ def primitive_recip(ph) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def al_model() -> BvKModel:
-    return BvKModel.aluminium(AL_REF, temperature=50.0)
+    return ALUMINIUM.bvk_model(AL_REF, temperature_k=50.0)
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +94,7 @@ def test_phonopy_force_constants_sum_rule_and_sign(al_model, al_phonopy):
 @pytest.mark.parametrize("fc", [AL_REF, np.array([12.0, 9.0, -1.5, 3.1, 0.6])])
 def test_x_and_l_frequencies_closed_forms(fc):
     """Mω² at X and L against the closed forms of conventions §1 (SI arithmetic)."""
-    m = BvKModel.aluminium(fc, temperature=50.0)
+    m = ALUMINIUM.bvk_model(fc, temperature_k=50.0)
     a = m.lattice_parameter
     xx, xy, zz, xx2, yy2 = fc
     x_point = np.array([0.0, 1.0, 0.0]) * 2 * np.pi / a
@@ -114,7 +115,7 @@ def test_aluminium_reference_literature_ranges():
     of the reference constants (exact closed forms, tested above), so those are pinned to their closed-form
     values here rather than to the literature.
     """
-    m = BvKModel.aluminium(AL_REF, temperature=80.0)
+    m = ALUMINIUM.bvk_model(AL_REF, temperature_k=80.0)
     a = m.lattice_parameter
     x = m.frequencies_thz(np.array([0.0, 1.0, 0.0]) * 2 * np.pi / a)
     l_ = m.frequencies_thz(np.array([0.5, 0.5, 0.5]) * 2 * np.pi / a)
@@ -130,7 +131,7 @@ def test_aluminium_reference_literature_ranges():
 @pytest.mark.parametrize("fc", [AL_REF, np.array([12.0, 9.0, -1.5, 3.1, 0.6]), np.array([8.0, 11.0, -3.0, 1.0, -0.8])])
 def test_elastic_constants_closed_forms(fc):
     """C11 = (4/a)(1XX + 2XX), C44 = (2/a)(1XX + 1ZZ + 2·2YY), C12 + C44 = (4/a)·1XY (N/m/Å → GPa ×10)."""
-    m = BvKModel.aluminium(fc, lattice_parameter=4.05)
+    m = ALUMINIUM.bvk_model(fc, lattice_parameter=4.05)
     a = 4.05
     xx, xy, zz, xx2, yy2 = fc
     c = m.elastic_constants()
@@ -141,7 +142,7 @@ def test_elastic_constants_closed_forms(fc):
 
 
 def test_density_independent():
-    m = BvKModel.aluminium(AL_REF, lattice_parameter=4.0496)
+    m = ALUMINIUM.bvk_model(AL_REF, lattice_parameter=4.0496)
     rho = 4 * 26.9815 * sc.atomic_mass / (4.0496e-10) ** 3
     assert m.density == pytest.approx(rho, rel=1e-12)
     assert m.density == pytest.approx(2699, rel=0.01)  # Al at room temperature
@@ -166,7 +167,7 @@ def _christoffel_velocities(c11, c12, c44, rho, n):
 @pytest.mark.parametrize("direction", [(1, 0, 0), (1, 1, 0), (1, 1, 1), (1, 2, 3)])
 def test_sound_velocities_christoffel(fc, direction):
     """Acoustic slopes dω/dq at small q equal the Christoffel velocities from the closed-form C_ij."""
-    m = BvKModel.aluminium(fc, lattice_parameter=4.0496)
+    m = ALUMINIUM.bvk_model(fc, lattice_parameter=4.0496)
     a = m.lattice_parameter
     xx, xy, zz, xx2, yy2 = fc
     c11 = 4 / a * (xx + xx2) * 1e10
@@ -191,7 +192,7 @@ def _bond_index(model, vec_in_a):
 
 def test_fcc_shells_reproduce_conventions_tensors():
     fc = np.array([11.0, 7.5, -2.2, 3.3, -0.4])
-    m = BvKModel(force_constants=fc, lattice_parameter=4.0, lattice="fcc", n_shells=2)
+    m = BvKModel(force_constants=fc, lattice_parameter=4.0, mass=26.9815, lattice="fcc", n_shells=2)
     assert m.names == ("1XX", "1XY", "1ZZ", "2XX", "2YY")
     shells = cubic_shells("fcc", 2)
     assert [len(s.vectors) for s in shells] == [12, 6]
@@ -214,7 +215,7 @@ def test_shell_tensors_cubic_invariant(lattice, n_shells, n_constants):
     assert tuple(len(s.names) for s in shells) == n_constants
     rng = np.random.default_rng(3)
     m = BvKModel(force_constants=rng.normal(size=sum(n_constants)), lattice=lattice, n_shells=n_shells,
-                 lattice_parameter=1.0)
+                 lattice_parameter=1.0, mass=1.0)
     r, phi = m.bond_vectors, m.coupling_tensors()
     np.testing.assert_allclose(phi, phi.transpose(0, 2, 1))
     for op in cubic_point_group():
@@ -260,7 +261,7 @@ def test_more_shells_and_bcc_agree_with_phonopy(lattice, n_shells, fc):
 
 
 def test_to_phonopy_rejects_small_supercell():
-    m = BvKModel(force_constants=np.ones(9), lattice="fcc", n_shells=3)
+    m = BvKModel(force_constants=np.ones(9), lattice_parameter=4.0, mass=26.9815, lattice="fcc", n_shells=3)
     with pytest.raises(ValueError, match="supercell"):
         m.to_phonopy(supercell=2)
 
@@ -268,10 +269,10 @@ def test_to_phonopy_rejects_small_supercell():
 # -- stability, dispersion, validation -----------------------------------------------------------------
 def test_stability_check_flags_unstable_sets():
     fcs = np.array([AL_REF, [-5.0, 10.38, -2.77, 2.30, -0.25], [10.35, 10.38, -12.0, 2.30, -0.25]])
-    ok = stability_check(fcs, BvKModel.aluminium())
+    ok = stability_check(fcs, ALUMINIUM.bvk_model(temperature_k=50.0))
     assert ok.tolist() == [True, False, False]
     # independent: 1XX < 0 gives Mω²_L(X) = 16·1XX < 0; 1XX + 1ZZ < 0 gives Mω²_T(X) < 0
-    assert not BvKModel.aluminium([-5.0, 10.38, -2.77, 2.30, -0.25]).is_stable()
+    assert not ALUMINIUM.bvk_model([-5.0, 10.38, -2.77, 2.30, -0.25], temperature_k=50.0).is_stable()
 
 
 def test_dispersion_path_special_points(al_model):
@@ -293,14 +294,14 @@ def test_dispersion_path_special_points(al_model):
 ])
 def test_model_rejects_bad_constants(bad, match):
     with pytest.raises(ValueError, match=match):
-        BvKModel(force_constants=np.array(bad))
+        BvKModel(force_constants=np.array(bad), lattice_parameter=4.0, mass=26.9815)
 
 
 def test_model_rejects_bad_geometry():
     with pytest.raises(ValueError, match="lattice parameter"):
-        BvKModel(lattice_parameter=-1.0)
+        BvKModel(force_constants=AL_REF, lattice_parameter=-1.0, mass=26.9815)
     with pytest.raises(ValueError, match="mass"):
-        BvKModel(mass=0.0)
+        BvKModel(force_constants=AL_REF, lattice_parameter=4.0, mass=0.0)
     with pytest.raises(ValueError, match="unknown lattice"):
         cubic_shells("hcp", 2)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from phonon_ml_core.data.grid import Grid, standard_grid
+from phonon_ml_core.specs.grid import Grid, standard_grid
 from phonon_ml_core.learn.networks import (FAMILIES, ForceConstantRegressor, autoencoder_from_config, build_autoencoder,
                                    flatten_valid, kl_divergence, unflatten_valid)
 

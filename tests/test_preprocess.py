@@ -10,7 +10,7 @@ import pytest
 from phonon_ml_core import cli
 from phonon_ml_core.preprocess.background import ESTIMATORS, estimate_background, subtract_background
 from phonon_ml_core.physics.units import KB_MEV_PER_K
-from phonon_ml_core.data.grid import Grid, edges_to_centres, kinematic_mask, standard_grid
+from phonon_ml_core.specs.grid import Grid, edges_to_centres, kinematic_mask, standard_grid
 from phonon_ml_core.data.normalization import is_mean_normalized, nmse
 from phonon_ml_core.preprocess.pipeline import detailed_balance_factor, preprocess, preprocess_with_report, to_chi
 from phonon_ml_core.readers import read_spectrum, write_mantid_nexus, write_nxspe
@@ -126,7 +126,7 @@ def test_detailed_balance_closed_form():
     np.testing.assert_allclose(c.intensity, x * f[:, None], rtol=1e-8)
     np.testing.assert_allclose(c.errors, err * f[:, None], rtol=1e-8)
     assert c.quantity == "chi''"
-    assert KB_MEV_PER_K == pytest.approx(8.617333262e-2)
+    assert pytest.approx(8.617333262e-2) == KB_MEV_PER_K
     assert detailed_balance_factor(np.array([-5.0]), 300.0)[0] < 0    # χ'' is odd in E
     assert to_chi(s, temperature=50.0).temperature == 50.0
 
@@ -221,7 +221,7 @@ def test_no_overlap_all_nan_inf_and_shapes():
     g = Grid(q=np.linspace(0.5, 3, 10), energy=np.linspace(60, 90, 12), mask=np.ones((12, 10), bool), ei_mev=120.0)
     s = Spectrum(intensity=np.ones(g.shape), grid=g, temperature=300.0, quantity="S")
     with pytest.raises(ValueError, match="no overlap with the target grid"):
-        preprocess(s)
+        preprocess(s, grid=standard_grid())   # the default target follows the input's Ei (specs.default_grid)
     g2 = Grid(q=np.linspace(0.05, 0.3, 6), energy=np.linspace(10, 20, 12), mask=np.ones((12, 6), bool))
     s2 = Spectrum(intensity=np.ones(g2.shape), grid=g2, temperature=300.0, quantity="S")
     with pytest.raises(ValueError, match="no overlap with the target grid"):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from phonon_ml_core.physics.units import HBAR2_OVER_2MN_MEV_A2
-from phonon_ml_core.data.grid import Grid, edges_to_centres, standard_grid
+from phonon_ml_core.specs.grid import edges_to_centres, standard_grid
 from phonon_ml_core.readers import (read_mantid_nexus, read_nxspe, read_spectrum, sniff_format,
                                     write_mantid_nexus, write_nxspe)
 from phonon_ml_core.readers.powder import powder_sqw
@@ -69,8 +69,10 @@ def test_mantid_without_logs_and_descending_axis(tmp_path):
     q_edges, e_edges, y, err = sqe_fixture()
     p = tmp_path / "d.nxs"
     write_mantid_nexus(p, y[::-1], e_edges, q_edges[::-1], errors=err[::-1])
-    s = read_spectrum(p)
-    assert s.temperature is None and s.metadata["ei_from_file"] is False
+    with pytest.raises(ValueError, match="no incident energy.*--ei"):
+        read_spectrum(p)   # never a silent default Ei
+    s = read_spectrum(p, ei_mev=50.0)
+    assert s.temperature is None and s.metadata["ei_from_file"] is False and s.grid.ei_mev == 50.0
     np.testing.assert_array_equal(s.intensity, y.T)
 
 
@@ -78,7 +80,7 @@ def test_mantid_wavenumber_energy_converted(tmp_path):
     q_edges, e_edges, y, err = sqe_fixture()
     p = tmp_path / "w.nxs"
     write_mantid_nexus(p, y, e_edges / 0.12398419843320026, q_edges, errors=err, axis1_units="DeltaE_inWavenumber")
-    np.testing.assert_allclose(read_spectrum(p).grid.energy_edges, e_edges, rtol=1e-6)
+    np.testing.assert_allclose(read_spectrum(p, ei_mev=50.0).grid.energy_edges, e_edges, rtol=1e-6)
 
 
 def test_mantid_unfinalised_rebinned_output(tmp_path):
@@ -86,7 +88,7 @@ def test_mantid_unfinalised_rebinned_output(tmp_path):
     frac = np.full(y.shape, 0.5)
     p = tmp_path / "f.nxs"
     write_mantid_nexus(p, y * frac, e_edges, q_edges, errors=err * frac, frac_area=frac)
-    s = read_spectrum(p)
+    s = read_spectrum(p, ei_mev=50.0)
     np.testing.assert_allclose(s.intensity, y.T)
 
 
@@ -187,7 +189,7 @@ def test_nxspe_single_detector_lands_at_kinematic_q(tmp_path):
 
 
 def test_q_formula_uses_project_constant():
-    assert HBAR2_OVER_2MN_MEV_A2 == pytest.approx(C, rel=1e-4)
+    assert pytest.approx(C, rel=1e-4) == HBAR2_OVER_2MN_MEV_A2
 
 
 def _reference_overlaps(a0, a1, b0, b1, de, q_edges, n=4000):
@@ -215,7 +217,8 @@ def test_powder_rebin_matches_slow_area_reference():
         var = np.zeros(30)
         for d in range(3):
             lo, hi = np.radians(polar[d] - width[d] / 2), np.radians(polar[d] + width[d] / 2)
-            q = lambda th, e: q_expected(np.degrees(th), e, ei)
+            def q(th, e):
+                return q_expected(np.degrees(th), e, ei)
             w = _reference_overlaps(q(lo, e_edges[k]), q(lo, e_edges[k + 1]), q(hi, e_edges[k]), q(hi, e_edges[k + 1]),
                                     e_edges[k + 1] - e_edges[k], q_edges)
             num += w * data[d, k]

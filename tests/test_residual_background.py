@@ -14,8 +14,10 @@ from phonon_ml_core.fitting.residual_background import (
     with_slope,
 )
 from phonon_ml_core.learn.consistency import consistency_nmse
-from phonon_ml_core.physics.units import AL_REFERENCE_FC
 from phonon_ml_core.simulator.powder import PowderSimulator
+from phonon_ml_core.specs import ALUMINIUM
+
+AL_REFERENCE_FC = np.array(ALUMINIUM.reference_constants)
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,11 @@ import torch
 from scipy import constants as sc
 from scipy.special import ndtr
 
-from phonon_ml_core.data.grid import Grid, kinematic_mask, standard_grid
+from phonon_ml_core.specs.grid import Grid, kinematic_mask, standard_grid
 from phonon_ml_core.physics.bvk import BvKModel, bz_sample
 from phonon_ml_core.simulator.powder import PowderSimulator, SimulationSettings, UnstableForceConstantsError
 from phonon_ml_core.simulator.thermal import mean_square_displacement
+from phonon_ml_core.specs import ALUMINIUM
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -50,7 +51,7 @@ def narrow_q_grid(q_centres, energy, half_width, ei_mev=50.0, energy_edges=None)
 
 def independent_msd(fc, temperature, n=12, lattice_parameter=4.05):
     """⟨u_x²⟩ (Å²) = (ħ²/2M)⟨coth(E/2kT)/E⟩ on the shifted n³ grid, numpy eigenvalues, scipy constants."""
-    m = BvKModel.aluminium(fc, lattice_parameter=lattice_parameter)
+    m = ALUMINIUM.bvk_model(fc, lattice_parameter=lattice_parameter)
     e = m.energies(bz_sample("fcc", lattice_parameter, n)).ravel()
     return RECOIL_AL * np.mean(1.0 / (np.tanh(e / (2 * KB * temperature)) * e)), e
 
@@ -79,7 +80,7 @@ def euphonic_al():
     from euphonic.util import mp_grid
 
     t = 300.0
-    model = BvKModel.aluminium(AL_REF, temperature=t)
+    model = ALUMINIUM.bvk_model(AL_REF, temperature_k=t)
     fc = euphonic_force_constants(model)
     dw = fc.calculate_qpoint_phonon_modes(mp_grid([16, 16, 16])).calculate_debye_waller(t * ureg("K"))
     return {"fc": fc, "dw": dw, "model": model, "T": t, "ureg": ureg}
@@ -201,7 +202,7 @@ def test_debye_waller_matches_euphonic_on_same_qpoints(tiny_grid):
     pytest.importorskip("euphonic")
     from euphonic import ureg
 
-    model = BvKModel.aluminium(AL_REF, lattice_parameter=4.05)
+    model = ALUMINIUM.bvk_model(AL_REF, lattice_parameter=4.05)
     fc = euphonic_force_constants(model)
     sim = PowderSimulator(grid=tiny_grid, settings=SimulationSettings(method="sphere", n_per_bin=4, bz_grid=12),
                           dtype=torch.float64)
@@ -297,7 +298,7 @@ def test_multiphonon_weight_incoherent_limit():
         for mp in (True, False)}
     weights = []
     for t in (100.0, 300.0, 600.0):
-        a = float(BvKModel.aluminium(AL_REF, temperature=t).lattice_parameter)
+        a = float(ALUMINIUM.bvk_model(AL_REF, temperature_k=t).lattice_parameter)
         s = {mp: sims[mp](torch.tensor(AL_REF), t)[0].numpy()[:, cols] for mp in (True, False)}
         s_mp = s[True] - s[False]
         assert s_mp.min() > -1e-12

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from phonon_ml_core.learn.bundle import load_bundle
-from phonon_ml_core.physics.units import AL_REFERENCE_FC
-from phonon_ml_core.data.grid import Grid, standard_grid
+from phonon_ml_core.specs.grid import Grid, standard_grid
 from phonon_ml_core.learn.networks import build_autoencoder
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.specs import ALUMINIUM
 from phonon_ml_core.learn.training import (PipelineConfig, StageConfig, autoencoder_loss, fit, load_checkpoint,
                                      train_pipeline)
 
@@ -25,6 +25,7 @@ def tiny_set() -> Spectrum:
 
     sim = PowderSimulator()
     rng = np.random.default_rng(0)
+    AL_REFERENCE_FC = np.array(ALUMINIUM.reference_constants)
     fc = AL_REFERENCE_FC * rng.uniform(0.5, 1.5, (64, 5))
     fc[:, 2] = AL_REFERENCE_FC[2] * rng.uniform(0.5, 1.0, 64)  # keep 1XX + 1ZZ > 0 mostly
     fc[:, 4] = rng.uniform(-1.0, 1.0, 64)
@@ -211,7 +212,7 @@ def test_augmented_loss_is_denoising_and_seeded():
     import numpy as np
     import torch
 
-    from phonon_ml_core.data.grid import standard_grid
+    from phonon_ml_core.specs.grid import standard_grid
     from phonon_ml_core.learn.networks import build_autoencoder
     from phonon_ml_core.learn.training import augmented_autoencoder_loss, autoencoder_loss
 

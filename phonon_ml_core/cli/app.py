@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 #: Subcommand modules in the order they appear in ``phonon-ml --help``.
-COMMANDS = ("simulate", "dispersion", "preprocess", "train", "predict", "finetune", "fit", "evaluate",
+COMMANDS = ("materials", "simulate", "dispersion", "preprocess", "train", "predict", "finetune", "fit", "evaluate",
             "latent_analysis", "demo", "mantid_register")
 
 

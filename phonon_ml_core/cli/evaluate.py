@@ -22,7 +22,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "evaluate", help="reproduce the study's comparison: models vs fit on measured spectra → report.html",
         description="Simulate (or load) a labelled training set, train every family × latent size × strategy "
                     "(sim-only, fine-tuned on the measured spectra, extended), fit every measured spectrum "
-                    "(gradient and/or Nelder–Mead, γ and background slope free) as the benchmark, and write report.html with CSV tables and PNG "
+                    "(gradient and/or Nelder–Mead, γ and background slope free) as the benchmark, and write "
+                    "report.html with CSV tables and PNG "
                     "figures: NMSE per model on the measured spectra (Table 1), R² on a simulated test set, "
                     "intensity and force constants vs T (Fig. 2, 3) and the latent analysis of the FCVAE "
                     "(Fig. 4, S2–S5). See docs/evaluation.md.")
@@ -42,7 +43,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs (overrides the budget)")
     p.add_argument("--extended-epochs", type=int, help="extended-training epochs (overrides the budget)")
     p.add_argument("--regressor-epochs", type=int, help="regressor epochs (overrides the budget)")
-    p.add_argument("--physics-steps", type=int, help="simulator-consistency steps on simulated spectra (overrides the budget)")
+    p.add_argument("--physics-steps", type=int,
+                   help="simulator-consistency steps on simulated spectra (overrides the budget)")
     p.add_argument("--physics-finetune-steps", type=int,
                    help="simulator-consistency steps on the measured spectra when fine-tuning (overrides the budget)")
     p.add_argument("--physics-background", action=argparse.BooleanOptionalAction, default=None,
@@ -51,7 +53,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--regressor-temperature", action=argparse.BooleanOptionalAction, default=None,
                    help="regressors also take the sample temperature as an input (default: off)")
     p.add_argument("--leave-one-out", action=argparse.BooleanOptionalAction, default=None,
-                   help="also evaluate the FCVAE fine-tuned with each measured spectrum held out (default: full budget)")
+                   help="also evaluate the FCVAE fine-tuned with each measured spectrum held out "
+                        "(default: full budget)")
     p.add_argument("--samples", type=int, help="latent draws per measured spectrum (overrides the budget)")
     p.add_argument("--fit-methods", nargs="+", help="fit benchmarks, e.g. gradient,nelder-mead (default per budget: "
                                                     "quick gradient, full both; the first is the figures' reference)")

@@ -8,7 +8,8 @@ from phonon_ml_core.report.latent import DEFAULT_DELTA, DEFAULT_THRESHOLD
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser(
-        "latent-analysis", help="latent-space analysis of a model bundle (active dimensions, sensitivity, correlations)",
+        "latent-analysis",
+        help="latent-space analysis of a model bundle (active dimensions, sensitivity, correlations)",
         description="Mean KL per latent dimension over the given spectra (sorted; active above --threshold nats), "
                     "the change of the decoded spectrum when the mean code moves by ±--delta along each dimension "
                     "(numbers and maps: the study's Fig. S2–S5), and Pearson correlations of the latent means with "
@@ -30,10 +31,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from phonon_ml_core.data.fileio import check_output_dir
-    from phonon_ml_core.report.latent import analyse_latent, write_latent_analysis
+    from phonon_ml_core.data.spectrum import Spectrum
     from phonon_ml_core.prediction.predict import onto_bundle_grid, resolve_bundle, shipped_bundle_path
     from phonon_ml_core.readers import read_spectrum
-    from phonon_ml_core.data.spectrum import Spectrum
+    from phonon_ml_core.report.latent import analyse_latent, write_latent_analysis
 
     out = check_output_dir(args.output_dir)
     bundle = resolve_bundle(args.model)
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{res.family}, latent {res.latent_dim}, {res.n_spectra} spectra: {res.n_active} active dimensions "
           f"({res.activity_measure} > {res.threshold:g}); top: {kl}")
     if res.fc_correlation is not None and "most_correlated_dimension" in summary:
-        best = ", ".join(f"{k}: z{v['dimension']} (r = {v['r']:.2f})" for k, v in summary["most_correlated_dimension"].items()
+        best = ", ".join(f"{k}: z{v['dimension']} (r = {v['r']:.2f})"
+                         for k, v in summary["most_correlated_dimension"].items()
                          if v["r"] is not None)
         print(f"most correlated dimensions: {best}")
     print(f"wrote {len(summary['files'])} files to {out}")

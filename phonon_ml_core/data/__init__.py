@@ -1,4 +1,1 @@
-"""Spectra and the grids they live on: the (E, |Q|) grid, the Spectrum type, normalisation, rebinning, safe file writes.
-
-``standard_mask.json`` (the measured ARCS Ei = 50 meV mask) is package data in this folder.
-"""
+"""Spectra and their files: the Spectrum type and HDF5 layout, normalisation, rebinning, safe writes, JSON encoding."""

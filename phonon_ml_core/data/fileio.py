@@ -5,7 +5,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:

@@ -24,7 +24,8 @@ def mean_normalize(x, mask):
     m = np.asarray(mask, dtype=bool)
     v = x[..., m]
     if not np.all(np.isfinite(v)):
-        raise ValueError("the spectrum has NaN or infinite values on valid pixels: fill or mask them before normalising")
+        raise ValueError("the spectrum has NaN or infinite values on valid pixels: "
+                         "fill or mask them before normalising")
     span = v.max(-1, keepdims=True) - v.min(-1, keepdims=True)
     if np.any(span <= 0):
         raise ValueError("the spectrum is constant on the valid pixels, it cannot be mean-normalised")

@@ -18,6 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: The half-area rule (conventions §7): an output bin counts as covered when the data cover at least half of its
+#: area, as with Mantid's fractional-area (NormalisedPolygon) rebinning.
+HALF_AREA_COVERAGE: float = 0.5
+
 
 def overlap_matrix(src_edges: np.ndarray, dst_edges: np.ndarray) -> np.ndarray:
     """Overlap lengths ``A[j, i]`` of input bin ``i`` with output bin ``j``, shape (n_dst, n_src).
@@ -73,7 +77,8 @@ def rebin2d(intensity: np.ndarray, energy_edges: np.ndarray, q_edges: np.ndarray
     v = valid.astype(float)
     num = a_e @ yv @ a_q.T
     cov = a_e @ v @ a_q.T
-    area = np.diff(np.asarray(new_energy_edges, dtype=float))[:, None] * np.diff(np.asarray(new_q_edges, dtype=float))[None, :]
+    area = (np.diff(np.asarray(new_energy_edges, dtype=float))[:, None]
+            * np.diff(np.asarray(new_q_edges, dtype=float))[None, :])
     frac = cov / area
     ok = frac >= max(min_coverage, 1e-12)
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.simulator.powder import PowderSimulator, SimulationSettings
 from phonon_ml_core.specs import ALUMINIUM, Experiment, Material
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.data.jsonio import json_default
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.learn.bundle_metadata import (metadata_experiment, metadata_material, metadata_targets,

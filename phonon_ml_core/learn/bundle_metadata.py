@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where used: reading metadata stays free of torch and the specs
-    from phonon_ml_core.data.grid import Grid
+    from phonon_ml_core.specs.grid import Grid
     from phonon_ml_core.learn.targets import Targets
     from phonon_ml_core.specs import Experiment, Material
 

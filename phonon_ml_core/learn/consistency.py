@@ -23,7 +23,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.fitting.residual_background import centred_energy, default_slope_bounds, profile
 from phonon_ml_core.learn.configs import StageConfig
 from phonon_ml_core.learn.targets import Targets

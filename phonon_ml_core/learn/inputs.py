@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.data.normalization import mean_normalize
 from phonon_ml_core.data.spectrum import Spectrum
 

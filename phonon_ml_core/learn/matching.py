@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.specs import ALUMINIUM, STANDARD_EXPERIMENT, Experiment, Material, SpecError
 

@@ -6,7 +6,7 @@ D(q) = Σ_l φ(l) [1 − cos(q·r_l)] and M ω² e = D(q) e. Force constants are
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -40,41 +40,29 @@ def validate_force_constants(fc: np.ndarray, n: int, names: tuple[str, ...] = ()
     return arr
 
 
-def _aluminium():
-    from phonon_ml_core.specs.material import ALUMINIUM  # lazy: specs builds BvK models from this module
-
-    return ALUMINIUM
-
-
-#: Temperature (K) of the default lattice parameter of a model without one (aluminium at 50 K, as before).
-_DEFAULT_MODEL_TEMPERATURE_K = 50.0
-
-
 @dataclass
 class BvKModel:
     """A cubic monatomic Born–von Kármán model with ``n_shells`` neighbour shells.
 
     Attributes:
         force_constants: N/m, in the order of :attr:`names` ([1XX, 1XY, 1ZZ, 2XX, 2YY] for two fcc shells).
-        lattice_parameter: conventional cubic lattice parameter a, Å (default aluminium's at 50 K).
-        mass: atomic mass, u (default aluminium's).
+        lattice_parameter: conventional cubic lattice parameter a, Å.
+        mass: atomic mass, u.
         lattice: 'fcc', 'bcc' or 'sc'.
         n_shells: number of neighbour shells.
-        symbol: chemical symbol (used for the phonopy structure; the mass above is what counts).
+        symbol: chemical symbol for the phonopy structure, or None (the masses are set explicitly either way).
+
+    A material's model comes from :meth:`phonon_ml_core.specs.Material.bvk_model` (its constants, a(T), mass).
     """
 
-    force_constants: np.ndarray = field(default_factory=lambda: np.array(_aluminium().reference_constants))
-    lattice_parameter: float | None = None
-    mass: float | None = None
+    force_constants: np.ndarray
+    lattice_parameter: float
+    mass: float
     lattice: str = "fcc"
     n_shells: int = 2
-    symbol: str = "Al"
+    symbol: str | None = None
 
     def __post_init__(self) -> None:
-        if self.lattice_parameter is None:  # defaults: aluminium's (specs.ALUMINIUM), a at 50 K
-            self.lattice_parameter = float(_aluminium().lattice_parameter_at(_DEFAULT_MODEL_TEMPERATURE_K))
-        if self.mass is None:
-            self.mass = _aluminium().mass_u
         self.force_constants = validate_force_constants(self.force_constants, len(self.names), self.names)
         if self.force_constants.ndim != 1:
             raise ValueError("a BvKModel holds one force-constant set; use the simulator for batches")
@@ -82,12 +70,6 @@ class BvKModel:
             raise ValueError(f"lattice parameter must be positive (Å), got {self.lattice_parameter}")
         if not (np.isfinite(self.mass) and self.mass > 0):
             raise ValueError(f"mass must be positive (u), got {self.mass}")
-
-    @classmethod
-    def aluminium(cls, force_constants=None, temperature: float = 50.0,
-                  lattice_parameter: float | None = None) -> BvKModel:
-        """Aluminium (``specs.ALUMINIUM``): the reference constants (N/m) unless given, a(T) at ``temperature`` (K)."""
-        return _aluminium().bvk_model(force_constants, temperature_k=temperature, lattice_parameter=lattice_parameter)
 
     # -- geometry -----------------------------------------------------------------
     @property
@@ -183,7 +165,8 @@ class BvKModel:
         basis = LATTICE_BASIS[self.lattice]
         if max(s.distance for s in self.shells) >= supercell / 2:
             raise ValueError(f"supercell {supercell}³ too small for {self.n_shells} shells: increase it")
-        unit = PhonopyAtoms(symbols=[self.symbol] * len(basis), cell=np.eye(3) * a, scaled_positions=basis,
+        symbol = self.symbol or "H"  # phonopy needs a valid symbol; the masses below are what count
+        unit = PhonopyAtoms(symbols=[symbol] * len(basis), cell=np.eye(3) * a, scaled_positions=basis,
                             masses=[self.mass] * len(basis))
         primitive = {"fcc": "F", "bcc": "I", "sc": None}[self.lattice]
         ph = Phonopy(unit, supercell_matrix=np.eye(3, dtype=int) * supercell, primitive_matrix=primitive)
@@ -244,17 +227,16 @@ class BvKModel:
             ticks.append((total, p1))
         return np.concatenate(dist), self.energies(np.concatenate(qs)), ticks
 
-    def plot_dispersion(self, path: str | None = None, ax=None, label: str | None = None):
-        """Plot the dispersion (meV, with a THz axis); save to ``path`` (PNG) when given."""
+    def plot_dispersion(self, ax=None, label: str | None = None):
+        """Plot the dispersion (meV, with a THz axis) on ``ax`` (a new figure when None); returns the axes."""
         import matplotlib
         if ax is None:
             matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
         dist, e, ticks = self.dispersion()
-        fig = None
         if ax is None:
-            fig, ax = plt.subplots(figsize=(6, 4))
+            _, ax = plt.subplots(figsize=(6, 4))
         lines = ax.plot(dist, e, color="C0")
         if label:
             lines[0].set_label(label)
@@ -268,11 +250,6 @@ class BvKModel:
         sec = ax.secondary_yaxis("right", functions=(lambda x: x / MEV_PER_THZ, lambda x: x * MEV_PER_THZ))
         sec.set_ylabel("Frequency (THz)")
         ax.set_title("BvK " + ", ".join(f"{n}={v:.2f}" for n, v in zip(self.names, self.force_constants)), fontsize=8)
-        if fig is not None and path:
-            from phonon_ml_core.data.fileio import atomic_path
-            with atomic_path(path) as tmp:
-                fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-            plt.close(fig)
         return ax
 
 
@@ -311,7 +288,7 @@ def stability_check(fc: np.ndarray, model: BvKModel, n_grid: int = 12, tol_mev2:
     """
     import torch
 
-    from phonon_ml_core.simulator.eigen3 import PACKED, eigvalsh3
+    from phonon_ml_core.physics.eigen3 import PACKED, eigvalsh3
 
     fc = validate_force_constants(fc, len(model.names))
     q = stability_q_points(model.lattice, model.lattice_parameter, n_grid)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.preprocess.pipeline import preprocess
 from phonon_ml_core.readers import read_spectrum, sniff_format

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from phonon_ml_core.data.fileio import check_output_path
-from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.data.jsonio import to_jsonable, write_json
 from phonon_ml_core.data.normalization import nmse
 from phonon_ml_core.data.spectrum import Spectrum

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
@@ -132,7 +132,8 @@ def smooth_background_basis(mask: np.ndarray, degree: int = 3) -> np.ndarray:
 
     The coordinates are the row and column indices scaled to [−1/2, 1/2]; on a uniform grid these span the
     same polynomials as energy transfer and |Q| themselves. Removing this subspace from a spectrum
-    (:meth:`phonon_ml_core.learn.networks.SpectrumAutoencoder.model_space`) makes it blind to any smooth additive background of that degree
+    (:meth:`phonon_ml_core.learn.networks.SpectrumAutoencoder.model_space`) makes it blind to any smooth additive
+    background of that degree
     (multiple scattering, sample environment, a residual slope): the input representation of the models
     (docs/training.md).
     """

@@ -14,12 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from phonon_ml_core.preprocess.background import DEFAULT_BACKGROUND, ESTIMATORS, estimate_background, subtract_background
-from phonon_ml_core.physics.units import KB_MEV_PER_K
-from phonon_ml_core.data.grid import Grid, standard_grid
-from phonon_ml_core.data.rebin import crop_indices, rebin2d
+from phonon_ml_core.specs.grid import Grid, standard_grid
+from phonon_ml_core.data.rebin import HALF_AREA_COVERAGE, crop_indices, rebin2d
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.data.validation import check_number, check_spectrum_object, check_temperature
+from phonon_ml_core.physics.units import KB_MEV_PER_K
+from phonon_ml_core.preprocess.background import (
+    DEFAULT_BACKGROUND,
+    ESTIMATORS,
+    estimate_background,
+    subtract_background,
+)
+from phonon_ml_core.preprocess.measurement import experiment_of, measured_instrument, resolve_material, target_grid
+from phonon_ml_core.specs import Material
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +135,8 @@ def crop(s: Spectrum, energy_range: tuple[float, float], q_range: tuple[float, f
         raise ValueError(f"no overlap with the target grid: the input covers E {g.energy_edges[0]:.3g}–"
                          f"{g.energy_edges[-1]:.3g} meV and |Q| {g.q_edges[0]:.3g}–{g.q_edges[-1]:.3g} 1/Å, the "
                          f"target E {energy_range[0]:.3g}–{energy_range[1]:.3g} meV and |Q| {q_range[0]:.3g}–"
-                         f"{q_range[1]:.3g} 1/Å: reduce the data over the target range or choose a grid inside the data")
+                         f"{q_range[1]:.3g} 1/Å: reduce the data over the target range or choose a grid inside "
+                         "the data")
     g = s.grid
     grid = Grid(q=g.q[iq], energy=g.energy[ie], mask=g.mask[ie, iq], ei_mev=g.ei_mev, two_theta_deg=g.two_theta_deg,
                 q_edges=g.q_edges[iq.start:iq.stop + 1], energy_edges=g.energy_edges[ie.start:ie.stop + 1])
@@ -141,8 +149,10 @@ def _same_axes(a: Grid, b: Grid) -> bool:
             and np.allclose(a.energy_edges, b.energy_edges, atol=1e-9))
 
 
-def rebin_to_grid(s: Spectrum, grid: Grid, min_coverage: float = 0.0) -> tuple[np.ndarray, np.ndarray | None]:
-    """Intensity and errors of ``s`` rebinned onto ``grid``'s edges (NaN where not covered)."""
+def rebin_to_grid(s: Spectrum, grid: Grid, min_coverage: float = HALF_AREA_COVERAGE
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Intensity and errors of ``s`` rebinned onto ``grid``'s edges; NaN where the data cover less than
+    ``min_coverage`` of a bin's area (default the half-area rule, conventions §7)."""
     m = s.masked()
     if _same_axes(s.grid, grid):
         return np.asarray(m.intensity, dtype=float), None if m.errors is None else np.asarray(m.errors, dtype=float)
@@ -152,18 +162,29 @@ def rebin_to_grid(s: Spectrum, grid: Grid, min_coverage: float = 0.0) -> tuple[n
     return r.intensity, r.errors
 
 
+def coverage_rule(target: Grid, min_coverage: float = HALF_AREA_COVERAGE) -> float:
+    """The covered fraction of a bin's area at which a target-valid pixel is kept.
+
+    ``min_coverage`` (the half-area rule) on any grid whose mask is kinematic; on the standard grid, whose mask
+    is the measured coverage itself (``mask.npy``, conventions §2), any coverage keeps a pixel, so data covering
+    that mask give exactly it, including its low-|Q| edge bins that reductions cover only partly.
+    """
+    return 0.0 if target.same_as(standard_grid()) else min_coverage
+
+
 # -- the pipeline -----------------------------------------------------------------------------------
 def preprocess_with_report(spectrum: Spectrum, grid: Grid | None = None, temperature: float | None = None,
                            background: str = DEFAULT_BACKGROUND, *, background_options: dict | None = None,
-                           min_coverage: float = 0.0, normalize: bool = True,
-                           max_lost_fraction: float | None = None) -> tuple[Spectrum, PreprocessReport]:
+                           min_coverage: float = HALF_AREA_COVERAGE, normalize: bool = True,
+                           max_lost_fraction: float | None = None, material: str | Material | None = None,
+                           instrument: str | None = None) -> tuple[Spectrum, PreprocessReport]:
     """:func:`preprocess` that also returns a :class:`PreprocessReport`."""
     t0 = time.perf_counter()
     check_spectrum_object(spectrum, "preprocess: spectrum")
     if temperature is not None:
         check_temperature(temperature, "temperature")
     check_number(min_coverage, "min_coverage", low=0.0, low_inclusive=True, high=1.0)
-    target = standard_grid() if grid is None else grid
+    target = target_grid(spectrum, instrument) if grid is None else grid
     if background not in ESTIMATORS:
         raise ValueError(f"unknown background estimator {background!r}: choose one of {sorted(ESTIMATORS)}")
     rep = PreprocessReport(n_target_valid=target.n_valid)
@@ -174,17 +195,22 @@ def preprocess_with_report(spectrum: Spectrum, grid: Grid | None = None, tempera
         out = spectrum
         if temperature is not None:
             out = replace(spectrum, temperature=float(temperature), metadata=dict(spectrum.metadata))
+        if material is not None or instrument is not None:
+            out = with_specs(out, material, instrument)
         rep.passthrough, rep.n_valid = True, int(spectrum.mask.sum())
         rep.n_lost = target.n_valid - rep.n_valid
         rep.temperature = None if out.temperature is None else np.asarray(out.temperature).tolist()
         rep.seconds = time.perf_counter() - t0
         return out, rep
+    # the material and the experiment are checked before the heavy work (unknown names, settings resins lacks)
+    experiment_of(target, spectrum.grid.ei_mev, measured_instrument(spectrum, instrument), spectrum.experiment)
+    resolve_material(material, spectrum)
     need_chi = spectrum.quantity == "S"
     temps = resolve_temperature(spectrum, temperature) if need_chi else None
     if temps is None and temperature is not None:
         temps = np.full(spectrum.n_spectra, float(temperature))
 
-    y, err = rebin_to_grid(spectrum, target, min_coverage)
+    y, err = rebin_to_grid(spectrum, target, coverage_rule(target, min_coverage))
     rep.steps.append("crop+rebin" if not _same_axes(spectrum.grid, target) else "mask")
     covered = np.isfinite(y).all(axis=0) if y.ndim == 3 else np.isfinite(y)
     mask = target.mask & covered
@@ -227,6 +253,7 @@ def preprocess_with_report(spectrum: Spectrum, grid: Grid | None = None, tempera
     out = Spectrum(intensity=y, grid=out_grid, temperature=t_out, quantity=spectrum.quantity,
                    normalization="none", errors=err, force_constants=spectrum.force_constants,
                    instrument=spectrum.instrument, sample=spectrum.sample, metadata=meta)
+    out = with_specs(out, material, instrument, ei_mev=spectrum.grid.ei_mev, source=spectrum)
     if need_chi:
         out = to_chi(out, temperature)
         rep.steps.append("detailed-balance")
@@ -240,19 +267,42 @@ def preprocess_with_report(spectrum: Spectrum, grid: Grid | None = None, tempera
     return out, rep
 
 
+def with_specs(out: Spectrum, material: str | Material | None = None, instrument: str | None = None,
+               ei_mev: float | None = None, source: Spectrum | None = None) -> Spectrum:
+    """``out`` recording its Material (given, else the input's; none when neither has one) and Experiment (the
+    instrument given, the input's or the file's, with the input's chopper when it names the same instrument, else
+    that instrument's default; the data's Ei; the output grid)."""
+    source = out if source is None else source
+    mat = resolve_material(material, source)
+    inst = measured_instrument(source, instrument)
+    exp = experiment_of(out.grid, source.grid.ei_mev if ei_mev is None else ei_mev, inst, source.experiment)
+    fc = out.force_constants
+    if mat is not None and fc is not None and np.shape(fc)[-1] != mat.n_constants:
+        raise ValueError(f"the input has {np.shape(fc)[-1]} force constants but {mat.name} has {mat.n_constants} "
+                         f"({', '.join(mat.names)}): give the input's material with --material")
+    return replace(out, material=mat, experiment=exp, instrument=inst,
+                   sample=out.sample or ("" if mat is None else mat.name),
+                   metadata=dict(out.metadata))
+
+
 def preprocess(spectrum: Spectrum, grid: Grid | None = None, temperature: float | None = None,
                background: str = DEFAULT_BACKGROUND, **options: Any) -> Spectrum:
     """A model-ready spectrum: mean-normalised, background-subtracted χ'' on ``grid``.
 
     Args:
         spectrum: S(|Q|,E) or χ''(|Q|,E) on any grid (e.g. from :func:`phonon_ml_core.readers.read_spectrum`).
-        grid: target grid, default :func:`phonon_ml_core.data.grid.standard_grid`.
+        grid: target grid, default :func:`phonon_ml_core.specs.default_grid` for the spectrum's Ei and
+            instrument (the standard grid for ARCS at 50 meV).
         temperature: sample temperature (K), overriding the spectrum's; needed when the input is S.
-        background: estimator name (:data:`phonon_ml_core.preprocess.background.ESTIMATORS`), default "minimum" (docs/preprocess.md: chosen by the downstream fit NMSE).
-        **options: ``background_options`` (dict), ``min_coverage`` (0.0), ``normalize`` (True),
-            ``max_lost_fraction`` (None).
+        background: estimator name (:data:`phonon_ml_core.preprocess.background.ESTIMATORS`), default "minimum"
+            (docs/preprocess.md: chosen by the downstream fit NMSE).
+        **options: ``background_options`` (dict), ``min_coverage`` (0.5, the half-area rule), ``normalize``
+            (True), ``max_lost_fraction`` (None), ``material`` (symbol, file or Material; default the input's;
+            none recorded when neither says, which readers take as aluminium), ``instrument`` (default the
+            input's, else the standard experiment's).
 
-    Target-valid pixels the input does not cover become invalid (the output grid's mask is the
-    intersection; the count is in ``metadata["preprocess"]["n_lost"]``).
+    Target-valid pixels the input covers less than half of become invalid (the output grid's mask is the
+    intersection; the count is in ``metadata["preprocess"]["n_lost"]``). The output records its
+    ``material`` and ``experiment`` (instrument, its default chopper, the data's Ei, the output grid).
     """
     return preprocess_with_report(spectrum, grid, temperature, background, **options)[0]

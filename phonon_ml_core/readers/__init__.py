@@ -16,9 +16,17 @@ from phonon_ml_core.readers.nxspe import find_nxspe_entry, read_nxspe
 from phonon_ml_core.readers.powder import powder_sqw
 from phonon_ml_core.readers.writers import write_mantid_nexus, write_nxspe
 
-__all__ = ["read_spectrum", "sniff_format", "read_mantid_nexus", "read_nxspe", "read_phonon_ml", "powder_sqw",
-           "write_mantid_nexus", "write_nxspe",
-           "FORMATS"]
+__all__ = [
+    "FORMATS",
+    "powder_sqw",
+    "read_mantid_nexus",
+    "read_nxspe",
+    "read_phonon_ml",
+    "read_spectrum",
+    "sniff_format",
+    "write_mantid_nexus",
+    "write_nxspe",
+]
 
 FORMATS = ("phonon-ml", "mantid", "nxspe")
 _HDF4_MAGIC = b"\x0e\x03\x13\x01"

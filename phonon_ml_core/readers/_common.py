@@ -1,24 +1,16 @@
 """Helpers shared by the readers: validation, axis handling, building a :class:`Spectrum`."""
 from __future__ import annotations
 
-from typing import Any
-
 import h5py
 import numpy as np
 
-from phonon_ml_core.data.grid import ARCS_TWO_THETA_RANGE_DEG, STANDARD_EI_MEV, Grid, centres_to_edges, edges_to_centres
+from phonon_ml_core.specs.grid import Grid, centres_to_edges, edges_to_centres
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.readers.logs import INSTRUMENT_LOGS, as_str, canonical_instrument, finite_mean, resolve_ei
+from phonon_ml_core.specs import STANDARD_EXPERIMENT, get_instrument
 
-
-def as_str(v: Any) -> str:
-    """An HDF5 attribute or scalar dataset value as ``str`` (bytes decoded, 1-element arrays unwrapped)."""
-    if isinstance(v, np.ndarray):
-        if v.size == 0:
-            return ""
-        v = v.reshape(-1)[0] if v.size == 1 else b"".join(x if isinstance(x, bytes) else str(x).encode() for x in v.reshape(-1))
-    if isinstance(v, (bytes, np.bytes_)):
-        return bytes(v).decode(errors="replace")
-    return str(v)
+__all__ = ["as_str", "attr", "axis_edges", "check_data", "finite_mean", "read_instrument_name", "scalar_value",
+           "spectrum_on_axes"]
 
 
 def attr(obj: h5py.HLObject, name: str, default: str = "") -> str:
@@ -30,21 +22,18 @@ def scalar_value(ds: h5py.Dataset) -> float | None:
     return finite_mean(ds[()])
 
 
-def finite_mean(v: Any) -> float | None:
-    """Mean of the finite numbers in a value (number, array, time series or a string of numbers); None if none
-    (shared by the file readers and the Mantid log reader)."""
-    if isinstance(v, (bytes, str, np.bytes_)) or (isinstance(v, np.ndarray) and v.dtype.kind in "SUO"):
-        try:
-            arr = np.array([float(x) for x in as_str(v).replace(",", " ").split()])
-        except ValueError:
-            return None
-    else:
-        try:
-            arr = np.asarray(v, dtype=float).reshape(-1)
-        except (TypeError, ValueError):
-            return None
-    arr = arr[np.isfinite(arr)]
-    return float(arr.mean()) if arr.size else None
+def read_instrument_name(entry: h5py.Group) -> str:
+    """The instrument name of a NeXus entry (``instrument/name``, else an instrument log); "" when absent."""
+    inst = entry.get("instrument")
+    if isinstance(inst, h5py.Group) and isinstance(inst.get("name"), h5py.Dataset):
+        return as_str(inst["name"][()]).strip()
+    logs = entry.get("logs")
+    for name in INSTRUMENT_LOGS:
+        g = logs.get(name) if isinstance(logs, h5py.Group) else None
+        ds = g.get("value") if isinstance(g, h5py.Group) else g
+        if isinstance(ds, h5py.Dataset):
+            return as_str(ds[()]).strip()
+    return ""
 
 
 def axis_edges(values: np.ndarray, n: int, what: str, source: str) -> np.ndarray:
@@ -90,14 +79,24 @@ def check_data(y: np.ndarray, err: np.ndarray | None, source: str) -> None:
                              "uncertainties (≥ 0); store sqrt(variance), not a signed quantity")
 
 
+def detector_range(instrument: str | None) -> tuple[float, float]:
+    """Detector 2θ range (deg) of a known instrument; the standard experiment's for an unknown one."""
+    name = canonical_instrument(instrument)
+    return get_instrument(name).two_theta_deg if name else STANDARD_EXPERIMENT.two_theta_deg
+
+
 def spectrum_on_axes(intensity: np.ndarray, errors: np.ndarray | None, energy_edges: np.ndarray,
                      q_edges: np.ndarray, *, ei_mev: float | None, temperature: float | None,
-                     quantity: str = "S", metadata: dict | None = None, instrument: str = "",
-                     sample: str = "", two_theta_deg: tuple[float, float] = ARCS_TWO_THETA_RANGE_DEG) -> Spectrum:
+                     source: str = "the input", ei_override: float | None = None, quantity: str = "S",
+                     metadata: dict | None = None, instrument: str = "", sample: str = "") -> Spectrum:
     """A :class:`Spectrum` on the file's own (E, |Q|) axes; mask = finite pixels.
 
-    ``intensity`` is (n_E, n_Q); decreasing axes are flipped to increasing.
+    ``intensity`` is (n_E, n_Q); decreasing axes are flipped to increasing. ``ei_mev`` is the file's
+    incident energy (meV, None when it has none) and ``ei_override`` the user's: the override wins, and
+    with neither a ValueError names the fix (never a silent default). ``instrument`` (the file's name, or
+    the user's) sets the detector 2θ range of the grid when it is a known instrument.
     """
+    ei, ei_source = resolve_ei(ei_mev, ei_override, source)
     y = np.asarray(intensity, dtype=float)
     e = None if errors is None else np.asarray(errors, dtype=float)
     ee = np.asarray(energy_edges, dtype=float)
@@ -109,15 +108,13 @@ def spectrum_on_axes(intensity: np.ndarray, errors: np.ndarray | None, energy_ed
         qe, y = qe[::-1], y[:, ::-1]
         e = None if e is None else e[:, ::-1]
     meta = dict(metadata or {})
-    if ei_mev is None or not np.isfinite(ei_mev) or ei_mev <= 0:
-        meta["ei_from_file"] = False
-        ei_mev = STANDARD_EI_MEV
-    else:
-        meta["ei_from_file"] = True
-    grid = Grid(q=edges_to_centres(qe), energy=edges_to_centres(ee), mask=np.isfinite(y), ei_mev=float(ei_mev),
-                two_theta_deg=two_theta_deg, q_edges=qe, energy_edges=ee)
+    meta["ei_from_file"] = ei_source == "file"
+    meta["ei_mev"] = ei
+    known = canonical_instrument(instrument)
+    grid = Grid(q=edges_to_centres(qe), energy=edges_to_centres(ee), mask=np.isfinite(y), ei_mev=ei,
+                two_theta_deg=detector_range(known), q_edges=qe, energy_edges=ee)
     if e is not None:
         e = np.where(np.isfinite(y), e, np.nan)
     return Spectrum(intensity=np.ascontiguousarray(y), grid=grid, temperature=temperature, quantity=quantity,
                     normalization="none", errors=None if e is None else np.ascontiguousarray(e),
-                    instrument=instrument, sample=sample, metadata=meta)
+                    instrument=known or (instrument or "").strip(), sample=sample, metadata=meta)

@@ -15,7 +15,8 @@ import numpy as np
 from scipy import constants as _c
 
 from phonon_ml_core.data.spectrum import Spectrum
-from phonon_ml_core.readers._common import as_str, attr, axis_edges, check_data, scalar_value, spectrum_on_axes
+from phonon_ml_core.readers._common import attr, axis_edges, check_data, read_instrument_name, spectrum_on_axes
+from phonon_ml_core.readers.logs import EI_LOGS, TEMPERATURE_LOGS, as_str, first_log
 
 #: Energy-transfer unit IDs and their factor to meV.
 ENERGY_UNITS: dict[str, float] = {
@@ -24,32 +25,23 @@ ENERGY_UNITS: dict[str, float] = {
     "DeltaE_inFrequency": _c.h * 1e9 / _c.e * 1e3,           # GHz → meV
 }
 Q_UNITS: tuple[str, ...] = ("MomentumTransfer",)
-#: Sample-log names tried for the sample temperature, in order.
-TEMPERATURE_LOGS: tuple[str, ...] = ("SampleTemp", "sample_temperature", "SampleTemperature", "Temperature",
-                                     "temperature", "SensorA", "SensorB", "SensorC", "SensorD",
-                                     "SensorA250", "SensorB250", "SensorTemp")
-#: Sample-log names tried for the incident energy (meV), in order.
-EI_LOGS: tuple[str, ...] = ("Ei", "EI", "ei", "EnergyRequest", "Efixed")
-
 
 def is_mantid_nexus(f: h5py.File) -> bool:
-    return any(k.startswith("mantid_workspace_") for k in f.keys())
+    return any(k.startswith("mantid_workspace_") for k in f)
 
 
-def read_log(logs: h5py.Group | None, names: tuple[str, ...]) -> tuple[str | None, float | None]:
-    """(name, value) of the first log in ``names`` with a finite numeric value; time series averaged."""
+def read_log(logs: h5py.Group | None, names: tuple[str, ...], positive: bool = True
+             ) -> tuple[str | None, float | None]:
+    """(name, value) of the first log in ``names`` of a NeXus ``logs`` group with a finite (positive) value."""
     if logs is None:
         return None, None
-    for name in names:
+
+    def lookup(name: str):
         g = logs.get(name)
-        if g is None:
-            continue
         ds = g.get("value") if isinstance(g, h5py.Group) else g
-        if isinstance(ds, h5py.Dataset):
-            v = scalar_value(ds)
-            if v is not None:
-                return name, v
-    return None, None
+        return ds[()] if isinstance(ds, h5py.Dataset) else None
+
+    return first_log(names, lookup, positive)
 
 
 def _bad_axis_message(source: str, which: str, unit: str) -> str:
@@ -68,15 +60,19 @@ def _bad_axis_message(source: str, which: str, unit: str) -> str:
             "and save the S(|Q|,E) workspace")
 
 
-def read_mantid_nexus(path: str | os.PathLike, entry: str | None = None) -> Spectrum:
+def read_mantid_nexus(path: str | os.PathLike, entry: str | None = None, ei_mev: float | None = None,
+                      instrument: str | None = None) -> Spectrum:
     """S(|Q|,E) from a Mantid processed NeXus file as a :class:`Spectrum` on the file's own axes.
 
     Args:
         path: the .nxs file (SaveNexusProcessed output of a SofQW* workspace).
         entry: the NXentry to read (default the first ``mantid_workspace_<n>``).
+        ei_mev: incident energy (meV) overriding the logs; required when the file has no Ei log.
+        instrument: instrument name overriding the file's.
 
-    Energies are converted to meV, |Q| is in 1/Å. Ei (meV) and the sample temperature (K) come from
-    the sample logs when present (time series averaged). NaN marks uncovered bins.
+    Energies are converted to meV, |Q| is in 1/Å. Ei (meV), the sample temperature (K) and the instrument
+    come from the file (:mod:`phonon_ml_core.readers.logs`; time series averaged). NaN marks uncovered bins.
+    A file without an Ei and no ``ei_mev`` is a ValueError.
     """
     source = os.fspath(path)
     with h5py.File(source, "r") as f:
@@ -141,7 +137,7 @@ def read_mantid_nexus(path: str | os.PathLike, entry: str | None = None) -> Spec
             raise ValueError(_bad_axis_message(source, "vertical", u2))
         logs = g.get("logs")
         ei_log, ei = read_log(logs, EI_LOGS)
-        t_log, temp = read_log(logs, TEMPERATURE_LOGS)
+        t_log, temp = read_log(logs, TEMPERATURE_LOGS, positive=False)
         meta = {"source_file": source, "format": "mantid_processed_nexus", "entry": name, "layout": layout,
                 "x_unit": u1, "vertical_unit": u2, "ei_log": ei_log, "temperature_log": t_log,
                 "workspace_title": as_str(g["title"][()]) if "title" in g else "",
@@ -149,10 +145,10 @@ def read_mantid_nexus(path: str | os.PathLike, entry: str | None = None) -> Spec
         if temp is not None and temp <= 0:
             meta["temperature_log_value"] = temp
             temp = None
-        instrument = ""
-        if "instrument" in g and "name" in g["instrument"]:
-            instrument = as_str(g["instrument"]["name"][()])
+        file_instrument = read_instrument_name(g)
+        meta["instrument_in_file"] = file_instrument
         label = (attr(ws["values"], "unit_label") + " " + attr(ws["values"], "units")).lower()
         quantity = "chi''" if ("chi" in label or "susceptib" in label) else "S"
-    return spectrum_on_axes(inten, errs, e_edges, q_edges, ei_mev=ei, temperature=temp, quantity=quantity,
-                            metadata=meta, instrument=instrument)
+    return spectrum_on_axes(inten, errs, e_edges, q_edges, ei_mev=ei, ei_override=ei_mev, temperature=temp,
+                            source=source, quantity=quantity, metadata=meta,
+                            instrument=instrument or file_instrument)

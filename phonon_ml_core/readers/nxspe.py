@@ -12,12 +12,16 @@ import h5py
 import numpy as np
 
 from phonon_ml_core.data.spectrum import Spectrum
-from phonon_ml_core.readers._common import as_str, axis_edges, check_data, scalar_value, spectrum_on_axes
+from phonon_ml_core.readers._common import axis_edges, check_data, read_instrument_name, scalar_value, spectrum_on_axes
+from phonon_ml_core.readers.logs import TEMPERATURE_LOGS, as_str, first_log, resolve_ei
 from phonon_ml_core.readers.powder import default_q_edges, powder_sqw
 
-#: Datasets (relative to the NXSPE entry) tried for the sample temperature (K), in order.
-TEMPERATURE_PATHS: tuple[str, ...] = ("NXSPE_info/temperature", "sample/temperature", "sample/temperature/value",
-                                      "sample/SampleTemp", "logs/SampleTemp/value")
+#: Datasets (relative to the NXSPE entry) tried for the sample temperature (K), in order: the NXSPE fields,
+#: then each sample log of :data:`~phonon_ml_core.readers.logs.TEMPERATURE_LOGS` under ``sample/`` or ``logs/``.
+TEMPERATURE_PATHS: tuple[str, ...] = (("NXSPE_info/temperature", "sample/temperature", "sample/temperature/value")
+                                      + tuple(f"{where}/{name}{tail}" for name in TEMPERATURE_LOGS
+                                              for where, tail in (("sample", ""), ("sample", "/value"),
+                                                                  ("logs", "/value"), ("logs", ""))))
 
 
 def find_nxspe_entry(f: h5py.File) -> h5py.Group | None:
@@ -39,14 +43,18 @@ def _median_spacing(polar: np.ndarray) -> float:
 
 
 def read_nxspe(path: str | os.PathLike, q_edges: np.ndarray | None = None, dq: float = 0.05,
-               ei_mev: float | None = None) -> Spectrum:
+               ei_mev: float | None = None, instrument: str | None = None,
+               min_coverage: float = 0.0) -> Spectrum:
     """Powder S(|Q|,E) from an NXSPE file as a :class:`Spectrum` on (file energy bins × |Q| bins).
 
     Args:
         path: the .nxspe file.
         q_edges: output |Q| edges (1/Å); default 0 to the largest |Q| reached in steps of ``dq``.
         dq: |Q| step (1/Å) of the default edges.
-        ei_mev: incident energy (meV) when the file has none (NXSPE_info/fixed_energy NaN).
+        ei_mev: incident energy (meV) overriding NXSPE_info/fixed_energy; required when the file has none.
+        instrument: instrument name overriding the file's ``instrument/name``.
+        min_coverage: |Q| bins whose area the detectors cover less than this fraction of are NaN (default 0:
+            any overlap; :data:`~phonon_ml_core.data.rebin.HALF_AREA_COVERAGE` for the half-area rule).
     """
     source = os.fspath(path)
     with h5py.File(source, "r") as f:
@@ -85,25 +93,20 @@ def read_nxspe(path: str | os.PathLike, q_edges: np.ndarray | None = None, dq: f
             meta["polar_width_assumed_deg"] = float(width[0])
         info = g.get("NXSPE_info")
         ei_file = scalar_value(info["fixed_energy"]) if info is not None and "fixed_energy" in info else None
-        ei = ei_file if ei_file is not None and ei_file > 0 else ei_mev
-        if ei is None or not np.isfinite(ei) or ei <= 0:
-            raise ValueError(f"{source}: no incident energy (NXSPE_info/fixed_energy is missing or NaN): "
-                             "pass ei_mev=... (or save with SaveNXSPE(Efixed=Ei))")
+        ei, _ = resolve_ei(ei_file, ei_mev, source)
         if info is not None and "psi" in info:
             psi = scalar_value(info["psi"])
             meta["psi_deg"] = psi
-        temp = None
-        for p in TEMPERATURE_PATHS:
+
+        def lookup(p: str):
             obj = g.get(p)
-            if isinstance(obj, h5py.Dataset):
-                temp = scalar_value(obj)
-                if temp is not None and temp > 0:
-                    meta["temperature_path"] = p
-                    break
-                temp = None
-        instrument = ""
-        if "instrument" in g and "name" in g["instrument"]:
-            instrument = as_str(g["instrument"]["name"][()])
+            return obj[()] if isinstance(obj, h5py.Dataset) else None
+
+        t_path, temp = first_log(TEMPERATURE_PATHS, lookup)
+        if t_path is not None:
+            meta["temperature_path"] = t_path
+        file_instrument = read_instrument_name(g)
+        meta["instrument_in_file"] = file_instrument
     ee = energy_edges if energy_edges[-1] > energy_edges[0] else energy_edges[::-1]
     if energy_edges[-1] < energy_edges[0]:
         y = y[:, ::-1]
@@ -111,10 +114,9 @@ def read_nxspe(path: str | os.PathLike, q_edges: np.ndarray | None = None, dq: f
     if q_edges is None:
         q_edges = default_q_edges(polar, width, ee, ei, dq)
     q_edges = np.asarray(q_edges, dtype=float)
-    sqw, sqw_err = powder_sqw(y, err, ee, polar, width, ei, q_edges)
+    sqw, sqw_err = powder_sqw(y, err, ee, polar, width, ei, q_edges, min_coverage=min_coverage)
     if not np.isfinite(sqw).any():
         raise ValueError(f"{source}: no detector pixel maps into the |Q| range {q_edges[0]:.3g}–{q_edges[-1]:.3g} 1/Å "
                          "below Ei: check Ei, the detector angles and q_edges")
-    meta["ei_mev"] = float(ei)
-    return spectrum_on_axes(sqw, sqw_err, ee, q_edges, ei_mev=ei, temperature=temp, quantity="S",
-                            metadata=meta, instrument=instrument)
+    return spectrum_on_axes(sqw, sqw_err, ee, q_edges, ei_mev=ei_file, ei_override=ei_mev, temperature=temp,
+                            source=source, quantity="S", metadata=meta, instrument=instrument or file_instrument)

@@ -51,7 +51,7 @@ def default_q_edges(polar_deg: np.ndarray, width_deg: np.ndarray, energy_edges: 
 
 
 def powder_sqw(data: np.ndarray, error: np.ndarray | None, energy_edges: np.ndarray, polar_deg: np.ndarray,
-               polar_width_deg: np.ndarray, ei_mev: float, q_edges: np.ndarray
+               polar_width_deg: np.ndarray, ei_mev: float, q_edges: np.ndarray, min_coverage: float = 0.0
                ) -> tuple[np.ndarray, np.ndarray | None]:
     """Powder S(|Q|,E) (n_E, n_Q) and its errors from detector data (n_det, n_E).
 
@@ -62,12 +62,14 @@ def powder_sqw(data: np.ndarray, error: np.ndarray | None, energy_edges: np.ndar
         polar_deg, polar_width_deg: detector scattering angle 2θ and its full width (degrees), (n_det,).
         ei_mev: incident energy (meV).
         q_edges: output |Q| edges (1/Å).
+        min_coverage: output bins whose area the pixels cover less than this fraction of are NaN
+            (0: any overlap; :data:`~phonon_ml_core.data.rebin.HALF_AREA_COVERAGE` for the half-area rule).
 
     Output bins no pixel overlaps are NaN (as Mantid's NormalisedPolygon, where the fractional area
     is zero).
     """
     y = np.asarray(data, dtype=float)
-    n_det, n_e = y.shape
+    n_e = y.shape[1]
     ee = np.asarray(energy_edges, dtype=float)
     qe = np.asarray(q_edges, dtype=float)
     n_q = qe.size - 1
@@ -107,7 +109,8 @@ def powder_sqw(data: np.ndarray, error: np.ndarray | None, energy_edges: np.ndar
             sv = np.broadcast_to(s[d, kk][:, None], w.shape)[ok]
             var += np.bincount(idx, weights=(wv * sv) ** 2, minlength=n_e * n_q)
     num, den = num.reshape(n_e, n_q), den.reshape(n_e, n_q)
-    covered = den > 0
+    bin_area = np.abs(np.diff(ee))[:, None] * np.diff(qe)[None, :]
+    covered = (den > 0) & (den >= min_coverage * bin_area * (1 - 1e-9))
     with np.errstate(invalid="ignore", divide="ignore"):
         out = np.where(covered, num / den, np.nan)
         err = None if var is None else np.where(covered, np.sqrt(var.reshape(n_e, n_q)) / den, np.nan)

@@ -6,12 +6,13 @@ for tests, examples and exchanging synthetic data; they are not full Mantid file
 from __future__ import annotations
 
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 import h5py
 import numpy as np
 
 from phonon_ml_core.data.fileio import atomic_path
+from phonon_ml_core.specs import STANDARD_EXPERIMENT
 
 
 def _s(text: str) -> np.bytes_:
@@ -21,13 +22,14 @@ def _s(text: str) -> np.bytes_:
 def write_mantid_nexus(path: str | os.PathLike, values: np.ndarray, axis1: np.ndarray, axis2: np.ndarray,
                        errors: np.ndarray | None = None, axis1_units: str = "DeltaE",
                        axis2_units: str = "MomentumTransfer", logs: Mapping[str, object] | None = None,
-                       title: str = "sqw", frac_area: np.ndarray | None = None) -> None:
+                       title: str = "sqw", frac_area: np.ndarray | None = None, instrument: str | None = None) -> None:
     """A processed-NeXus file with one 2-D workspace.
 
     ``values`` is (nhist, nbins): for SofQW output rows are |Q| bins and columns energy-transfer bins;
     ``axis1`` holds X (nbins + 1 edges or nbins points), ``axis2`` the vertical axis (nhist + 1 edges
     or nhist points). ``logs`` maps sample-log names to numbers, arrays (time series) or strings.
     ``frac_area`` writes an unfinalised RebinnedOutput (values not yet divided by the fractional area).
+    ``instrument`` writes ``instrument/name`` (as SaveNexusProcessed does for a workspace with an instrument).
     """
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         e = f.create_group("mantid_workspace_1")
@@ -56,11 +58,16 @@ def write_mantid_nexus(path: str | os.PathLike, values: np.ndarray, axis1: np.nd
             fa = ws.create_dataset("frac_area", data=np.asarray(frac_area, dtype=float))
             fa.attrs["finalized"] = _s("0")
             fa.attrs["sqrd_errors"] = _s("0")
+        if instrument:
+            inst = e.create_group("instrument")
+            inst.attrs["NX_class"] = _s("NXinstrument")
+            inst.create_dataset("name", data=_s(instrument))
         lg = e.create_group("logs")
         for name, val in (logs or {}).items():
             g = lg.create_group(name)
             g.attrs["NX_class"] = _s("NXlog")
-            g.create_dataset("value", data=_s(val) if isinstance(val, str) else np.atleast_1d(np.asarray(val, dtype=float)))
+            value = _s(val) if isinstance(val, str) else np.atleast_1d(np.asarray(val, dtype=float))
+            g.create_dataset("value", data=value)
             if not isinstance(val, str) and np.size(val) > 1:
                 g.create_dataset("time", data=np.arange(np.size(val), dtype=float))
 
@@ -68,8 +75,13 @@ def write_mantid_nexus(path: str | os.PathLike, values: np.ndarray, axis1: np.nd
 def write_nxspe(path: str | os.PathLike, data: np.ndarray, energy_edges: np.ndarray, polar_deg: np.ndarray,
                 polar_width_deg: np.ndarray | None = None, error: np.ndarray | None = None, ei_mev: float = np.nan,
                 psi_deg: float = np.nan, azimuthal_deg: np.ndarray | None = None, entry: str = "mantid_workspace",
-                temperature: float | None = None) -> None:
-    """An NXSPE file: ``data`` (n_det, n_E), ``energy_edges`` (n_E + 1, meV), angles in degrees."""
+                temperature: float | None = None, instrument: str = STANDARD_EXPERIMENT.instrument,
+                sample_logs: Mapping[str, object] | None = None) -> None:
+    """An NXSPE file: ``data`` (n_det, n_E), ``energy_edges`` (n_E + 1, meV), angles in degrees.
+
+    ``temperature`` (K) goes to ``NXSPE_info/temperature``; ``sample_logs`` (name → number or time series) to
+    ``sample/<name>``; ``instrument`` to ``instrument/name``.
+    """
     n_det = np.shape(data)[0]
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         e = f.create_group(entry)
@@ -85,8 +97,11 @@ def write_nxspe(path: str | os.PathLike, data: np.ndarray, energy_edges: np.ndar
         if temperature is not None:
             info.create_dataset("temperature", data=[float(temperature)]).attrs["units"] = _s("K")
         inst = e.create_group("instrument")
-        inst.create_dataset("name", data=_s("ARCS"))
-        e.create_group("sample").attrs["NX_class"] = _s("NXsample")
+        inst.create_dataset("name", data=_s(instrument))
+        sample = e.create_group("sample")
+        sample.attrs["NX_class"] = _s("NXsample")
+        for name, val in (sample_logs or {}).items():
+            sample.create_dataset(name, data=np.atleast_1d(np.asarray(val, dtype=float)))
         g = e.create_group("data")
         g.attrs["NX_class"] = _s("NXdata")
         ds = g.create_dataset("data", data=np.asarray(data, dtype=float))

@@ -1,28 +1,30 @@
-"""The end-to-end demonstration behind ``phonon-ml demo``.
+"""The end-to-end demonstration behind ``phonon-ml demo``, for any material and experiment.
 
-Simulates measured-like aluminium data from known constants — S(|Q|,E) on a finer, Mantid-like grid
-with instrument resolution, an energy-dependent background and counting noise, saved as Mantid
-processed-NeXus files — then runs the whole workflow on them: read, preprocess onto the standard grid,
-predict with the shipped bundle, fit with Nelder–Mead and the gradient method, and write a report
-comparing the recovered constants with the true ones. With ``inputs`` it runs on the user's files.
+Simulates measured-like data from known constants (:mod:`.demo_data`: S(|Q|,E) on a finer, Mantid-like grid with
+instrument resolution, an energy-dependent background and counting noise, saved as Mantid processed-NeXus files),
+then runs the whole workflow on them: read, preprocess onto the default grid for the Ei, predict (the shipped
+bundle for aluminium on the standard experiment, else a small bundle trained on the spot, :mod:`.demo_model`),
+fit with Nelder–Mead and the gradient method, and write a report comparing the recovered constants with the true
+ones. Aluminium on ARCS at 50 meV is the default and unchanged. With ``inputs`` it runs on the user's files.
 """
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from phonon_ml_core.physics.units import FORCE_CONSTANT_NAMES
 from phonon_ml_core.data.fileio import atomic_path
-from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.data.jsonio import write_json
+from phonon_ml_core.report.demo_data import DEMO_TEMPERATURES, DEMO_TRUE_FC, demo_truth, make_measured_like, raw_grid
+from phonon_ml_core.report.demo_model import SmallModelBudget, small_bundle
+from phonon_ml_core.specs import ALUMINIUM, STANDARD_EXPERIMENT, Experiment, Material, get_material
 
-DEMO_TEMPERATURES = (50.0, 300.0, 640.0)
-#: The demo's "true" constants: the reference with a softer second shell (not the training centre).
-DEMO_TRUE_FC = np.array([10.0, 10.6, -2.6, 2.0, 0.2])
+__all__ = ["DEMO_TEMPERATURES", "DEMO_TRUE_FC", "DemoRecord", "demo_experiment", "make_measured_like", "raw_grid",
+           "run_demo", "run_workflow"]
 
 
 @dataclass
@@ -36,59 +38,39 @@ class DemoRecord:
     fits: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def raw_grid() -> Grid:
-    """A finer S(|Q|,E) grid like a SofQW output (|Q| step 0.05 1/Å, E step 0.25 meV) at Ei = 50 meV."""
-    q = np.arange(0.025, 10.2, 0.05)
-    e = np.arange(5.125, 47.0, 0.25)
-    return Grid.from_axes(q, e, ei_mev=50.0)
-
-
-def make_measured_like(out_dir: Path, temperatures: Sequence[float], force_constants: np.ndarray,
-                       noise: float, seed: int) -> list[Path]:
-    """Write measured-like S(|Q|,E) files (Mantid processed-NeXus layout) and return their paths."""
-    from phonon_ml_core.readers.writers import write_mantid_nexus
-    from phonon_ml_core.simulator import SimulationSettings, simulate_spectrum
-
-    rng = np.random.default_rng(seed)
-    grid = raw_grid()
-    settings = SimulationSettings(quantity="S", normalize=False)
-    paths = []
-    for t in temperatures:
-        s = simulate_spectrum(force_constants, float(t), grid=grid, settings=settings).intensity
-        scale = np.nanmax(s)
-        # counting noise ∝ √I, plus a smooth energy-dependent background (empty can, multiple scattering)
-        background = scale * (0.04 + 0.03 * np.exp(-(grid.energy - 5.0) / 12.0))[:, None]
-        signal = s + background
-        err = noise * np.sqrt(np.abs(signal) * scale)
-        measured = np.where(grid.mask, signal + err * rng.standard_normal(signal.shape), np.nan)
-        path = out_dir / f"al_{int(t)}K_sqw.nxs"
-        write_mantid_nexus(path, measured.T, grid.energy_edges, grid.q_edges, errors=np.where(grid.mask, err, np.nan).T,
-                           logs={"Ei": 50.0, "SampleTemp": float(t)}, title=f"al_{int(t)}K")
-        paths.append(path)
-    return paths
+def demo_experiment(instrument: str | None = None, ei_mev: float | None = None) -> Experiment:
+    """The demo's experiment: the standard one unless an instrument or Ei is named (then its defaults)."""
+    if instrument is None and ei_mev is None:
+        return STANDARD_EXPERIMENT
+    return Experiment.create(instrument=instrument or STANDARD_EXPERIMENT.instrument, ei_mev=ei_mev)
 
 
 def run_workflow(inputs: Sequence[Path], out_dir: Path, truth: np.ndarray | None, methods: Sequence[str],
                  predict: bool = True, temperature: float | None = None, n_samples: int = 10000,
-                 log=print) -> list[DemoRecord]:
+                 log=print, material: Material | None = None, bundle: Any | None = None,
+                 notes: list[str] | None = None) -> list[DemoRecord]:
     """Read → preprocess → predict → fit each input; figures and records in ``out_dir``.
 
     The fits are those of ``phonon-ml fit`` (γ and a background slope free) started from the reference
     constants, independently of the prediction, as in the study. ``temperature`` (K) overrides the files'.
+    ``material`` None: aluminium with the legacy physics (the default demo, unchanged); ``bundle``: the model to
+    predict with (default the shipped one).
     """
     from phonon_ml_core.fitting.spectrum_fit import fit_spectrum
-    from phonon_ml_core.report.plotting import plot_spectrum
     from phonon_ml_core.prediction.predict import predict_spectra, resolve_bundle
+    from phonon_ml_core.preprocess.measurement import read_measured
     from phonon_ml_core.preprocess.pipeline import preprocess_with_report
-    from phonon_ml_core.readers import read_spectrum
+    from phonon_ml_core.report.plotting import plot_spectrum
 
-    bundle = resolve_bundle(None) if predict else None
+    notes = [] if notes is None else notes
+    if predict and bundle is None:
+        bundle = resolve_bundle(None)
     records = []
     for path in inputs:
-        raw = read_spectrum(path)
+        raw = read_measured(path)
         for k, one in enumerate(raw):
             name = Path(path).stem + (f"[{k}]" if raw.is_set else "")
-            ready, report = preprocess_with_report(one, temperature=temperature)
+            ready, report = preprocess_with_report(one, temperature=temperature, material=material)
             if ready.temperature is None or not np.all(np.isfinite(ready.temperature)):
                 raise ValueError(f"{path}: the sample temperature is unknown (no SampleTemp log or temperature "
                                  "dataset): pass --temperature T (K)")
@@ -101,8 +83,9 @@ def run_workflow(inputs: Sequence[Path], out_dir: Path, truth: np.ndarray | None
                 rec.predicted = {"force_constants": e["force_constants"].tolist(), "std": e["std"].tolist(),
                                  "nmse": e["nmse"]}
                 log(f"  predicted {np.round(e['force_constants'], 2).tolist()} N/m, NMSE {e['nmse']:.3f}")
+            fit_kw = {} if material is None else {"material": material, "experiment": ready.experiment}
             for method in methods:
-                r = fit_spectrum(ready, method=method, fit_linewidth=True, fit_background=True)
+                r = fit_spectrum(ready, method=method, fit_linewidth=True, fit_background=True, **fit_kw)
                 rec.fits[method] = {"force_constants": r.force_constants.tolist(), "std": r.std.tolist(),
                                     "nmse": r.nmse, "seconds": r.seconds, "evaluations": r.evaluations,
                                     "converged": r.converged}
@@ -123,15 +106,17 @@ def _require_bundle() -> None:
             "or pass --no-predict to run the fits only")
 
 
-def plot_constants(records: list[DemoRecord], truth: np.ndarray | None, path: Path) -> None:
+def plot_constants(records: list[DemoRecord], truth: np.ndarray | None, path: Path,
+                   names: Sequence[str] = ALUMINIUM.names) -> None:
     """Recovered constants (prediction and fits, with error bars) against the truth, one panel per constant."""
     from phonon_ml_core.report.plotting import _plt, save_figure
 
     plt = _plt()
-    fig, axes = plt.subplots(1, 5, figsize=(15, 3.2), constrained_layout=True)
+    fig, axes = plt.subplots(1, len(names), figsize=(3 * len(names), 3.2), constrained_layout=True, squeeze=False)
+    axes = axes[0]
     temps = np.array([r.temperature for r in records])
-    sources = [("predicted", lambda r: r.predicted)] + \
-        [(m, (lambda m: lambda r: r.fits.get(m))(m)) for m in sorted({m for r in records for m in r.fits})]
+    methods = sorted({m for r in records for m in r.fits})
+    sources = [("predicted", lambda r: r.predicted)] + [(m, _fit_getter(m)) for m in methods]
     for c, ax in enumerate(axes):
         for k, (label, get) in enumerate(sources):
             vals = [(t, get(r)) for t, r in zip(temps, records) if get(r) is not None]
@@ -143,24 +128,33 @@ def plot_constants(records: list[DemoRecord], truth: np.ndarray | None, path: Pa
             ax.errorbar(t, y, yerr=np.nan_to_num(err), fmt="os^"[k % 3], ms=4, capsize=2, label=label)
         if truth is not None:
             ax.axhline(truth[c], color="k", ls="--", lw=1, label="true")
-        ax.set_title(FORCE_CONSTANT_NAMES[c])
+        ax.set_title(names[c])
         ax.set_xlabel("T (K)")
     axes[0].set_ylabel("N/m")
     axes[0].legend(fontsize=7)
     save_figure(fig, path)
 
 
-def write_report(records: list[DemoRecord], truth: np.ndarray | None, out_dir: Path, seconds: float) -> Path:
+def _fit_getter(method: str):
+    return lambda r: r.fits.get(method)
+
+
+def write_report(records: list[DemoRecord], truth: np.ndarray | None, out_dir: Path, seconds: float,
+                 material: Material = ALUMINIUM, experiment: Experiment | None = None,
+                 notes: Sequence[str] = ()) -> Path:
     """summary.json and a short report.md with the table of recovered constants."""
+    names = material.names
     summary = {"true_force_constants": None if truth is None else truth.tolist(),
-               "names": list(FORCE_CONSTANT_NAMES), "seconds": seconds,
-               "spectra": [r.__dict__ for r in records]}
-    with atomic_path(out_dir / "summary.json") as tmp:
-        tmp.write_text(json.dumps(summary, indent=2))
-    lines = ["# phonon-ml demo", "", f"Total time {seconds:.0f} s. Constants in N/m, order "
-             f"{', '.join(FORCE_CONSTANT_NAMES)}.", "", "![constants](constants.png)", "",
-             "| spectrum | T (K) | source | " + " | ".join(FORCE_CONSTANT_NAMES) + " | NMSE |",
-             "|---|---|---|" + "---|" * 6]
+               "names": list(names), "material": material.to_dict(),
+               "experiment": None if experiment is None else experiment.to_dict(), "notes": list(notes),
+               "seconds": seconds, "spectra": [r.__dict__ for r in records]}
+    write_json(out_dir / "summary.json", summary)
+    setting = "" if experiment is None else f" on {experiment.describe()}"
+    lines = ["# phonon-ml demo", "", f"{material.name} ({material.lattice}){setting}.", "",
+             f"Total time {seconds:.0f} s. Constants in N/m, order {', '.join(names)}.", "",
+             *[f"Note: {n}" for n in notes], *([""] if notes else []), "![constants](constants.png)", "",
+             "| spectrum | T (K) | source | " + " | ".join(names) + " | NMSE |",
+             "|---|---|---|" + "---|" * (len(names) + 1)]
     if truth is not None:
         lines.append("| — | — | true | " + " | ".join(f"{v:.2f}" for v in truth) + " | — |")
     for r in records:
@@ -168,8 +162,8 @@ def write_report(records: list[DemoRecord], truth: np.ndarray | None, out_dir: P
         for label, d in rows:
             cells = " | ".join(f"{v:.2f} ± {s:.2f}" for v, s in zip(d["force_constants"], d["std"]))
             lines.append(f"| {r.name} | {r.temperature:.0f} | {label} | {cells} | {d['nmse']:.3f} |")
-    lines += ["", "Figures: `constants.png` (recovered vs true), `<spectrum>_fit.png` (preprocessed spectrum "
-              "and the fitted simulation)."]
+    lines += ["", ("Figures: `constants.png` (recovered vs true), `<spectrum>_fit.png` (preprocessed spectrum "
+                   "and the fitted simulation).")]
     with atomic_path(out_dir / "report.md") as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     return out_dir / "report.md"
@@ -178,31 +172,50 @@ def write_report(records: list[DemoRecord], truth: np.ndarray | None, out_dir: P
 def run_demo(out_dir: str | Path, inputs: Sequence[str | Path] | None = None, noise: float = 0.04,
              seed: int = 0, methods: Sequence[str] = ("nelder-mead", "gradient"), predict: bool = True,
              temperatures: Sequence[float] = DEMO_TEMPERATURES, temperature: float | None = None,
-             n_samples: int = 10000, log=print) -> Path:
+             n_samples: int = 10000, log=print, material: str | Material | None = None,
+             instrument: str | None = None, ei_mev: float | None = None,
+             small_model: SmallModelBudget | None = None) -> Path:
     """Run the demo (or the workflow on ``inputs``) and return the report path. ``temperature`` (K) overrides
-    the input files' temperature; ``n_samples``: latent draws per spectrum for the prediction."""
+    the input files' temperature; ``n_samples``: latent draws per spectrum for the prediction.
+
+    ``material`` (default aluminium), ``instrument`` and ``ei_mev`` (default the standard experiment, else the
+    instrument's defaults) choose what is simulated; for anything but aluminium on the standard experiment the
+    prediction comes from a small bundle trained on the spot (``small_model``, default :class:`SmallModelBudget`).
+    """
     if temperature is not None and not (np.isfinite(temperature) and temperature > 0):
         raise ValueError(f"--temperature must be positive (K), got {temperature}")
     if int(n_samples) < 1:
         raise ValueError(f"the number of latent samples must be at least 1, got {n_samples}")
-    if predict:
+    given = None if material is None else get_material(material)   # None: aluminium, the legacy physics
+    mat = ALUMINIUM if given is None else given
+    experiment = demo_experiment(instrument, ei_mev)        # unknown names and bad settings fail here, first
+    shipped = mat.same_as(ALUMINIUM) and experiment.same_as(STANDARD_EXPERIMENT)
+    if predict and shipped:
         _require_bundle()   # before minutes of simulation
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     truth = None
+    notes: list[str] = []
     if not inputs:
-        truth = DEMO_TRUE_FC
-        log(f"simulating measured-like aluminium S(|Q|,E) at {', '.join(f'{t:.0f}' for t in temperatures)} K "
-            f"from {truth.tolist()} N/m")
-        inputs = make_measured_like(out, temperatures, truth, noise, seed)
+        truth = demo_truth(mat)
+        log(f"simulating measured-like {mat.name} S(|Q|,E) on {experiment.instrument} (Ei = {experiment.ei_mev:g} "
+            f"meV) at {', '.join(f'{t:.0f}' for t in temperatures)} K from {np.round(truth, 3).tolist()} N/m")
+        inputs = make_measured_like(out, temperatures, truth, noise, seed, material=given, experiment=experiment)
     else:
         missing = [str(p) for p in inputs if not Path(p).exists()]
         if missing:
             raise FileNotFoundError(f"input file(s) not found: {', '.join(missing)}")
+    bundle = None
+    if predict and not shipped:
+        bundle, note = small_bundle(mat, experiment, out, small_model or SmallModelBudget(), seed, log)
+        notes.append(note)
+        log(note)
+        predict = bundle is not None
     records = run_workflow([Path(p) for p in inputs], out, truth, methods, predict=predict,
-                           temperature=temperature if truth is None else None, n_samples=n_samples, log=log)
-    plot_constants(records, truth, out / "constants.png")
-    report = write_report(records, truth, out, time.perf_counter() - t0)
+                           temperature=temperature if truth is None else None, n_samples=n_samples, log=log,
+                           material=given, bundle=bundle, notes=notes)
+    plot_constants(records, truth, out / "constants.png", mat.names)
+    report = write_report(records, truth, out, time.perf_counter() - t0, mat, experiment, notes)
     log(f"report: {report} ({time.perf_counter() - t0:.0f} s)")
     return report

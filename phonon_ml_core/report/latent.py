@@ -19,7 +19,6 @@ For a bundle and a set of spectra on its grid:
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -29,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from phonon_ml_core.physics.units import FORCE_CONSTANT_NAMES
 from phonon_ml_core.data.fileio import atomic_path
+from phonon_ml_core.data.jsonio import write_json
 from phonon_ml_core.data.spectrum import Spectrum
 
 log = logging.getLogger(__name__)
@@ -196,8 +195,9 @@ def analyse_latent(bundle, spectra: Spectrum, threshold: float = DEFAULT_THRESHO
     fc_corr, names = None, []
     temps = spectra.temperatures() if spectra.temperature is not None else None
     if spectra.force_constants is not None and mu.shape[0] > 1:
-        y = np.broadcast_to(np.asarray(spectra.force_constants, float), (mu.shape[0], 5))
-        cols, names = [y], list(FORCE_CONSTANT_NAMES)
+        y = np.asarray(spectra.force_constants, float)
+        y = np.broadcast_to(y, (mu.shape[0], y.shape[-1]))
+        cols, names = [y], list(spectra.names or [f"constant_{i}" for i in range(y.shape[-1])])
         if temps is not None and np.all(np.isfinite(temps)) and np.ptp(temps) > 0:
             cols.append(temps[:, None])
             names.append("T")
@@ -223,12 +223,11 @@ def write_csv(path: str | os.PathLike, header: list[str], rows: list[list[Any]])
             return str(v.item())
         return v
 
-    with atomic_path(p) as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(header)
-            for r in rows:
-                w.writerow([fmt(v) for v in r])
+    with atomic_path(p) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        for r in rows:
+            w.writerow([fmt(v) for v in r])
     return p
 
 
@@ -312,10 +311,10 @@ def plot_latent_analysis(res: LatentAnalysis, out_dir: str | os.PathLike, prefix
         im = row[2].pcolormesh(g.q_edges, g.energy_edges, dd, cmap="RdBu_r", vmin=-loc, vmax=loc, shading="flat")
         row[2].set_title(f"Δ (dimension {d}, KL {res.kl[d]:.3g})", fontsize=8)
         fig.colorbar(im, ax=row[2])
-        with np.errstate(invalid="ignore"):
-            qa = lambda a: np.nanmean(np.where(g.mask, a, np.nan), axis=-1)  # noqa: E731
         for a, lab, st in ((res.minus[d], "−", "--"), (res.base, "z̄", "-"), (res.plus[d], "+", ":")):
-            row[3].plot(g.energy, qa(a), st, label=lab)
+            with np.errstate(invalid="ignore"):
+                curve = np.nanmean(np.where(g.mask, a, np.nan), axis=-1)
+            row[3].plot(g.energy, curve, st, label=lab)
         row[3].set_xlabel("Energy transfer (meV)", fontsize=8)
         row[3].set_title("|Q|-averaged", fontsize=8)
         row[3].legend(fontsize=7)
@@ -370,6 +369,5 @@ def write_latent_analysis(res: LatentAnalysis, out_dir: str | os.PathLike, prefi
         files.update(plot_latent_analysis(res, out, prefix))
     summary = {**res.summary(), **(extra or {}), "files": files}
     files["summary_json"] = f"{prefix}_summary.json"
-    with atomic_path(out / files["summary_json"]) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, allow_nan=True))
+    write_json(out / files["summary_json"], summary)
     return summary

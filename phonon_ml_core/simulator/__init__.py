@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.simulator.powder import PowderSimulator

@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from phonon_ml_core.data.fileio import atomic_path, check_output_path
-from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.data.jsonio import json_default
 from phonon_ml_core.data.spectrum import Spectrum, write_spectrum_group
 from phonon_ml_core.simulator.factory import get_simulator

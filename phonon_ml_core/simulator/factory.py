@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.simulator.powder import PowderSimulator
 from phonon_ml_core.simulator.settings import SimulationSettings
 from phonon_ml_core.simulator.specs_setup import experiment_for_grid

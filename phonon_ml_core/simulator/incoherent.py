@@ -18,7 +18,7 @@ import math
 import numpy as np
 import torch
 
-from phonon_ml_core.simulator.eigen3 import eigvalsh3
+from phonon_ml_core.physics.eigen3 import eigvalsh3
 from phonon_ml_core.simulator.one_phonon import deposit
 from phonon_ml_core.simulator.settings import LAM_FLOOR
 from phonon_ml_core.simulator.thermal import (

@@ -18,7 +18,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from phonon_ml_core.simulator.eigen3 import PACKED
+from phonon_ml_core.physics.eigen3 import PACKED
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from phonon_ml_core.simulator.eigen3 import eigvalsh3, mode_projections
+from phonon_ml_core.physics.eigen3 import eigvalsh3, mode_projections
 from phonon_ml_core.simulator.mesh import ShellMesh, shell_to_bin_matrix
 from phonon_ml_core.simulator.settings import LAM_FLOOR
 

@@ -25,11 +25,11 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.data.normalization import mean_normalize
 from phonon_ml_core.physics.bvk import BvKModel, bz_sample
 from phonon_ml_core.physics.units import FC_TO_MEV2, HBAR2_OVER_2MN_MEV_A2, KB_MEV_PER_K, NEUTRON_MASS_U
-from phonon_ml_core.simulator.eigen3 import PACKED, eigvalsh3
+from phonon_ml_core.physics.eigen3 import PACKED, eigvalsh3
 from phonon_ml_core.simulator.incoherent import bin_q2_weight, incoherent_density, multiphonon
 from phonon_ml_core.simulator.mesh import TRACE_WEIGHTS, irreducible_cube_points, shell_mesh
 from phonon_ml_core.simulator.one_phonon import (
@@ -40,7 +40,7 @@ from phonon_ml_core.simulator.one_phonon import (
     one_phonon_sphere,
 )
 from phonon_ml_core.simulator.quadrature import powder_quadrature
-from phonon_ml_core.simulator.resolution import binned_gaussian_kernel
+from phonon_ml_core.simulator.kernels import binned_gaussian_kernel
 from phonon_ml_core.simulator.settings import (
     LAM_FLOOR,
     SimulationInputs,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from phonon_ml_core.data.grid import Grid
+from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.physics.bvk import BvKModel
 from phonon_ml_core.simulator.settings import SimulationSettings
 from phonon_ml_core.specs import ALUMINIUM, STANDARD_EXPERIMENT, Experiment, Material, get_instrument

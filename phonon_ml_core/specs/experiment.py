@@ -10,9 +10,9 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from ..data.grid import Grid, centres_to_edges, kinematic_mask, standard_grid
-from ._io import Serialisable, SpecError, check_keys, require
-from .instruments import get_instrument
+from phonon_ml_core.specs.grid import Grid, centres_to_edges, kinematic_mask, standard_grid
+from phonon_ml_core.specs._io import Serialisable, SpecError, check_keys, require
+from phonon_ml_core.specs.instruments import get_instrument
 
 #: The default grid rule (conventions §7), reproducing standard_grid() for ARCS at 50 meV.
 N_ENERGY = 70
@@ -148,7 +148,7 @@ class Experiment(Serialisable):
         object.__setattr__(self, "ei_mev", float(self.ei_mev))
         object.__setattr__(self, "two_theta_deg", _two_theta(self.two_theta_deg))
         info.check_settings(self.chopper_package, self.chopper_frequency, self.ei_mev)
-        require(isinstance(self.grid, Grid), f"grid must be a phonon_ml_core.data.grid.Grid, got "
+        require(isinstance(self.grid, Grid), f"grid must be a phonon_ml_core.specs.grid.Grid, got "
                 f"{type(self.grid).__name__}")
         require(self.grid.ei_mev == self.ei_mev, f"the grid's Ei ({self.grid.ei_mev} meV) differs from the "
                 f"experiment's ({self.ei_mev} meV): build the grid with default_grid({self.ei_mev}, "
@@ -179,8 +179,8 @@ class Experiment(Serialisable):
         return get_instrument(self.instrument)
 
     def resolution(self, scale: float = 1.0):
-        """The energy resolution (``simulator.resolution.Resolution``) of this setting, σ multiplied by ``scale``."""
-        from ..simulator.resolution import Resolution
+        """The energy resolution (``specs.resolution.Resolution``) of this setting, σ multiplied by ``scale``."""
+        from phonon_ml_core.specs.resolution import Resolution
 
         return Resolution(instrument=self.instrument, chopper_package=self.chopper_package,
                           chopper_frequency=self.chopper_frequency, ei_mev=self.ei_mev, scale=scale)

@@ -49,7 +49,7 @@ def mantid_fixture():
 
 # ------------------------------------------------------------------------------------------ helpers
 def tiny_grid():
-    from phonon_ml_core.data.grid import Grid
+    from phonon_ml_core.specs.grid import Grid
 
     return Grid.from_axes(np.linspace(1.5, 4.5, 7), np.linspace(12.0, 36.0, 7), ei_mev=50.0)
 
@@ -78,7 +78,7 @@ def make_sqw(mantid, name, y, e_edges, q_edges, ei=50.0, temperature=300.0, tran
 
 def measured_like(seed=0):
     """A synthetic measured S(|Q|,E) on a finer grid than the standard one (NaN outside coverage)."""
-    from phonon_ml_core.data.grid import kinematic_mask
+    from phonon_ml_core.specs.grid import kinematic_mask
 
     e_edges = np.arange(4.0, 48.01, 0.5)
     q_edges = np.arange(0.0, 10.51, 0.05)

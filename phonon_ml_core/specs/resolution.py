@@ -1,11 +1,10 @@
-"""Instrument energy resolution from the ``resins`` library and bin-averaging kernels."""
+"""Instrument energy resolution σ(E) of an experiment, from the ``resins`` library (PyChop models)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import ndtr
 
 
 @dataclass(frozen=True)
@@ -61,15 +60,3 @@ def _resins_model(instrument: str, chopper: str, frequency: int, ei: float):
     except Exception as exc:  # resins raises several types for bad settings
         raise ValueError(f"resins cannot model {instrument} with chopper {chopper!r} at {frequency} Hz and "
                          f"Ei = {ei} meV: {exc}") from exc
-
-
-def binned_gaussian_kernel(fine: np.ndarray, sigma: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """K[f, e]: mean over output bin e of a unit Gaussian centred at fine[f] with width sigma[f].
-
-    A density sampled on ``fine`` (spacing h) times h, multiplied by K, gives bin-averaged values.
-    Zero σ means a delta line (pure bin averaging).
-    """
-    fine = np.asarray(fine, dtype=float)[:, None]
-    s = np.maximum(np.asarray(sigma, dtype=float), 1e-9)[:, None]
-    lo, hi = edges[None, :-1], edges[None, 1:]
-    return (ndtr((hi - fine) / s) - ndtr((lo - fine) / s)) / (hi - lo)

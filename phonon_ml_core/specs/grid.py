@@ -37,7 +37,8 @@ def edges_to_centres(edges: np.ndarray) -> np.ndarray:
     return 0.5 * (e[1:] + e[:-1])
 
 
-def q_limits(energy_mev: np.ndarray, ei_mev: float, two_theta_deg: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
+def q_limits(energy_mev: np.ndarray, ei_mev: float, two_theta_deg: tuple[float, float]
+             ) -> tuple[np.ndarray, np.ndarray]:
     """|Q| (1/Å) reached at the smallest and largest scattering angle for each energy transfer.
 
     NaN where the energy transfer exceeds Ei (no final neutron).
@@ -67,7 +68,7 @@ def kinematic_mask(q: np.ndarray, energy: np.ndarray, ei_mev: float,
 
 @lru_cache(maxsize=1)
 def _standard_mask() -> np.ndarray:
-    text = resources.files("phonon_ml_core").joinpath("data/standard_mask.json").read_text()
+    text = resources.files("phonon_ml_core").joinpath("specs/standard_mask.json").read_text()
     spec = json.loads(text)
     mask = np.zeros(spec["shape"], dtype=bool)
     for row, (lo, hi) in enumerate(spec["row_column_ranges"]):
@@ -133,7 +134,7 @@ class Grid:
         h.update(np.round(self.energy, 9).tobytes())
         return h.hexdigest()
 
-    def same_as(self, other: "Grid", atol: float = 1e-6) -> bool:
+    def same_as(self, other: Grid, atol: float = 1e-6) -> bool:
         """True when both grids have the same axes (to ``atol``) and mask."""
         return (self.shape == other.shape and np.allclose(self.q, other.q, atol=atol)
                 and np.allclose(self.energy, other.energy, atol=atol) and np.array_equal(self.mask, other.mask))
@@ -147,7 +148,7 @@ class Grid:
     @classmethod
     def from_axes(cls, q: np.ndarray, energy: np.ndarray, ei_mev: float = STANDARD_EI_MEV,
                   two_theta_deg: tuple[float, float] = ARCS_TWO_THETA_RANGE_DEG,
-                  mask: np.ndarray | None = None) -> "Grid":
+                  mask: np.ndarray | None = None) -> Grid:
         """A grid from its centres; the mask is the standard one on the standard axes, else kinematic."""
         q = np.asarray(q, dtype=float)
         energy = np.asarray(energy, dtype=float)
