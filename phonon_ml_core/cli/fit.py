@@ -164,6 +164,9 @@ def run(args: argparse.Namespace) -> int:
               f"{dict(zip(r.names, np.round(r.force_constants, 3).tolist()))} ± {np.round(r.std, 3).tolist()} N/m, "
               + ("" if r.background is None else f"background slope b1 {r.background[1]:.5f}/meV, ")
               + f"{r.evaluations} simulator calls, {r.seconds:.1f} s{'' if r.converged else ' (NOT converged)'}")
+        if r.at_bounds:
+            print(f"    WARNING: ended on a bound of the search: {', '.join(r.at_bounds)} (not a minimum of the "
+                  "misfit; widen the bounds, check the start, the material and the data)")
         for point, f in entries[-1]["frequencies_thz"].items():
             sd = (entries[-1]["frequencies_std_thz"] or {}).get(point)
             print(f"    {point}: " + ", ".join(f"{v:.3f}" + ("" if sd is None or sd[j] is None else f"±{sd[j]:.3f}")

@@ -18,6 +18,7 @@ from phonon_ml_core.data.fileio import atomic_path, check_output_path
 from phonon_ml_core.specs.grid import ARCS_TWO_THETA_RANGE_DEG, Grid
 from phonon_ml_core.data.jsonio import json_default
 from phonon_ml_core.data.normalization import mean_normalize
+from phonon_ml_core.data.validation import check_axis
 from phonon_ml_core.specs.experiment import STANDARD_EXPERIMENT, Experiment
 from phonon_ml_core.specs.material import Material
 
@@ -278,6 +279,8 @@ def read_spectrum_group(f: h5py.Group, source: str = "") -> Spectrum:
                          "(conventions §4); for Mantid or NXSPE files use `phonon-ml preprocess`")
     q = f["q"][()]
     energy = f["energy"][()]
+    for axis, values, unit in (("q", q, "1/Å"), ("energy", energy, "meV")):
+        check_axis(values, f"{source or 'file'}: the /{axis} axis ({unit})")
     inten = f["intensity"][()]
     ei = _incident_energy(f, q, energy, source)
     tt = (tuple(np.asarray(f.attrs["two_theta_deg"]).tolist()) if "two_theta_deg" in f.attrs
