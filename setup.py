@@ -12,14 +12,15 @@ setup(
     name="phonon-ml",
     version="0.1.0",
     description="Force constants from powder INS spectra: differentiable simulator, VAE and fits",
-    long_description=open("README.md", encoding="utf-8").read(),
+    long_description=Path("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="GPL-3.0-or-later",
     python_requires=">=3.10",
     packages=find_packages(include=["phonon_ml_core", "phonon_ml_core.*"]) + ["phonon_ml_core.mantid_algorithms"],
     # the Mantid algorithms in plugins/ ship as data (Mantid runs every .py in a plugin folder itself)
     package_dir={"phonon_ml_core.mantid_algorithms": "plugins"},
-    package_data={"phonon_ml_core": ["specs/*.json", "specs/materials/*.json"], "phonon_ml_core.mantid_algorithms": ["*.py"]},
+    package_data={"phonon_ml_core": ["specs/*.json", "specs/materials/*.json"],
+                  "phonon_ml_core.mantid_algorithms": ["*.py"]},
     include_package_data=True,
     data_files=MODEL_FILES,
     install_requires=[

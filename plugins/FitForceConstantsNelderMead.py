@@ -1,10 +1,10 @@
 # phonon-ml Mantid algorithm: a thin adapter to phonon_ml_core.fitting.spectrum_fit.fit_spectrum (docs/mantid.md).
 # Module level imports Mantid only; defaults come from phonon_ml_core.specs (no torch) in PyInit, the fit (torch) is
 # imported in PyExec. A WorkspaceGroup input is processed member by member by Mantid (a group of tables).
-from mantid.api import (AlgorithmFactory, ITableWorkspaceProperty, MatrixWorkspaceProperty, Progress, PropertyMode,
-                        PythonAlgorithm)
-from mantid.kernel import (Direction, FloatArrayProperty, FloatBoundedValidator, IntBoundedValidator, Property,
-                           StringListValidator)
+from mantid.api import (AlgorithmFactory, CommonBinsValidator, HistogramValidator, ITableWorkspaceProperty,
+                        MatrixWorkspaceProperty, Progress, PropertyMode, PythonAlgorithm, WorkspaceUnitValidator)
+from mantid.kernel import (CompositeValidator, Direction, FloatArrayProperty, FloatBoundedValidator,
+                           IntBoundedValidator, Property, StringListValidator)
 
 
 def _core():
@@ -35,7 +35,11 @@ class FitForceConstantsNelderMead(PythonAlgorithm):
 
     def PyInit(self):
         ma = _core()
-        self.declareProperty(MatrixWorkspaceProperty("InputWorkspace", "", direction=Direction.Input),
+        sofqw = CompositeValidator()  # the SofQW layout only, as ApplyDetailedBalance/SofQW declare their input
+        sofqw.add(WorkspaceUnitValidator("DeltaE"))
+        sofqw.add(HistogramValidator())
+        sofqw.add(CommonBinsValidator())
+        self.declareProperty(MatrixWorkspaceProperty("InputWorkspace", "", direction=Direction.Input, validator=sofqw),
                              doc="chi''(|Q|,E) or S(|Q|,E) in the SofQW layout (PreprocessForML output recommended); a "
                                  "group is fitted member by member")
         self.declareProperty("Material", ma.DEFAULT_MATERIAL,
@@ -79,6 +83,11 @@ class FitForceConstantsNelderMead(PythonAlgorithm):
         self.declareProperty(MatrixWorkspaceProperty("OutputFittedSpectrum", "", direction=Direction.Output,
                                                      optional=PropertyMode.Optional),
                              doc="the simulated spectrum at the best constants (mean-normalised)")
+        self.declareProperty(ITableWorkspaceProperty("OutputFrequencies", "", direction=Direction.Output,
+                                                     optional=PropertyMode.Optional),
+                             doc="table of the zone-boundary frequencies of the fitted constants with the fit's "
+                                 "covariance propagated: Input, Index, Point, Branch, Frequency, Std, Units (THz; "
+                                 "empty: none)")
 
     def _settings(self):
         return (self.getPropertyValue("Instrument"), _optional(self, "Ei", float),
@@ -158,6 +167,12 @@ class FitForceConstantsNelderMead(PythonAlgorithm):
         table = ma.force_constants_table([entry], ("NMSE", "Evaluations", "Seconds", "Temperature", "Converged",
                                                    "Linewidth"), names=material.names)
         self.setProperty("OutputWorkspace", table)
+        if self.getPropertyValue("OutputFrequencies"):
+            from phonon_ml_core.fitting.frequencies import frequency_fields
+            from phonon_ml_core.mantid_support.tables import frequencies_table
+
+            fields = frequency_fields(material, r.force_constants, covariance=r.covariance)  # as RESULT.json
+            self.setProperty("OutputFrequencies", frequencies_table([{**entry, **fields}]))
         if self.getPropertyValue("OutputFittedSpectrum"):
             self.setProperty("OutputFittedSpectrum", ma.spectrum_to_workspace(r.simulated, title="fitted spectrum",
                                                                               material=material))

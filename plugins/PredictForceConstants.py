@@ -52,6 +52,10 @@ class PredictForceConstants(PythonAlgorithm):
         self.declareProperty(MatrixWorkspaceProperty("OutputReconstruction", "", direction=Direction.Output,
                                                      optional=PropertyMode.Optional),
                              doc="the spectrum simulated from the predicted constants (single input only)")
+        self.declareProperty(ITableWorkspaceProperty("OutputFrequencies", "", direction=Direction.Output,
+                                                     optional=PropertyMode.Optional),
+                             doc="table of the zone-boundary frequencies of the predicted constants: Input, Index, "
+                                 "Point, Branch, Frequency, Std, Units (THz; empty: none)")
 
     def validateInputs(self):
         ma = _core()
@@ -132,6 +136,10 @@ class PredictForceConstants(PythonAlgorithm):
             progress.report(f"predicted {name or input_name}")
         self.setProperty("OutputWorkspace", ma.force_constants_table(
             entries, ("NMSE", "NMSEBackgroundSlope", "Temperature", "Linewidth"), names=material.names))
+        if self.getPropertyValue("OutputFrequencies"):
+            from phonon_ml_core.mantid_support.tables import frequencies_table
+
+            self.setProperty("OutputFrequencies", frequencies_table(entries))
         if self.getPropertyValue("OutputReconstruction"):
             if recs[0] is None:
                 raise RuntimeError("no reconstruction: ComputeNMSE is off or the temperature is unknown")

@@ -1,8 +1,10 @@
 # phonon-ml Mantid algorithm: a thin adapter to phonon_ml_core.preprocess.pipeline.preprocess_with_report
 # (docs/mantid.md). Module level imports Mantid only; defaults come from phonon_ml_core.specs (no torch) in PyInit,
 # the preprocessing (torch) is imported in PyExec. A WorkspaceGroup input is processed member by member by Mantid.
-from mantid.api import AlgorithmFactory, MatrixWorkspaceProperty, Progress, PythonAlgorithm
-from mantid.kernel import Direction, FloatBoundedValidator, IntBoundedValidator, Property, StringListValidator
+from mantid.api import (AlgorithmFactory, CommonBinsValidator, HistogramValidator, MatrixWorkspaceProperty, Progress,
+                        PythonAlgorithm)
+from mantid.kernel import (CompositeValidator, Direction, FloatBoundedValidator, IntBoundedValidator, Property,
+                           StringListValidator)
 
 #: = sorted(phonon_ml_core.preprocess.background.ESTIMATORS), default first (a literal: that module imports torch,
 #: which must stay out of registration; tests/test_mantid_plugins.py checks it against the core).
@@ -38,7 +40,12 @@ class PreprocessForML(PythonAlgorithm):
 
     def PyInit(self):
         ma = _core()
-        self.declareProperty(MatrixWorkspaceProperty("InputWorkspace", "", direction=Direction.Input),
+        # no WorkspaceUnitValidator("DeltaE"): the transposed layout (X = |Q|) is accepted too (checked in
+        # validateInputs); both layouts must be histograms with common bins (as SofQW's input and output are)
+        data = CompositeValidator()
+        data.add(HistogramValidator())
+        data.add(CommonBinsValidator())
+        self.declareProperty(MatrixWorkspaceProperty("InputWorkspace", "", direction=Direction.Input, validator=data),
                              doc="S(|Q|,E): X = DeltaE bin edges, vertical axis = |Q| (SofQW output), or transposed; "
                                  "a group is processed member by member")
         self.declareProperty("Material", ma.DEFAULT_MATERIAL,

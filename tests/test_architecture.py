@@ -123,5 +123,20 @@ def test_packages_import_only_their_layer_or_below():
 
 def test_core_never_imports_the_cli():
     graph = _graph()
-    bad = sorted(f"{m} -> {d}" for m, deps in graph.items() if _package(m) != "cli" for d in deps if _package(d) == "cli")
+    bad = sorted(f"{m} -> {d}" for m, deps in graph.items() if _package(m) != "cli"
+                 for d in deps if _package(d) == "cli")
     assert not bad, f"the core imports the command line: {bad}"
+
+
+def test_architecture_doc_lists_every_module():
+    """docs/architecture.md shows every module under its package (regenerate with tools/architecture_tree.py)."""
+    doc = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    missing = []
+    for path in sorted(PACKAGE.glob("*/*.py")):
+        if path.name == "__init__.py":
+            continue
+        heading = f"- **`{path.parent.name}/`**"
+        block = doc.split(heading, 1)[1].split("\n- **", 1)[0] if heading in doc else ""
+        if f"`{path.name}`" not in block:
+            missing.append(f"{path.parent.name}/{path.name}")
+    assert not missing, f"docs/architecture.md lacks {missing}: run python tools/architecture_tree.py and paste"

@@ -35,7 +35,8 @@ AL_TABLE_A = np.array([4.0329, 4.0376, 4.0483, 4.0496, 4.0547, 4.0647, 4.0745, 4
 def _conventions_a(t):
     t = np.asarray(t, dtype=float)
     slope = (AL_TABLE_A[-1] - AL_TABLE_A[-2]) / (AL_TABLE_K[-1] - AL_TABLE_K[-2])
-    a = np.where(t > AL_TABLE_K[-1], AL_TABLE_A[-1] + slope * (t - AL_TABLE_K[-1]), np.interp(t, AL_TABLE_K, AL_TABLE_A))
+    above = AL_TABLE_A[-1] + slope * (t - AL_TABLE_K[-1])
+    a = np.where(t > AL_TABLE_K[-1], above, np.interp(t, AL_TABLE_K, AL_TABLE_A))
     return float(a) if a.ndim == 0 else a
 AL_SAMPLING = [(5.175, 15.525), (5.19, 15.57), (-4.155, -1.385), (1.15, 3.45), (-1.0, 1.0)]
 

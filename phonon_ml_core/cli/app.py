@@ -11,6 +11,7 @@ import importlib
 import logging
 import re
 import sys
+from pathlib import Path
 
 #: Subcommand modules in the order they appear in ``phonon-ml --help``.
 COMMANDS = ("materials", "simulate", "dispersion", "preprocess", "train", "predict", "finetune", "fit", "evaluate",
@@ -54,22 +55,74 @@ def _join_negative_lists(argv: list[str]) -> list[str]:
     return out
 
 
+#: What to do after Ctrl-C, per command (default: nothing was written, rerun the command).
+RESUME_HINTS = {
+    "simulate": "rerun the same command to resume the data set where it stopped",
+    "train": "rerun the same command with --resume to continue from the checkpoints",
+    "finetune": "rerun the same command with --resume to continue from the checkpoints",
+    "evaluate": "rerun the same command with --resume to keep the finished trainings",
+}
+
+#: Exceptions that are the user's to fix: one line on stderr, exit code 2.
+USER_ERRORS = (ValueError, TypeError, OSError, KeyError, MemoryError)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(_join_negative_lists(list(sys.argv[1:] if argv is None else argv)))
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    if not getattr(args, "_run", None):
-        parser.print_help()
-        return 2
+    """Run ``phonon-ml``: exit 0 on success, 2 for a bad input (one line naming the problem and the fix, no
+    traceback), 130 after Ctrl-C, 1 for an internal error (traceback with --verbose)."""
+    command = "start-up"
     try:
-        return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, KeyError) as exc:
-        print(f"phonon-ml {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        from phonon_ml_core.cli.checks import check_arguments
+
+        parser = build_parser()
+        args = parser.parse_args(_join_negative_lists(list(sys.argv[1:] if argv is None else argv)))
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+        if not getattr(args, "_run", None):
+            parser.print_help()
+            return 2
+        command = args.command
+        new_folders = [Path(getattr(args, d)) for d in ("output_dir", "output")
+                       if isinstance(getattr(args, d, None), str) and not Path(getattr(args, d)).exists()]
+        try:
+            check_arguments(args)
+            return int(args._run(args) or 0)
+        except BaseException:
+            _remove_empty(new_folders)
+            raise
     except KeyboardInterrupt:
-        print(f"phonon-ml {args.command}: interrupted; rerun the same command to resume where supported",
-              file=sys.stderr)
+        hint = RESUME_HINTS.get(command, "nothing half-written was left; rerun the command")
+        print(f"phonon-ml {command}: interrupted; {hint}", file=sys.stderr)
         return 130
+    except USER_ERRORS as exc:
+        if isinstance(exc, MemoryError):
+            exc = MemoryError("out of memory: use fewer spectra (--count, --batch-size) or a larger machine")
+        print(f"phonon-ml {command}: error: {_message(exc)}", file=sys.stderr)
+        return 2
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the output folders a failed command created and left empty (nothing is left behind)."""
+    for folder in folders:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def _message(exc: BaseException) -> str:
+    """The user-facing text of ``exc`` (KeyError's repr quotes, OSError's errno prefix removed)."""
+    if isinstance(exc, KeyError) and exc.args:
+        return str(exc.args[0])
+    if isinstance(exc, OSError) and exc.strerror and exc.filename:
+        return f"{_real_name(str(exc.filename))}: {exc.strerror}"
+    return _real_name(str(exc))
+
+
+def _real_name(text: str) -> str:
+    """``text`` with temporary output names replaced by the real ones."""
+    return _TEMP_NAME.sub(r"\1", text)
+
+
+#: The temporary names of :func:`phonon_ml_core.data.fileio.atomic_path` (``.NAME.XXXXXXXX.tmp``) → ``NAME``.
+_TEMP_NAME = re.compile(r"\.([^/\s]+?)\.[A-Za-z0-9_]{8}\.tmp")
 
 
 if __name__ == "__main__":

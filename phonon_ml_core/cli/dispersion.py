@@ -39,10 +39,17 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def read_result_entry(path: str, index: int) -> dict:
     """One entry of a RESULT.json (fit: {"results": [...]}; predict: [...])."""
-    doc = json.loads(Path(path).read_text())
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--result {path} is not valid JSON ({exc}): give the RESULT.json of `phonon-ml fit` or "
+                         "`predict`") from None
     entries = doc["results"] if isinstance(doc, dict) and "results" in doc else doc
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path}: no result entries (expected the RESULT.json of `phonon-ml fit` or `predict`)")
+    if not all(isinstance(e, dict) and "force_constants" in e for e in entries):
+        raise ValueError(f"{path}: entries without force_constants (expected the RESULT.json of `phonon-ml fit` or "
+                         "`predict`)")
     if not 0 <= index < len(entries):
         raise ValueError(f"{path} has {len(entries)} entries: give --entry between 0 and {len(entries) - 1}")
     return entries[index]
@@ -69,8 +76,15 @@ def _constants(text: str, material: Material) -> np.ndarray:
     return material.check_force_constants(v)
 
 
+#: File types of the dispersion figure.
+FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
+
+
 def run(args: argparse.Namespace) -> int:
     check_output_path(args.output, args.overwrite)
+    if Path(args.output).suffix.lower() not in FIGURE_SUFFIXES:
+        raise ValueError(f"--output {args.output}: the dispersion is a figure; give a file name ending in "
+                         f"{', '.join(FIGURE_SUFFIXES)} (and --csv FILE.csv for the numbers)")
     if args.csv:
         check_output_path(args.csv, args.overwrite)
     entry = None if args.result is None else read_result_entry(args.result, args.entry)
@@ -101,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
             head += ",E1_std_meV,E2_std_meV,E3_std_meV"
         with atomic_path(args.csv) as tmp:
             np.savetxt(tmp, np.column_stack(cols), delimiter=",",
-                       header=head + "; ticks " + " ".join(f"{n}@{t:.4f}" for t, n in d["ticks"]))
+                       header="ticks (name@distance_1/A): " + " ".join(f"{n}@{t:.4f}" for t, n in d["ticks"])
+                       + "\n" + head)
     print(f"wrote {args.output}" + (f" and {args.csv}" if args.csv else ""))
     return 0
 

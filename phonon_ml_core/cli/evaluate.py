@@ -35,8 +35,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--budget", choices=("quick", "full"), default="quick",
                    help="quick (1000 spectra, fcvae latent 10: minutes) or full (4000 spectra, 4 families, "
                         "latent 30/10/3, 3 strategies: about an hour on 2 CPU cores)")
-    p.add_argument("--families", nargs="+", help="families, e.g. fcvae,cnnae (default per budget)")
-    p.add_argument("--latent-dims", nargs="+", help="latent sizes, e.g. 30,10,3 (default per budget)")
+    p.add_argument("--families", nargs="+", help="families, space-separated, e.g. --families fcvae cnnae "
+                   "(default per budget)")
+    p.add_argument("--latent-dims", nargs="+", help="latent sizes, space-separated, e.g. --latent-dims 30 10 3 "
+                   "(default per budget)")
     p.add_argument("--strategies", nargs="+", help=f"subset of {','.join(STRATEGIES)} (default all)")
     p.add_argument("--n-simulated", type=int, help="simulated spectra to generate (overrides the budget)")
     p.add_argument("--epochs", type=int, help="pretraining epochs (overrides the budget)")

@@ -16,6 +16,8 @@ from phonon_ml_core.data.fileio import check_output_path
 from phonon_ml_core.data.jsonio import write_json
 from phonon_ml_core.fitting import METHODS, fit_spectrum, series_of
 from phonon_ml_core.fitting.inputs import resolve_experiment, resolve_material
+from phonon_ml_core.fitting.joint import fit_joint
+from phonon_ml_core.fitting.joint_model import SERIES_MODELS
 from phonon_ml_core.prediction.inputs import known_instrument, read_inputs
 from phonon_ml_core.specs import Experiment, Material, SpecError, get_material
 
@@ -86,6 +88,16 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--max-evaluations", type=int, default=None, help="simulator-call budget per spectrum")
     p.add_argument("--seed", type=int, default=0, help="seed of the gradient fit's extra starts")
     p.add_argument("--plot", default=None, help="PNG of the constants against temperature (needs ≥ 1 spectrum)")
+    p.add_argument("--joint", action="store_true",
+                   help="fit all inputs together as one temperature series (each constant a smooth function of T; "
+                        "docs/fitting.md, 'Joint fit of a temperature series')")
+    p.add_argument("--series-model", default="linear", choices=SERIES_MODELS,
+                   help="with --joint: constants linear or quadratic in T, or free per temperature with a smoothness "
+                        "penalty chosen by leave-one-temperature-out validation (default: linear)")
+    p.add_argument("--smoothness", type=float, default=None,
+                   help="with --joint --series-model free: the penalty strength (default: chosen by validation)")
+    p.add_argument("--compare-independent", action="store_true",
+                   help="with --joint: also fit each spectrum alone and put those fits in the output and the plot")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return p
 
@@ -132,6 +144,10 @@ def run(args: argparse.Namespace) -> int:
     for s in items:
         if s.temperature is None or not np.all(np.isfinite(s.temperatures())):
             raise ValueError("an input has no temperature: give --temperature (K)")
+    if args.joint:
+        return run_joint(args, out, items, sources, materials[0], experiments, start)
+    elif args.series_model != "linear" or args.smoothness is not None or args.compare_independent:
+        raise ValueError("--series-model, --smoothness and --compare-independent need --joint")
     t0 = time.perf_counter()
     results = [fit_spectrum(s, method=args.method, start=start, fit_linewidth=args.fit_linewidth,
                             fit_background=args.fit_background, seed=args.seed, max_evaluations=args.max_evaluations,
@@ -148,6 +164,9 @@ def run(args: argparse.Namespace) -> int:
               f"{dict(zip(r.names, np.round(r.force_constants, 3).tolist()))} ± {np.round(r.std, 3).tolist()} N/m, "
               + ("" if r.background is None else f"background slope b1 {r.background[1]:.5f}/meV, ")
               + f"{r.evaluations} simulator calls, {r.seconds:.1f} s{'' if r.converged else ' (NOT converged)'}")
+        if r.at_bounds:
+            print(f"    WARNING: ended on a bound of the search: {', '.join(r.at_bounds)} (not a minimum of the "
+                  "misfit; widen the bounds, check the start, the material and the data)")
         for point, f in entries[-1]["frequencies_thz"].items():
             sd = (entries[-1]["frequencies_std_thz"] or {}).get(point)
             print(f"    {point}: " + ", ".join(f"{v:.3f}" + ("" if sd is None or sd[j] is None else f"±{sd[j]:.3f}")
@@ -158,5 +177,46 @@ def run(args: argparse.Namespace) -> int:
            "series": series.to_dict() if series is not None and len(entries) > 1 else None}
     write_json(out, doc, indent=1)
     print(f"wrote {out}" + (f" and {args.plot}" if args.plot else ""))
+    return 0
+
+
+
+def run_joint(args: argparse.Namespace, out, items, sources, material: Material, experiments, start) -> int:
+    """``fit --joint``: one joint fit of all input spectra; RESULT.json holds one entry per input plus the series."""
+    if len(items) < 2:
+        raise ValueError(f"--joint needs at least two spectra (a temperature series), got {len(items)}")
+    if args.lattice_parameter is not None:
+        raise ValueError("--lattice-parameter cannot be used with --joint: the joint fit takes a(T) from the "
+                         "material at each temperature")
+    if args.smoothness is not None and args.series_model != "free":
+        raise ValueError("--smoothness needs --series-model free")
+    t0 = time.perf_counter()
+    joint = fit_joint(items, material=material, experiment=experiments, model=args.series_model,
+                      fit_linewidth=args.fit_linewidth, fit_background=args.fit_background, start=start,
+                      smoothness=args.smoothness, max_evaluations=args.max_evaluations or 400)
+    independent = None
+    if args.compare_independent:
+        independent = [fit_spectrum(s, method=args.method, start=start, fit_linewidth=args.fit_linewidth,
+                                    fit_background=args.fit_background, seed=args.seed, material=material,
+                                    experiment=e) for s, e in zip(items, experiments)]
+    if args.plot:
+        from phonon_ml_core.report.series_figure import series_figure
+
+        series_figure(joint, args.plot, independent=independent, overwrite=args.overwrite)
+    entries = [{**e, **src} for e, src in zip(joint.entries, sources)]
+    for e in entries:
+        idx = "" if e["index"] is None else f"[{e['index']}]"
+        print(f"{e['input']}{idx}: T = {e['temperature']:.0f} K, NMSE {e['nmse']:.4f}, "
+              + ", ".join(f"{n} {v:.3f}±{s:.3f}" for n, v, s in zip(e["names"], e["force_constants"], e["std"]))
+              + " N/m")
+    doc = {"results": entries, "method": f"joint-{args.series_model}", "series_model": args.series_model,
+           "fit_linewidth": bool(args.fit_linewidth), "fit_background": bool(args.fit_background),
+           "material": material.name, "names": list(material.names), "mean_nmse": joint.mean_nmse,
+           "total_seconds": time.perf_counter() - t0, "converged": joint.converged, "message": joint.message,
+           "series": joint.series,
+           "independent": None if independent is None else [r.to_dict() for r in independent]}
+    write_json(out, doc, indent=1)
+    print(f"joint {args.series_model} fit of {len(entries)} spectra: mean NMSE {joint.mean_nmse:.4f}, "
+          f"{joint.seconds:.1f} s; wrote {out}" + (f" and {args.plot}" if args.plot else ""))
     return 0
 

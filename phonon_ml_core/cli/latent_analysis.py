@@ -56,6 +56,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         parts = [one for s in sets for one in s]
         spectra = Spectrum.stack(parts[:args.max_spectra] if args.max_spectra else parts)
+    if spectra.n_spectra < 2:
+        raise ValueError(f"--data holds {spectra.n_spectra} spectrum: correlations and mean activities need at least "
+                         "2 spectra (a set simulated with `phonon-ml simulate --count N`)")
     res = analyse_latent(bundle, spectra, threshold=args.threshold, delta=args.delta)
     summary = write_latent_analysis(res, out, prefix=args.prefix, figures=not args.no_figures,
                                     extra={"model": str(args.model or shipped_bundle_path()),

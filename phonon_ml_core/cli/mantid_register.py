@@ -95,6 +95,8 @@ def update_properties(text: str, directory: str, remove: bool = False) -> tuple[
 def run(args: argparse.Namespace) -> int:
     from phonon_ml_core.mantid_support.adapter import plugins_directory
 
+    from phonon_ml_core.data.validation import check_input_file
+
     directory = str(plugins_directory())
     if args.print_only:
         print(directory)
@@ -106,7 +108,15 @@ def run(args: argparse.Namespace) -> int:
         if args.properties_file:
             raise FileNotFoundError(f"the folder {path.parent} does not exist: create it first")
         path.parent.mkdir(parents=True, exist_ok=True)
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if path.parent.exists() and not path.parent.is_dir():
+        raise NotADirectoryError(f"--properties-file {path}: {path.parent} is a file, not a folder: give another path")
+    if path.exists():
+        check_input_file(path, "--properties-file")
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+    except (UnicodeDecodeError, OSError) as exc:
+        raise ValueError(f"--properties-file {path} cannot be read as text ({exc}): give the Mantid.user.properties "
+                         "file (a text file of key = value lines)") from None
     new, changed = update_properties(text, directory, remove=args.remove)
     if changed:
         mode = path.stat().st_mode & 0o777 if path.exists() else None

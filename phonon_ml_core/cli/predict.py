@@ -6,6 +6,7 @@ from pathlib import Path
 
 from phonon_ml_core.data.fileio import check_output_path
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.data.validation import check_spectrum_values
 from phonon_ml_core.prediction.predict import (
     bundle_experiment,
     bundle_material,
@@ -51,6 +52,10 @@ def run(args: argparse.Namespace) -> int:
                              f"a data set simulated with --material {asked.element})")
     spectra, names = read_inputs_on_grid(args.input, bundle.grid, args.temperature, material=material,
                                          ei_mev=args.ei)
+    if not spectra:
+        raise ValueError(f"the inputs {', '.join(args.input)} hold zero spectra: nothing to predict")
+    for s, name in zip(spectra, names):
+        check_spectrum_values(s, name)
     entries = predict_spectra(bundle, spectra, n_samples=args.samples, seed=args.seed)
     write_results(args.output, result_records(entries, names, material, bundle_experiment(bundle)),
                   overwrite=args.overwrite)

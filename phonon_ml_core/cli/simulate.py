@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from phonon_ml_core.cli.parsing import parse_floats
 from phonon_ml_core.data.fileio import check_output_path
+from phonon_ml_core.data.validation import check_interval, check_memory
 from phonon_ml_core.specs.grid import Grid, standard_grid
 from phonon_ml_core.report.simulation import dataset_for, sampling_for, simulate_for
 from phonon_ml_core.simulator import SimulationSettings
@@ -136,6 +137,15 @@ def run(args: argparse.Namespace) -> int:
         if args.count < 1:
             raise ValueError("--count must be at least 1")
         experiment = experiment_from_args(args)
+        check_memory(8.0 * args.count * experiment.grid.q.size * experiment.grid.energy.size, f"--count {args.count}",
+                     "simulate fewer spectra, or split the set with --shard i/n")
+        if args.relative_range is not None:
+            check_interval(parse_floats(args.relative_range, 2, "--range bounds"), "--range", low=0.0)
+        if args.temperature_range:
+            check_interval(parse_floats(args.temperature_range, 2, "temperatures"), "--temperature-range", "K",
+                           low=0.0, low_inclusive=False)
+        if args.linewidth_range:
+            check_interval(parse_floats(args.linewidth_range, 2, "linewidths"), "--linewidth-range", low=0.0)
         config = replace(sampling_for(named, seed=args.seed,
                                       temperature=300.0 if args.temperature is None else args.temperature,
                                       temperature_range=tuple(parse_floats(args.temperature_range, 2, "temperatures"))

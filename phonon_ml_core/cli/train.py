@@ -107,12 +107,37 @@ def _degree(text: str) -> int | None:
     return d
 
 
+#: Fewest labelled spectra a training set needs (an autoencoder and a regressor cannot be fitted to fewer).
+MIN_TRAINING_SPECTRA = 2
+
+
+def check_training_set_size(path: str) -> int:
+    """The number of spectra in the data set ``path`` (read from the HDF5 shape, no data loaded); ValueError when
+    it is too small to train on."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            shape = f["intensity"].shape if "intensity" in f else None
+    except OSError:
+        return -1  # not our HDF5 layout: the reader gives the precise error
+    if shape is None:
+        return -1
+    n = shape[0] if len(shape) == 3 else 1
+    if n < MIN_TRAINING_SPECTRA:
+        raise ValueError(f"--data {path} holds {n} spectrum{'s' if n != 1 else ''}: training needs at least "
+                         f"{MIN_TRAINING_SPECTRA} (hundreds in practice); simulate a set with "
+                         "`phonon-ml simulate --count N --output SET.h5`")
+    return n
+
+
 def run(args: argparse.Namespace) -> int:
     from phonon_ml_core.learn.bundle_metadata import file_info
     from phonon_ml_core.learn.setup import train_to_bundle
     from phonon_ml_core.readers import read_spectrum
 
     out = Path(args.output)
+    check_training_set_size(args.data)
     ckdir = Path(args.checkpoint_dir) if args.checkpoint_dir else out.with_name(out.name + ".checkpoints")
     if args.resume and not ckdir.exists():
         print(f"no checkpoints in {ckdir}: starting from scratch")

@@ -5,7 +5,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -18,6 +18,8 @@ def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.exists():
         raise FileNotFoundError(f"the output folder {parent} does not exist: create it first")
+    if not parent.is_dir():
+        raise NotADirectoryError(f"the output folder {parent} of {p} is a file, not a folder: choose another path")
     if not os.access(parent, os.W_OK):
         raise PermissionError(f"cannot write to {parent}: choose a writable folder")
     return p

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field, replace
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 import h5py
 import numpy as np
@@ -17,7 +18,8 @@ from phonon_ml_core.data.fileio import atomic_path, check_output_path
 from phonon_ml_core.specs.grid import ARCS_TWO_THETA_RANGE_DEG, Grid
 from phonon_ml_core.data.jsonio import json_default
 from phonon_ml_core.data.normalization import mean_normalize
-from phonon_ml_core.specs.experiment import Experiment
+from phonon_ml_core.data.validation import check_axis
+from phonon_ml_core.specs.experiment import STANDARD_EXPERIMENT, Experiment
 from phonon_ml_core.specs.material import Material
 
 #: Names of the five fcc two-shell constants (conventions §1): files without a material and five constants.
@@ -72,7 +74,8 @@ class Spectrum:
         if self.errors is not None:
             self.errors = np.asarray(self.errors)
             if self.errors.shape != self.intensity.shape:
-                raise ValueError(f"errors shape {self.errors.shape} differs from intensity shape {self.intensity.shape}")
+                raise ValueError(f"errors shape {self.errors.shape} differs from intensity shape "
+                                 f"{self.intensity.shape}")
             if np.any(self.errors[np.isfinite(self.errors)] < 0):
                 raise ValueError("errors must be non-negative (they are one-sigma uncertainties)")
         if self.temperature is not None:
@@ -92,7 +95,8 @@ class Spectrum:
             self.force_constants = fc
         for name, cls in (("material", Material), ("experiment", Experiment)):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), cls):
-                raise TypeError(f"Spectrum.{name} must be a {cls.__name__} or None, got {type(getattr(self, name)).__name__}")
+                raise TypeError(f"Spectrum.{name} must be a {cls.__name__} or None, "
+                                f"got {type(getattr(self, name)).__name__}")
         if self.linewidth is not None:
             lw = np.asarray(self.linewidth, dtype=float)
             if lw.ndim == 1 and lw.size != self.n_spectra or lw.ndim > 1:
@@ -139,7 +143,7 @@ class Spectrum:
     def __len__(self) -> int:
         return self.n_spectra
 
-    def __getitem__(self, i: int) -> "Spectrum":
+    def __getitem__(self, i: int) -> Spectrum:
         """The i-th spectrum of a set, as a single spectrum."""
         if not self.is_set:
             if i in (0, -1):
@@ -154,12 +158,12 @@ class Spectrum:
         return replace(self, intensity=self.intensity[i], temperature=t, force_constants=fc, errors=err,
                        linewidth=lw, metadata=dict(self.metadata))
 
-    def __iter__(self) -> Iterator["Spectrum"]:
+    def __iter__(self) -> Iterator[Spectrum]:
         for i in range(self.n_spectra):
             yield self[i]
 
     @classmethod
-    def stack(cls, spectra: list["Spectrum"]) -> "Spectrum":
+    def stack(cls, spectra: list[Spectrum]) -> Spectrum:
         """Stack single spectra on the same grid into a set."""
         if not spectra:
             raise ValueError("no spectra to stack")
@@ -176,7 +180,8 @@ class Spectrum:
         temps = np.concatenate([s.temperatures() for s in spectra])
         fcs = None
         if all(s.force_constants is not None for s in spectra):
-            fcs = np.concatenate([np.broadcast_to(s.force_constants, (s.n_spectra, np.shape(s.force_constants)[-1])) for s in spectra])
+            fcs = np.concatenate([np.broadcast_to(s.force_constants, (s.n_spectra, np.shape(s.force_constants)[-1]))
+                                  for s in spectra])
         errs = None
         if all(s.errors is not None for s in spectra):
             errs = np.concatenate([s.errors.reshape(-1, *first.grid.shape) for s in spectra])
@@ -187,13 +192,13 @@ class Spectrum:
                        metadata=dict(first.metadata))
 
     # -- operations ----------------------------------------------------------------
-    def masked(self) -> "Spectrum":
+    def masked(self) -> Spectrum:
         """NaN outside the grid's mask."""
         inten = np.where(self.mask, self.intensity, np.nan)
         err = None if self.errors is None else np.where(self.mask, self.errors, np.nan)
         return replace(self, intensity=inten, errors=err)
 
-    def normalized(self) -> "Spectrum":
+    def normalized(self) -> Spectrum:
         """Mean-normalised copy (conventions §3); errors scaled by the same span. Idempotent."""
         if self.normalization == "mean":
             return self
@@ -214,12 +219,11 @@ class Spectrum:
     def to_hdf5(self, path: str | os.PathLike, overwrite: bool = False) -> None:
         """Write in the conventions §4 layout, atomically."""
         p = check_output_path(path, overwrite)
-        with atomic_path(p) as tmp:
-            with h5py.File(tmp, "w") as f:
-                write_spectrum_group(f, self)
+        with atomic_path(p) as tmp, h5py.File(tmp, "w") as f:
+            write_spectrum_group(f, self)
 
     @classmethod
-    def from_hdf5(cls, path: str | os.PathLike) -> "Spectrum":
+    def from_hdf5(cls, path: str | os.PathLike) -> Spectrum:
         """Read a file in the conventions §4 layout (the project's own and the shared real data)."""
         p = os.fspath(path)
         if not os.path.exists(p):
@@ -275,13 +279,17 @@ def read_spectrum_group(f: h5py.Group, source: str = "") -> Spectrum:
                          "(conventions §4); for Mantid or NXSPE files use `phonon-ml preprocess`")
     q = f["q"][()]
     energy = f["energy"][()]
+    for axis, values, unit in (("q", q, "1/Å"), ("energy", energy, "meV")):
+        check_axis(values, f"{source or 'file'}: the /{axis} axis ({unit})")
     inten = f["intensity"][()]
-    ei = float(f.attrs.get("ei_mev", 50.0))
-    tt = tuple(np.asarray(f.attrs["two_theta_deg"]).tolist()) if "two_theta_deg" in f.attrs else ARCS_TWO_THETA_RANGE_DEG
+    ei = _incident_energy(f, q, energy, source)
+    tt = (tuple(np.asarray(f.attrs["two_theta_deg"]).tolist()) if "two_theta_deg" in f.attrs
+          else ARCS_TWO_THETA_RANGE_DEG)
     if inten.shape[-2:] != (energy.size, q.size):
         if inten.shape[-2:] == (q.size, energy.size):
             raise ValueError(f"{source}: intensity is (n_Q, n_E); the layout needs rows = energy, columns = |Q|")
-        raise ValueError(f"{source}: intensity shape {inten.shape} does not match energy ({energy.size}) × q ({q.size})")
+        raise ValueError(f"{source}: intensity shape {inten.shape} does not match energy ({energy.size}) "
+                         f"× q ({q.size})")
     if "mask" in f:
         mask = f["mask"][()].astype(bool)
     else:
@@ -316,6 +324,21 @@ def read_spectrum_group(f: h5py.Group, source: str = "") -> Spectrum:
         material=_spec_attr(f, "material_json", Material, source),
         experiment=_spec_attr(f, "experiment_json", Experiment, source),
     )
+
+
+def _incident_energy(f: h5py.Group, q: np.ndarray, energy: np.ndarray, source: str) -> float:
+    """Ei (meV) of a file: its ``ei_mev`` attribute, else its stored experiment's; the standard grid's axes
+    imply the standard experiment (ARCS, 50 meV). Anything else without an Ei is an error, never a silent 50 meV."""
+    if "ei_mev" in f.attrs:
+        return float(f.attrs["ei_mev"])
+    if "experiment_json" in f.attrs:
+        return float(json.loads(_attr_str(f.attrs["experiment_json"]))["ei_mev"])
+    std = STANDARD_EXPERIMENT.grid
+    if q.shape == std.q.shape and energy.shape == std.energy.shape and np.allclose(q, std.q) \
+            and np.allclose(energy, std.energy):
+        return STANDARD_EXPERIMENT.ei_mev
+    raise ValueError(f"{source or 'file'} records no incident energy (root attribute ei_mev, conventions §4): add it, "
+                     "or preprocess the measured run with `phonon-ml preprocess --ei E`")
 
 
 def _spec_attr(f: h5py.Group, key: str, cls: type, source: str) -> Any:

@@ -64,6 +64,7 @@ class FitResult:
     background_energy_mean: float | None = None
     material: Material = ALUMINIUM
     experiment: Experiment | None = None
+    at_bounds: tuple[str, ...] = ()
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -92,6 +93,7 @@ class FitResult:
             "spectra_simulated": int(self.spectra_simulated),
             "seconds": float(self.seconds),
             "converged": bool(self.converged),
+            "at_bounds": list(self.at_bounds),
             "message": self.message,
             "method": self.method,
             "temperature": float(self.temperature),

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.data.validation import check_interval, check_number, check_spectrum_values
 from phonon_ml_core.fitting.gradient import fit_gradient
 from phonon_ml_core.fitting.inputs import (
     prepare_spectrum,
@@ -87,10 +88,23 @@ def fit_spectrum(spectrum: Spectrum, method: str = "nelder-mead", start=None, bo
             instrument's default settings (ARCS-100-1.5-AST at 300 Hz for ARCS at 50 meV). Its Ei must be the
             spectrum's.
     """
+    check_fit_arguments(spectrum, temperature, max_evaluations, linewidth_bounds, lattice_parameter)
     with _torch_threads(threads):
         return _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, lattice_parameter, seed,
                              max_evaluations, n_starts, adam_steps, n_polish, linewidth, linewidth_bounds, settings,
                              simulator, uncertainty, fit_background, background_bounds, material, experiment)
+
+
+def check_fit_arguments(spectrum: Spectrum, temperature: float | None, max_evaluations: int | None,
+                        linewidth_bounds: tuple[float, float], lattice_parameter: float | None) -> None:
+    """Entry checks of :func:`fit_spectrum` (before any simulator is built): a Spectrum with finite values and a
+    temperature, a positive budget, increasing linewidth bounds (γ ≥ 0) and a positive lattice parameter (Å)."""
+    check_spectrum_values(spectrum, "the spectrum to fit", temperature=temperature)
+    if max_evaluations is not None:
+        check_number(max_evaluations, "max_evaluations", low=1, low_inclusive=True, integer=True)
+    check_interval(linewidth_bounds, "linewidth_bounds", low=0.0)
+    if lattice_parameter is not None:
+        check_number(lattice_parameter, "lattice_parameter", low=0.0, unit="Å")
 
 
 @contextlib.contextmanager
@@ -155,6 +169,7 @@ def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, l
         raise ValueError("no dynamically stable force constants were found within the bounds: check the start "
                          "and the bounds")
     at_bound = np.where((u <= 1e-6) | (u >= 1 - 1e-6))[0]
+    at_bounds = tuple(prob.parameter_names[i] for i in at_bound)
     if len(at_bound):
         notes.append("at a bound: " + ", ".join(prob.parameter_names[i] for i in at_bound))
     std = np.full(len(theta) + int(fit_background), np.nan)
@@ -195,4 +210,4 @@ def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, l
                      linewidth_std=float(std[k]) if fit_linewidth else None, spectra_simulated=prob.spectra,
                      start=x0[:k].copy(), correlation=corr, simulated=simulated, background=background,
                      background_std=background_std, background_energy_mean=prob.energy_mean, material=material,
-                     experiment=experiment)
+                     experiment=experiment, at_bounds=at_bounds)

@@ -68,3 +68,21 @@ def parameter_uncertainty(prob: FitProblem, theta: np.ndarray) -> tuple[np.ndarr
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / np.outer(std, std)
     return std, corr, sigma2, note
+
+
+def model_error_uncertainty(result, spectrum, cap: float | None = None) -> tuple[np.ndarray, dict]:
+    """Std of a finished single fit (:class:`~phonon_ml_core.fitting.results.FitResult`) inflated for model error.
+
+    The residual map (model − data on the spectrum's mask) gives the effective number of independent pixels and
+    the calibrated std multiplier ``std_factor`` of :func:`phonon_ml_core.fitting.calibration.model_error_inflation`
+    (``cap``: independent pixels per spectrum at most). Returns (std (K,) N/m, the inflation dict).
+    ``spectrum``: the (mean-normalised) spectrum that was fitted.
+    """
+    from phonon_ml_core.fitting.calibration import model_error_inflation
+
+    if result.simulated is None:
+        raise ValueError("the fit result has no simulated spectrum: fit again (fit_spectrum keeps it)")
+    resid = np.asarray(result.simulated.intensity, float) - np.asarray(spectrum.intensity, float)
+    n_params = len(result.correlation) if result.correlation is not None else len(result.force_constants)
+    info = model_error_inflation(resid, spectrum.grid.mask, n_params=n_params, cap=cap)
+    return np.asarray(result.std, float) * info["std_factor"], info

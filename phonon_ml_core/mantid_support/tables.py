@@ -38,3 +38,32 @@ def force_constants_table(entries: Sequence[dict[str, Any]], extra_columns: Sequ
             row += [float(entry.get(c, np.nan)) for c in extra_columns]
             table.addRow(row)
     return table
+
+
+FREQUENCY_COLUMNS: tuple[tuple[str, str], ...] = (("str", "Input"), ("int", "Index"), ("str", "Point"),
+                                                  ("int", "Branch"), ("double", "Frequency"), ("double", "Std"),
+                                                  ("str", "Units"))
+
+
+def frequencies_table(entries: Sequence[dict[str, Any]]):
+    """A TableWorkspace of zone-boundary frequencies: one row per (input, point, branch).
+
+    Columns Input, Index, Point (e.g. "X", "L"), Branch (1-3, ascending frequency), Frequency, Std, Units
+    ("THz"; negative = imaginary). ``entries``: dicts with ``input``, ``index`` and the RESULT.json fields
+    ``frequency_points``, ``frequencies_thz`` and ``frequencies_std_thz`` as
+    :func:`phonon_ml_core.fitting.frequencies.frequency_fields` makes them (std None: NaN).
+    """
+    from mantid.api import WorkspaceFactory
+
+    table = WorkspaceFactory.createTable()
+    for ctype, name in FREQUENCY_COLUMNS:
+        table.addColumn(ctype, name)
+    for entry in entries:
+        freq = entry["frequencies_thz"]
+        sig = entry.get("frequencies_std_thz") or {}
+        for point in entry.get("frequency_points") or list(freq):
+            stds = sig.get(point) or [None] * len(freq[point])
+            for branch, (f, s) in enumerate(zip(freq[point], stds), start=1):
+                table.addRow([str(entry.get("input", "")), int(entry.get("index", 0)), str(point), branch, float(f),
+                              float("nan") if s is None else float(s), "THz"])
+    return table

@@ -6,7 +6,7 @@ D(q) = Σ_l φ(l) [1 − cos(q·r_l)] and M ω² e = D(q) e. Force constants are
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 

@@ -15,6 +15,7 @@ from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.data.jsonio import to_jsonable, write_json
 from phonon_ml_core.data.normalization import nmse
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.data.validation import check_number, check_spectrum_values
 from phonon_ml_core.fitting.frequencies import frequency_fields
 from phonon_ml_core.fitting.problem import LINEWIDTH
 from phonon_ml_core.fitting.residual_background import profiled_nmse
@@ -146,12 +147,21 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
     A spectrum that records another material than the bundle's is refused.
     """
     material, experiment = bundle_material(bundle), bundle_experiment(bundle)
+    if isinstance(spectra, Spectrum):
+        spectra = list(spectra)
+    if len(spectra) == 0:
+        raise ValueError("no spectra to predict: the inputs hold zero spectra")
+    check_number(n_samples, "n_samples", low=1, low_inclusive=True, integer=True)
     for i, s in enumerate(spectra):
+        check_spectrum_values(s, f"spectrum {i}", need_temperature=simulate)
         check_material(s, material, f"spectrum {i}")
     out = []
     for s in spectra:
         s = onto_bundle_grid(s, bundle.grid)
         pred = bundle.predict(s, n_samples=n_samples, seed=seed)
+        if not np.all(np.isfinite(pred["mean"])):
+            raise ValueError("the model bundle predicts non-finite force constants for a finite input: its weights "
+                             "are corrupted or were trained badly; reinstall the shipped bundle or retrain it")
         fc = material.check_force_constants(pred["mean"])
         t = s.temperature
         entry: dict[str, Any] = {"force_constants": fc, "std": pred["std"], "names": list(material.names),

@@ -17,6 +17,7 @@ import numpy as np
 from phonon_ml_core.specs.grid import Grid, standard_grid
 from phonon_ml_core.data.rebin import HALF_AREA_COVERAGE, crop_indices, rebin2d
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.data.validation import check_number, check_spectrum_object, check_temperature
 from phonon_ml_core.physics.units import KB_MEV_PER_K
 from phonon_ml_core.preprocess.background import (
     DEFAULT_BACKGROUND,
@@ -179,6 +180,10 @@ def preprocess_with_report(spectrum: Spectrum, grid: Grid | None = None, tempera
                            instrument: str | None = None) -> tuple[Spectrum, PreprocessReport]:
     """:func:`preprocess` that also returns a :class:`PreprocessReport`."""
     t0 = time.perf_counter()
+    check_spectrum_object(spectrum, "preprocess: spectrum")
+    if temperature is not None:
+        check_temperature(temperature, "temperature")
+    check_number(min_coverage, "min_coverage", low=0.0, low_inclusive=True, high=1.0)
     target = target_grid(spectrum, instrument) if grid is None else grid
     if background not in ESTIMATORS:
         raise ValueError(f"unknown background estimator {background!r}: choose one of {sorted(ESTIMATORS)}")

@@ -4,10 +4,10 @@
 ``Experiment`` (instrument, chopper, Ei, 2θ range, (E, |Q|) grid and mask) round-trip through dicts, JSON and
 YAML files. Built-in materials live in ``specs/materials/*.json`` (derived by ``specs/derive_builtin.py``).
 """
-from ._io import SpecError
-from .experiment import STANDARD_EXPERIMENT, Experiment, default_grid
-from .instruments import InstrumentInfo, get_instrument, list_instruments
-from .material import (
+from phonon_ml_core.specs._io import SpecError
+from phonon_ml_core.specs.experiment import STANDARD_EXPERIMENT, Experiment, default_grid
+from phonon_ml_core.specs.instruments import InstrumentInfo, get_instrument, list_instruments
+from phonon_ml_core.specs.material import (
                        ALUMINIUM,
                        LatticeParameter,
                        Material,

@@ -30,7 +30,8 @@ def check_keys(data: Any, cls_name: str, known: set[str], required: set[str]) ->
     missing = sorted(required - set(data))
     require(not missing, f"{cls_name}: missing field(s) {missing}; add them (known fields: {sorted(known)})")
     unknown = sorted(set(data) - known - {"kind_of_spec", "format_version"})
-    require(not unknown, f"{cls_name}: unknown field(s) {unknown}; remove or rename them (known fields: {sorted(known)})")
+    require(not unknown, f"{cls_name}: unknown field(s) {unknown}; remove or rename them "
+                         f"(known fields: {sorted(known)})")
 
 
 class Serialisable:

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..physics.bvk import BvKModel, bz_sample, stability_check
-from ..physics.symmetry import cubic_shells
-from ..physics.units import FC_TO_MEV2, MEV_PER_THZ
-from .material import (
+from phonon_ml_core.physics.bvk import BvKModel, bz_sample, stability_check
+from phonon_ml_core.physics.symmetry import cubic_shells
+from phonon_ml_core.physics.units import FC_TO_MEV2, MEV_PER_THZ
+from phonon_ml_core.specs.material import (
     ALUMINIUM,
     LatticeParameter,
     Material,

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from phonon_ml_core.specs.grid import Grid, centres_to_edges, kinematic_mask, standard_grid
-from ._io import Serialisable, SpecError, check_keys, require
-from .instruments import get_instrument
+from phonon_ml_core.specs._io import Serialisable, SpecError, check_keys, require
+from phonon_ml_core.specs.instruments import get_instrument
 
 #: The default grid rule (conventions §7), reproducing standard_grid() for ARCS at 50 meV.
 N_ENERGY = 70

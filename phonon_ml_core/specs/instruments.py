@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cache
 
-from ._io import SpecError
+from phonon_ml_core.specs._io import SpecError
 
 #: resins keyword of the frequency that sets the resolution, per instrument (Fermi chopper unless noted).
 _FREQUENCY_SETTING = {"CNCS": "resolution_disk_frequency", "LET": "resolution_frequency"}

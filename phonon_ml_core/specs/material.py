@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import Serialisable, SpecError, check_keys, require
-from .rules import _floats, _pairs, fit_bounds_rule, sampling_rule, small_constant_width
+from phonon_ml_core.specs._io import Serialisable, SpecError, check_keys, require
+from phonon_ml_core.specs.rules import _floats, _pairs, fit_bounds_rule, sampling_rule, small_constant_width
 
 __all__ = ["ALUMINIUM", "LATTICES", "LatticeParameter", "Material", "builtin_materials", "fit_bounds_rule",
            "get_material", "sampling_rule", "small_constant_width"]
@@ -195,7 +195,7 @@ class Material(Serialisable):
     def bvk_model(self, force_constants=None, temperature_k: float | None = None,
                   lattice_parameter: float | None = None):
         """A :class:`BvKModel` (physics.bvk) of this material: default the reference constants at a(T_ref)."""
-        from ..physics.bvk import BvKModel
+        from phonon_ml_core.physics.bvk import BvKModel
 
         fc = self.reference_constants if force_constants is None else force_constants
         fc = self.check_force_constants(fc)
@@ -263,7 +263,7 @@ class Material(Serialisable):
                 "reference_temperature_k": self.reference_temperature_k,
                 "sampling_ranges": [list(p) for p in self.sampling_ranges],
                 "fit_bounds": [list(p) for p in self.fit_bounds], "notes": self.notes,
-                "extended_reference": {k: v for k, v in self.extended_reference}}
+                "extended_reference": dict(self.extended_reference)}
 
     @classmethod
     def from_dict(cls, data: dict) -> Material:
@@ -292,7 +292,7 @@ class Material(Serialisable):
 
 @cache
 def _names(lattice: str, n_shells: int) -> tuple[str, ...]:
-    from ..physics.symmetry import cubic_shells
+    from phonon_ml_core.physics.symmetry import cubic_shells
 
     return tuple(n for s in cubic_shells(lattice, n_shells) for n in s.names)
 

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from ._io import SpecError, require
+from phonon_ml_core.specs._io import SpecError, require
 
 #: Training sets: each constant uniform in [0.5, 1.5] × reference (conventions §1, §7).
 SAMPLING_RELATIVE = (0.5, 1.5)

@@ -473,6 +473,7 @@ class _WorkspacePropertyBase(Property):
                 else:
                     self._value = AnalysisDataService[value]
                     self._check_type()
+                    self._check_validator()
             return
         if not isinstance(value, Workspace):
             raise ValueError(f"Property {self.name} expects a workspace or a name, got {type(value).__name__}")
@@ -480,6 +481,15 @@ class _WorkspacePropertyBase(Property):
         if value.name():
             self.ws_name = value.name()
         self._check_type()
+        self._check_validator()
+
+    def _check_validator(self):
+        """Setting an input workspace returns ``isValid()`` (WorkspaceProperty::setValue/setDataItem), which
+        IPropertyManager raises as ValueError: a validator's message is raised when the property is set."""
+        if self.direction != Direction.Output and self._value is not None:
+            msg = self.isValid
+            if msg:
+                raise ValueError(msg)
 
     def _check_type(self):
         """WorkspaceProperty::isValid accepts a group whose members all have the property's type (isValidGroup)."""
@@ -500,7 +510,15 @@ class _WorkspacePropertyBase(Property):
             return "Enter a name for the Input/InOut workspace"
         if self.direction == Direction.Output and not self.ws_name and self.optional == PropertyMode.Mandatory:
             return "Enter a name for the Output workspace"
-        if self._value is None or self.validator is None or isinstance(self._value, WorkspaceGroup):
+        if self._value is None or self.validator is None:
+            return ""
+        if isinstance(self._value, WorkspaceGroup) and self.TYPE is not WorkspaceGroup \
+                and not isinstance(self._value, self.TYPE):
+            # WorkspaceProperty::isValidGroup: each member is validated as if set alone; the first error wins
+            for member in self._value._items():
+                msg = self.validator.check(member)
+                if msg:
+                    return msg
             return ""
         return self.validator.check(self._value)
 
@@ -538,6 +556,55 @@ class FileProperty(Property):  # mantid/api/src/Exports/FileProperty.cpp: (name,
         if self.action in (FileAction.Directory, FileAction.OptionalDirectory) and not os.path.isdir(v):
             return f"Directory \"{v}\" not found"
         return ""  # Save: the real validator's directory rules are not modelled (mantid_api.md: unconfirmed)
+
+
+# ----------------------------------------------------------------------------------------- workspace validators
+class _MatrixWorkspaceValidator(_Validator):
+    """A MatrixWorkspaceValidator (Framework/API/inc/MantidAPI/MatrixWorkspaceValidator.h): checks a MatrixWorkspace;
+    any other workspace is rejected (TypedValidator::extractValue cannot cast it)."""
+
+    def check(self, value):
+        if not isinstance(value, MatrixWorkspace):
+            return f"DataItem \"{getattr(value, 'name', lambda: '')()}\" is not of the expected type."
+        return self.check_matrix(value)
+
+    def check_matrix(self, ws):  # pragma: no cover - abstract
+        return ""
+
+
+class WorkspaceUnitValidator(_MatrixWorkspaceValidator):
+    """``WorkspaceUnitValidator(unit)``: the X axis (axis 0) must have this unit ID; the message is
+    "The workspace must have units of <unit>" (Framework/API/src/WorkspaceUnitValidator.cpp, checkValidity and
+    buildErrorMessage; export mantid/api/src/Exports/WorkspaceValidators.cpp)."""
+
+    def __init__(self, unit):
+        self.unit = str(unit)
+
+    def check_matrix(self, ws):
+        try:
+            unit_id = ws.getAxis(0).getUnit().unitID()
+        except (AttributeError, RuntimeError):
+            unit_id = ""
+        return "" if unit_id == self.unit else f"The workspace must have units of {self.unit}"
+
+
+class HistogramValidator(_MatrixWorkspaceValidator):
+    """``HistogramValidator(mustBeHistogram=True)`` (Framework/API/src/HistogramValidator.cpp)."""
+
+    def __init__(self, mustBeHistogram=True):
+        self.must = bool(mustBeHistogram)
+
+    def check_matrix(self, ws):
+        if self.must:
+            return "" if ws.isHistogramData() else "The workspace must contain histogram data"
+        return "" if not ws.isHistogramData() else "The workspace must not contain histogram data"
+
+
+class CommonBinsValidator(_MatrixWorkspaceValidator):
+    """``CommonBinsValidator()`` (Framework/API/src/CommonBinsValidator.cpp): ``isCommonBins()`` or the message."""
+
+    def check_matrix(self, ws):
+        return "" if ws.isCommonBins() else "The workspace must have common bin boundaries for all histograms"
 
 
 # ----------------------------------------------------------------------------------------- algorithms

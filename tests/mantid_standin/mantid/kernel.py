@@ -121,6 +121,33 @@ class FloatArrayLengthValidator(_Validator):  # mantid/kernel/src/Exports/ArrayL
         return ""
 
 
+class CompositeRelation:  # mantid/kernel/src/Exports/CompositeValidator.cpp (CompositeRelation enum)
+    AND, OR = 0, 1
+
+
+class CompositeValidator(_Validator):  # mantid/kernel/src/Exports/CompositeValidator.cpp
+    """``CompositeValidator()`` then ``.add(v)``, or ``CompositeValidator([v, ...], relation=CompositeRelation.AND)``.
+    AND (the default) returns the first child's error (Framework/Kernel/src/CompositeValidator.cpp, isValidAnd).
+    OR is not modelled (raises)."""
+
+    def __init__(self, validators=None, relation=CompositeRelation.AND):
+        if relation != CompositeRelation.AND:
+            raise NotImplementedError("stand-in: CompositeRelation.OR is not modelled")
+        self.children = list(validators or [])
+
+    def add(self, validator):
+        if not isinstance(validator, _Validator):
+            raise TypeError("CompositeValidator.add expects a validator")
+        self.children.append(validator)
+
+    def check(self, value):
+        for child in self.children:
+            msg = child.check(value)
+            if msg:
+                return msg
+        return ""
+
+
 def _array(values, dtype):
     if isinstance(values, str):
         values = [x for x in values.replace(" ", "").split(",") if x]

@@ -1,0 +1,99 @@
+"""Joint fit of the shared aluminium temperature series against independent per-temperature fits.
+
+python benchmarks/joint.py [--data DIR] [--models linear,quadratic,free] [--skip-independent] [--json OUT]
+[--plot PNG]
+
+Prints NMSE per temperature and its mean, 1XX and the RMS frequency against T (and whether they fall
+monotonically), seconds of the joint fit against the N independent gradient fits (linewidth and background
+slope free in both), and the model-error inflation of the joint fit's std. Targets (issue 16): joint mean NMSE
+within 0.01 of the independent mean; 1XX and RMS frequency monotonic; joint faster than N separate fits.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.fitting import fit_spectrum
+from phonon_ml_core.fitting.joint import fit_joint
+from phonon_ml_core.fitting.joint_result import rms_frequency_thz
+from phonon_ml_core.fitting.simulators import get_simulator
+from phonon_ml_core.report.series_figure import series_figure
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "al_arcs_ei50"
+
+
+def monotonic_falling(t: np.ndarray, y: np.ndarray) -> bool:
+    """y strictly decreasing with t."""
+    o = np.argsort(t)
+    return bool(np.all(np.diff(np.asarray(y)[o]) < 0))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--models", default="linear")
+    ap.add_argument("--skip-independent", action="store_true")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--plot", default=None)
+    args = ap.parse_args()
+    paths = sorted(Path(args.data).glob("al_*K.h5"), key=lambda p: int(p.stem.split("_")[1][:-1]))
+    spectra = [Spectrum.from_hdf5(p) for p in paths]
+    for s in spectra:  # build the simulator outside the timings
+        get_simulator(s.grid, s.quantity)
+    out: dict = {"inputs": [str(p) for p in paths]}
+    independent = None
+    if not args.skip_independent:
+        t0 = time.perf_counter()
+        independent = [fit_spectrum(s, "gradient", fit_linewidth=True, fit_background=True) for s in spectra]
+        t_ind = time.perf_counter() - t0
+        nm = np.array([r.nmse for r in independent])
+        temps = np.array([r.temperature for r in independent])
+        fx = np.array([r.force_constants[0] for r in independent])
+        rms = np.array([rms_frequency_thz(r.force_constants, r.material) for r in independent])
+        print(f"independent gradient fits: {t_ind:.1f} s for {len(spectra)} spectra; NMSE "
+              + " ".join(f"{v:.4f}" for v in nm) + f"; mean {nm.mean():.4f}")
+        print("  1XX " + " ".join(f"{v:.2f}" for v in fx) + f" (falling: {monotonic_falling(temps, fx)}); RMS THz "
+              + " ".join(f"{v:.3f}" for v in rms) + f" (falling: {monotonic_falling(temps, rms)})")
+        out["independent"] = {"seconds": t_ind, "nmse": nm.tolist(), "mean_nmse": float(nm.mean()),
+                              "1XX": fx.tolist(), "rms_thz": rms.tolist()}
+    for model in args.models.split(","):
+        t0 = time.perf_counter()
+        r = fit_joint(spectra, model=model)
+        sec = time.perf_counter() - t0
+        rms = np.array([e["rms_frequency_thz"] for e in r.entries])
+        fx = r.force_constants[:, 0]
+        res = {"seconds": sec, "nmse": r.nmse.tolist(), "mean_nmse": r.mean_nmse, "1XX": fx.tolist(),
+               "rms_thz": rms.tolist(), "falling_1XX": monotonic_falling(r.temperature, fx),
+               "falling_rms": monotonic_falling(r.temperature, rms), "inflation": r.series["inflation"],
+               "force_constants": r.force_constants.tolist(), "std": r.std.tolist(),
+               "determined": [e["identifiability"]["constants"] for e in r.entries], "message": r.message,
+               "smoothness": r.series["smoothness"], "evaluations": r.evaluations}
+        print(f"joint {model}: {sec:.1f} s, {r.evaluations} batched calls; NMSE "
+              + " ".join(f"{v:.4f}" for v in r.nmse) + f"; mean {r.mean_nmse:.4f}")
+        print("  1XX " + " ".join(f"{v:.2f}" for v in fx) + f" (falling: {res['falling_1XX']}); RMS THz "
+              + " ".join(f"{v:.3f}" for v in rms) + f" (falling: {res['falling_rms']})")
+        print("  constants at each T ± std (model-error inflation ×{:.2f}, std factor ×{:.2f}):".format(
+            r.series["inflation"]["inflation"], r.series["inflation"]["std_factor"]))
+        for t, f, s in zip(r.temperature, r.force_constants, r.std):
+            print(f"    {t:5.0f} K " + " ".join(f"{a:7.3f}±{b:5.3f}" for a, b in zip(f, s)))
+        print("  flags: " + "; ".join(f"{n}: {v['flag']}" for n, v in r.entries[0]["identifiability"]
+                                      ["constants"].items()))
+        if independent is not None:
+            res["delta_mean_nmse"] = r.mean_nmse - out["independent"]["mean_nmse"]
+            res["speedup"] = out["independent"]["seconds"] / sec
+            print(f"  Δ mean NMSE vs independent {res['delta_mean_nmse']:+.4f} (target ≤ 0.01); "
+                  f"speed-up ×{res['speedup']:.2f}")
+        out[f"joint_{model}"] = res
+        if args.plot and model == args.models.split(",")[0]:
+            series_figure(r, args.plot, independent=independent, overwrite=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
