@@ -25,7 +25,7 @@ from phonon_ml_core.data.normalization import mean_normalize
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.fitting import fit_spectrum
 from phonon_ml_core.fitting.calibration import INDEPENDENT_PIXEL_CAP, coverage
-from phonon_ml_core.fitting.simulators import get_simulator
+from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.fitting.uncertainty import model_error_uncertainty
 from phonon_ml_core.simulator.powder import SimulationSettings
 from phonon_ml_core.specs import ALUMINIUM, STANDARD_EXPERIMENT
@@ -71,8 +71,8 @@ def main() -> None:
     else:
         grid = Grid.from_axes(np.arange(1.0, 8.01, 0.25), np.linspace(10.0, 45.0, 24))
         settings = SimulationSettings(mesh_density=16, bz_grid=8)
-    sim = get_simulator(grid, settings=settings, material=material, experiment=STANDARD_EXPERIMENT)
-    sim3 = get_simulator(grid, settings=settings, material=material.with_shells(3), experiment=STANDARD_EXPERIMENT)
+    sim = get_simulator(material, STANDARD_EXPERIMENT, grid=grid, settings=settings)
+    sim3 = get_simulator(material.with_shells(3), STANDARD_EXPERIMENT, grid=grid, settings=settings)
     rng = np.random.default_rng(args.seed)
     rows = []
     t0 = time.perf_counter()

@@ -21,7 +21,7 @@ from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.fitting import fit_spectrum
 from phonon_ml_core.fitting.joint import fit_joint
 from phonon_ml_core.fitting.joint_result import rms_frequency_thz
-from phonon_ml_core.fitting.simulators import get_simulator
+from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.report.series_figure import series_figure
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "al_arcs_ei50"
@@ -44,7 +44,7 @@ def main() -> None:
     paths = sorted(Path(args.data).glob("al_*K.h5"), key=lambda p: int(p.stem.split("_")[1][:-1]))
     spectra = [Spectrum.from_hdf5(p) for p in paths]
     for s in spectra:  # build the simulator outside the timings
-        get_simulator(s.grid, s.quantity)
+        get_simulator(grid=s.grid, quantity=s.quantity)
     out: dict = {"inputs": [str(p) for p in paths]}
     independent = None
     if not args.skip_independent:
