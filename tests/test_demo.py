@@ -91,18 +91,18 @@ def test_spectrum_missing_a_few_pixels_is_put_on_the_bundle_grid():
 
     from phonon_ml_core.specs.grid import Grid, standard_grid
     from phonon_ml_core.data.normalization import is_mean_normalized
-    from phonon_ml_core.prediction.predict import onto_bundle_grid
+    from phonon_ml_core.learn.inputs import onto_model_grid
     from phonon_ml_core.simulator import simulate_spectrum
 
     g = standard_grid()
     s = simulate_spectrum(DEMO_TRUE_FC, 300.0, grid=g)
-    assert onto_bundle_grid(s, g) is s
+    assert onto_model_grid(s, g) is s
     lost = g.mask.copy()
     cols = np.where(lost.any(0))[0]
     lost[:, cols[0]] = False  # the lowest-|Q| column: a few dozen pixels
     part = replace(s, grid=Grid(q=g.q, energy=g.energy, mask=lost, ei_mev=g.ei_mev),
                    intensity=np.where(lost, s.intensity * 3.0 + 1.0, np.nan), normalization="none")
-    on = onto_bundle_grid(part, g)
+    on = onto_model_grid(part, g)
     n_missing = int(g.mask.sum() - lost.sum())
     assert 0 < n_missing < 0.02 * g.n_valid and on.metadata["filled_pixels"] == n_missing
     assert on.grid is g and is_mean_normalized(on.intensity, g.mask)
@@ -110,11 +110,11 @@ def test_spectrum_missing_a_few_pixels_is_put_on_the_bundle_grid():
     few = g.mask.copy()
     few[:, cols[:10]] = False
     with pytest.raises(ValueError, match="lacks"):
-        onto_bundle_grid(replace(s, grid=Grid(q=g.q, energy=g.energy, mask=few, ei_mev=g.ei_mev),
+        onto_model_grid(replace(s, grid=Grid(q=g.q, energy=g.energy, mask=few, ei_mev=g.ei_mev),
                                  intensity=np.where(few, s.intensity, np.nan)), g)
     other = Grid.from_axes(g.q[:50], g.energy)
     with pytest.raises(ValueError, match="preprocess"):
-        onto_bundle_grid(replace(s, grid=other, intensity=s.intensity[:, :50]), g)
+        onto_model_grid(replace(s, grid=other, intensity=s.intensity[:, :50]), g)
 
 
 @pytest.mark.skipif(shipped_bundle_path() is None, reason="no bundle shipped in models/")

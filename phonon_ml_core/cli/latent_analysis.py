@@ -32,7 +32,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from phonon_ml_core.data.fileio import check_output_dir
     from phonon_ml_core.data.spectrum import Spectrum
-    from phonon_ml_core.prediction.predict import onto_bundle_grid, resolve_bundle, shipped_bundle_path
+    from phonon_ml_core.learn.inputs import onto_model_grid
+    from phonon_ml_core.prediction.predict import resolve_bundle, shipped_bundle_path
     from phonon_ml_core.readers import read_spectrum
     from phonon_ml_core.report.latent import analyse_latent, write_latent_analysis
 
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         s = read_spectrum(path)
         if not s.grid.same_as(bundle.grid):   # as predict: a few missing edge pixels are filled, else refused
             try:
-                s = Spectrum.stack([onto_bundle_grid(one, bundle.grid) for one in s])
+                s = Spectrum.stack([onto_model_grid(one, bundle.grid) for one in s])
             except ValueError as exc:
                 raise ValueError(f"{path}: {exc}") from None
         sets.append(s)

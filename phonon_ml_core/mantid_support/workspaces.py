@@ -203,7 +203,7 @@ def spectrum_to_workspace(spectrum, title: str = "", material=None, experiment=N
 
 
 def on_grid(spectrum, grid):
-    """``spectrum`` on a model's ``grid`` (same axes): :func:`phonon_ml_core.prediction.predict.onto_bundle_grid`."""
-    from phonon_ml_core.prediction.predict import onto_bundle_grid
+    """``spectrum`` on a model's ``grid`` (same axes): :func:`phonon_ml_core.learn.inputs.onto_model_grid`."""
+    from phonon_ml_core.learn.inputs import onto_model_grid
 
-    return onto_bundle_grid(spectrum, grid)
+    return onto_model_grid(spectrum, grid)

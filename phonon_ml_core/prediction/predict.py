@@ -20,6 +20,7 @@ from phonon_ml_core.fitting.frequencies import frequency_fields
 from phonon_ml_core.fitting.problem import LINEWIDTH
 from phonon_ml_core.fitting.residual_background import profiled_nmse
 from phonon_ml_core.fitting.results import spec_fields
+from phonon_ml_core.learn.inputs import onto_model_grid
 from phonon_ml_core.prediction.inputs import check_material, read_inputs
 from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.specs import ALUMINIUM, Experiment, Material
@@ -62,46 +63,6 @@ def resolve_bundle(path: str | os.PathLike | None):
     return load_bundle(path)
 
 
-#: Largest fraction of a bundle grid's valid pixels a spectrum may lack and still be predicted from.
-MAX_MISSING_FRACTION = 0.02
-
-
-def onto_bundle_grid(spectrum: Spectrum, grid, max_missing_fraction: float = MAX_MISSING_FRACTION) -> Spectrum:
-    """``spectrum`` on a bundle's ``grid`` (same axes), mean-normalised on the grid's mask.
-
-    A spectrum whose coverage misses a few of the grid's valid pixels (e.g. a slightly different low-|Q|
-    edge after preprocessing) is normalised on the pixels it has and the missing ones are set to the mean
-    (0), up to ``max_missing_fraction``; the count goes to ``metadata['filled_pixels']``. Other axes, or more
-    missing pixels, raise ValueError naming the fix.
-    """
-    from dataclasses import replace
-
-    g = spectrum.grid
-    if g.shape != grid.shape or not (np.allclose(g.q, grid.q, atol=1e-6) and np.allclose(g.energy, grid.energy,
-                                                                                           atol=1e-6)):
-        raise ValueError(f"the spectrum is on another grid (n_E × n_Q = {g.shape[0]} × {g.shape[1]}, E "
-                         f"{g.energy[0]:.4g}–{g.energy[-1]:.4g} meV, |Q| {g.q[0]:.4g}–{g.q[-1]:.4g} 1/Å) than the "
-                         f"model ({grid.shape[0]} × {grid.shape[1]}): preprocess it onto the model's grid first "
-                         "(`phonon-ml preprocess`, PreprocessForML)")
-    own = spectrum.masked() if spectrum.normalization == "mean" else spectrum.normalized()
-    finite = np.isfinite(own.intensity)
-    finite = finite.all(0) if finite.ndim == 3 else finite
-    have = finite & grid.mask
-    missing = int(grid.mask.sum() - have.sum())
-    if missing > max_missing_fraction * grid.n_valid:
-        raise ValueError(f"the spectrum lacks {missing} of the model grid's {grid.n_valid} valid pixels (more than "
-                         f"{max_missing_fraction:.0%}): the data do not cover the model's kinematic range; use data "
-                         "reduced over the model's range (Ei, angles)")
-    if missing == 0 and np.array_equal(g.mask, grid.mask) and spectrum.normalization == "mean":
-        return spectrum
-    from phonon_ml_core.data.normalization import mean_normalize
-
-    inten = np.where(have, own.intensity, np.nan)
-    inten = mean_normalize(inten, have)  # on the pixels present …
-    inten = np.where(grid.mask & ~have, 0.0, inten)  # … and the missing ones at the mean
-    meta = dict(spectrum.metadata, filled_pixels=missing)
-    err = None if spectrum.errors is None else np.where(grid.mask, spectrum.errors, np.nan)
-    return replace(spectrum, grid=grid, intensity=inten, errors=err, normalization="mean", metadata=meta)
 
 
 def bundle_material(bundle: Any) -> Material:
@@ -119,12 +80,12 @@ def read_inputs_on_grid(paths: Sequence[str | os.PathLike], grid: Grid, temperat
                         material: Material | None = None, ei_mev: float | None = None
                         ) -> tuple[list[Spectrum], list[str]]:
     """Read each file (one spectrum or a set; reduced Mantid files are preprocessed onto ``grid``), put it on the
-    bundle's ``grid`` (:func:`onto_bundle_grid`) and split sets: (single spectra, names ``path`` or ``path[i]``).
+    bundle's ``grid`` (:func:`onto_model_grid`) and split sets: (single spectra, names ``path`` or ``path[i]``).
     ``temperature`` (K) overrides the files'; a file recording another material than ``material`` is refused."""
     spectra, names = [], []
     for inp in read_inputs(paths, grid=grid, ei_mev=ei_mev, temperature=temperature, material=material):
         try:
-            s = onto_bundle_grid(inp.spectrum, grid)
+            s = onto_model_grid(inp.spectrum, grid)
         except ValueError as exc:
             raise ValueError(f"{inp.path}: {exc}") from None
         for i, one in enumerate(s):
@@ -157,7 +118,7 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
         check_material(s, material, f"spectrum {i}")
     out = []
     for s in spectra:
-        s = onto_bundle_grid(s, bundle.grid)
+        s = onto_model_grid(s, bundle.grid)
         pred = bundle.predict(s, n_samples=n_samples, seed=seed)
         if not np.all(np.isfinite(pred["mean"])):
             raise ValueError("the model bundle predicts non-finite force constants for a finite input: its weights "

@@ -96,7 +96,7 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
         save_models: write each trained bundle to ``output_dir/models/<family>-<latent>-<strategy>``.
     """
     from phonon_ml_core.learn.bundle import bundle_from_training
-    from phonon_ml_core.prediction.predict import onto_bundle_grid
+    from phonon_ml_core.learn.inputs import onto_model_grid
     from phonon_ml_core.readers import read_spectrum
 
     t_start = time.perf_counter()
@@ -158,7 +158,7 @@ def run_evaluation(output_dir: str | os.PathLike, measured_files: Sequence[str |
         on_grid = []
         for name, one in zip(names, singles):
             try:
-                on_grid.append(onto_bundle_grid(one, target_grid))
+                on_grid.append(onto_model_grid(one, target_grid))
             except ValueError as exc:
                 raise ValueError(f"measured spectrum {name}: {str(exc).replace('the model', 'the simulated set')}"
                                  ) from None
