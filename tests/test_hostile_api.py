@@ -134,9 +134,9 @@ def test_fit_result_reports_constants_at_bounds(tiny_grid):
     """A fit pinned by narrow bounds below the true 2XX ends on its upper bound: ``at_bounds`` names it."""
     import torch
 
-    from phonon_ml_core.fitting.simulators import get_simulator
+    from phonon_ml_core.simulator.factory import get_simulator
 
-    sim = get_simulator(tiny_grid, "chi''")
+    sim = get_simulator(grid=tiny_grid, quantity="chi''")
     ref = np.array([10.35, 10.38, -2.77, 2.30, -0.25])
     with torch.no_grad():
         y = sim(torch.as_tensor(ref[None], dtype=sim.dtype), 300.0)[0].double().numpy()

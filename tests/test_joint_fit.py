@@ -13,7 +13,7 @@ from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.fitting import fit_spectrum
 from phonon_ml_core.fitting.joint import fit_joint
 from phonon_ml_core.fitting.joint_model import SeriesModel
-from phonon_ml_core.fitting.simulators import get_simulator
+from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.simulator.powder import SimulationSettings
 from phonon_ml_core.specs import ALUMINIUM
 
@@ -31,7 +31,7 @@ def grid() -> Grid:
 
 @pytest.fixture(scope="module")
 def sim(grid):
-    return get_simulator(grid, settings=SETTINGS)
+    return get_simulator(grid=grid, settings=SETTINGS)
 
 
 def _series(sim, grid, sigma: float, seed: int = 0) -> list[Spectrum]:

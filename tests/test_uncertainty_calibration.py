@@ -11,7 +11,7 @@ from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.fitting import fit_spectrum
 from phonon_ml_core.fitting.calibration import coverage, effective_pixels, model_error_inflation
 from phonon_ml_core.fitting.identifiability import identifiability, marginal_covariance
-from phonon_ml_core.fitting.simulators import get_simulator
+from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.fitting.uncertainty import model_error_uncertainty
 from phonon_ml_core.simulator.powder import SimulationSettings
 from phonon_ml_core.specs import ALUMINIUM
@@ -59,12 +59,12 @@ def _fit(sim_truth, truth, sim_fit, grid, seed):
 
 
 def test_inflation_above_one_only_with_model_mismatch(grid):
-    sim = get_simulator(grid, settings=SETTINGS)
+    sim = get_simulator(grid=grid, settings=SETTINGS)
     r, (std, info) = _fit(sim, FC, sim, grid, 1)
     assert info["inflation"] < 1.2  # right model, white noise
     assert np.allclose(std, r.std * info["std_factor"])
     third = ALUMINIUM.with_shells(3)
-    sim3 = get_simulator(grid, settings=SETTINGS, material=third)
+    sim3 = get_simulator(third, grid=grid, settings=SETTINGS)
     r3, (std3, info3) = _fit(sim3, np.concatenate([FC, [0.8, 0.5, -0.3, 0.2]]), sim, grid, 2)
     assert info3["inflation"] > 2.0 and info3["rho_energy"] > 0.3  # a missing third shell: smooth residuals
     assert np.all(std3 > 2.0 * r3.std)

@@ -1,10 +1,19 @@
-"""Mean normalisation and NMSE on the valid pixels (conventions §3). numpy and torch alike."""
+"""Mean normalisation and NMSE on the valid pixels (conventions §3). numpy and torch alike.
+
+torch is not imported here: a tensor can only exist once torch is imported, so numpy-only callers (the Mantid
+dialogs, file readers) stay free of it.
+"""
 from __future__ import annotations
 
-import numpy as np
-import torch
+import sys
+from typing import Any
 
-ArrayLike = "np.ndarray | torch.Tensor"
+import numpy as np
+
+
+def _is_tensor(x: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
 
 
 def mean_normalize(x, mask):
@@ -12,7 +21,9 @@ def mean_normalize(x, mask):
 
     ``x`` has shape (..., n_E, n_Q) (numpy or torch); ``mask`` is bool (n_E, n_Q).
     """
-    if isinstance(x, torch.Tensor):
+    if _is_tensor(x):
+        import torch
+
         m = torch.as_tensor(np.array(mask, dtype=bool), device=x.device)
         v = x[..., m]
         span = v.amax(-1, keepdim=True) - v.amin(-1, keepdim=True)
@@ -39,7 +50,9 @@ def nmse(measured, simulated, mask):
 
     Both inputs must already be mean-normalised on the same mask.
     """
-    if isinstance(measured, torch.Tensor) or isinstance(simulated, torch.Tensor):
+    if _is_tensor(measured) or _is_tensor(simulated):
+        import torch
+
         x = torch.as_tensor(measured)
         y = torch.as_tensor(simulated, dtype=x.dtype, device=x.device)
         m = torch.as_tensor(np.array(mask, dtype=bool), device=x.device)

@@ -28,8 +28,8 @@ from phonon_ml_core.fitting.joint_problem import WALL, JointProblem
 from phonon_ml_core.fitting.joint_result import JointResult, build_result
 from phonon_ml_core.fitting.joint_uncertainty import jacobian, joint_covariance, roughness_curvature
 from phonon_ml_core.fitting.problem import UNSTABLE_PENALTY
-from phonon_ml_core.fitting.simulators import get_simulator
-from phonon_ml_core.fitting.spectrum_fit import LINEWIDTH_BOUNDS, LINEWIDTH_START, _torch_threads
+from phonon_ml_core.fitting.spectrum_fit import LINEWIDTH_BOUNDS, LINEWIDTH_START, torch_threads
+from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.simulator.powder import SimulationSettings
 from phonon_ml_core.specs import Experiment, Material
 
@@ -173,7 +173,7 @@ def fit_joint(spectra: Spectrum | Sequence[Spectrum], material: Material | None 
         uncertainty: covariance of the series parameters, model-error inflation and identifiability.
         temperatures: override the spectra's temperatures (K).
     """
-    with _torch_threads(threads):
+    with torch_threads(threads):
         return _fit_joint(spectra, material, experiment, model, fit_linewidth, fit_background, linewidth,
                           linewidth_bounds, start, bounds, smoothness, smoothness_grid, max_evaluations, settings,
                           simulators, uncertainty, temperatures)
@@ -213,7 +213,7 @@ def _fit_joint(spectra, material, experiment, model, fit_linewidth, fit_backgrou
     series = SeriesModel(model, temps)
     x0, b = resolve_start_and_bounds(start, bounds, mat, notes)
     if simulators is None:
-        sims = [get_simulator(s.grid, s.quantity, settings, material=mat, experiment=e) for s, e in zip(items, exps)]
+        sims = [get_simulator(mat, e, grid=s.grid, quantity=s.quantity, settings=settings) for s, e in zip(items, exps)]
     else:
         sims = list(simulators)
         if len(sims) != len(items):

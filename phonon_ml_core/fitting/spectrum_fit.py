@@ -89,7 +89,7 @@ def fit_spectrum(spectrum: Spectrum, method: str = "nelder-mead", start=None, bo
             spectrum's.
     """
     check_fit_arguments(spectrum, temperature, max_evaluations, linewidth_bounds, lattice_parameter)
-    with _torch_threads(threads):
+    with torch_threads(threads):
         return _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, lattice_parameter, seed,
                              max_evaluations, n_starts, adam_steps, n_polish, linewidth, linewidth_bounds, settings,
                              simulator, uncertainty, fit_background, background_bounds, material, experiment)
@@ -108,7 +108,7 @@ def check_fit_arguments(spectrum: Spectrum, temperature: float | None, max_evalu
 
 
 @contextlib.contextmanager
-def _torch_threads(n: int | None):
+def torch_threads(n: int | None):
     old = torch.get_num_threads()
     if n:
         torch.set_num_threads(int(n))
