@@ -17,6 +17,7 @@ import torch
 
 from phonon_ml_core.fitting.calibration import model_error_inflation
 from phonon_ml_core.fitting.joint_problem import JointProblem
+from phonon_ml_core.fitting.uncertainty import covariance_from_curvature
 
 
 def roughness_curvature(prob: JointProblem) -> np.ndarray:
@@ -114,17 +115,10 @@ def joint_covariance(prob: JointProblem, theta: np.ndarray, slopes: list) -> dic
         nan = np.full((ptot, ptot), np.nan)
         return {"covariance": nan, "covariance_statistical": nan, "sigma2": float("nan"), "inflation": None,
                 "note": "uncertainty unavailable (unstable neighbourhood)", "residual_maps": maps, "n_background": n_b}
-    note = ""
     sigma2 = float((r0 ** 2).sum()) / max(r0.size - ptot, 1)
     curv = jac.T @ jac
     curv[:prob.n_params, :prob.n_params] += prob.n_spectra * prob.smoothness * roughness_curvature(prob)
-    try:
-        cov = sigma2 * np.linalg.inv(curv)
-        if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) < 0):
-            raise np.linalg.LinAlgError
-    except np.linalg.LinAlgError:
-        cov = sigma2 * np.linalg.pinv(curv)
-        note = "curvature singular: pseudo-inverse used for the uncertainties"
+    cov, note = covariance_from_curvature(curv, sigma2)
     masks: list = [None] * prob.n_spectra
     for g in prob.groups:
         for i in g.index:

@@ -43,7 +43,6 @@ def parameter_uncertainty(prob: FitProblem, theta: np.ndarray) -> tuple[np.ndarr
     ssr = float((r[0] ** 2).sum())
     sigma2 = ssr / max(n - p, 1)
     jac = np.empty((n, p))
-    note = ""
     for i in range(p):
         up, dn = 1 + 2 * i, 2 + 2 * i
         if not bad[up] and not bad[dn]:
@@ -56,14 +55,7 @@ def parameter_uncertainty(prob: FitProblem, theta: np.ndarray) -> tuple[np.ndarr
             jac[:, i] = np.nan
     if bad[0] or not np.isfinite(jac).all():
         return np.full(p, np.nan), np.full((p, p), np.nan), sigma2, "uncertainty unavailable (unstable neighbourhood)"
-    curv = jac.T @ jac
-    try:
-        cov = sigma2 * np.linalg.inv(curv)
-        if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) < 0):
-            raise np.linalg.LinAlgError
-    except np.linalg.LinAlgError:
-        cov = sigma2 * np.linalg.pinv(curv)
-        note = "curvature singular: pseudo-inverse used for the uncertainties"
+    cov, note = covariance_from_curvature(jac.T @ jac, sigma2)
     std = np.sqrt(np.clip(np.diag(cov), 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
         corr = cov / np.outer(std, std)
@@ -86,3 +78,14 @@ def model_error_uncertainty(result, spectrum, cap: float | None = None) -> tuple
     n_params = len(result.correlation) if result.correlation is not None else len(result.force_constants)
     info = model_error_inflation(resid, spectrum.grid.mask, n_params=n_params, cap=cap)
     return np.asarray(result.std, float) * info["std_factor"], info
+
+
+def covariance_from_curvature(curvature: np.ndarray, sigma2: float) -> tuple[np.ndarray, str]:
+    """σ² · curvature⁻¹ (Gauss–Newton covariance) and a note; the pseudo-inverse when the curvature is singular."""
+    try:
+        cov = sigma2 * np.linalg.inv(curvature)
+        if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) < 0):
+            raise np.linalg.LinAlgError
+        return cov, ""
+    except np.linalg.LinAlgError:
+        return sigma2 * np.linalg.pinv(curvature), "curvature singular: pseudo-inverse used for the uncertainties"

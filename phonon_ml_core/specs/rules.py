@@ -52,6 +52,21 @@ def small_constant_width(reference) -> float:
     return _one_significant_figure(SMALL_FRACTION * float(ref.max())) if ref.size and ref.max() > 0 else 1.0
 
 
+def _ranges(reference, relative: tuple[float, float], small_scale: float) -> tuple[tuple[float, float], ...]:
+    """relative × each constant (ordered low < high); constants below 10 % of the largest get ±small_scale·w."""
+    ref = _floats(np.ravel(reference), "reference constants")
+    largest = max((abs(r) for r in ref), default=0.0)
+    w = small_scale * small_constant_width(ref)
+    out = []
+    for r in ref:
+        if abs(r) < SMALL_FRACTION * largest or r == 0:
+            out.append((-w, w))
+        else:
+            a, b = r * relative[0], r * relative[1]
+            out.append((min(a, b), max(a, b)))
+    return tuple(out)
+
+
 def sampling_rule(reference) -> tuple[tuple[float, float], ...]:
     """Training-set sampling ranges (N/m) per constant, conventions §7.
 
@@ -59,31 +74,10 @@ def sampling_rule(reference) -> tuple[tuple[float, float], ...]:
     |ref| < 10 % of the largest |ref| get the absolute range ±w, w = 10 % of the largest rounded to one
     significant figure. Aluminium [10.35, 10.38, −2.77, 2.30, −0.25] → 1XX (5.175, 15.525), …, 2YY (−1, 1).
     """
-    ref = _floats(np.ravel(reference), "reference constants")
-    largest = max((abs(r) for r in ref), default=0.0)
-    w = small_constant_width(ref)
-    out = []
-    for r in ref:
-        if abs(r) < SMALL_FRACTION * largest or r == 0:
-            out.append((-w, w))
-        else:
-            a, b = r * SAMPLING_RELATIVE[0], r * SAMPLING_RELATIVE[1]
-            out.append((min(a, b), max(a, b)))
-    return tuple(out)
+    return _ranges(reference, SAMPLING_RELATIVE, 1.0)
 
 
 def fit_bounds_rule(reference) -> tuple[tuple[float, float], ...]:
     """Fit bounds (N/m) per constant: 0.3–2 × |ref| with the reference's sign; small constants (as in
     :func:`sampling_rule`) get ±2w. Aluminium: 2YY in [−2, 2] N/m (today's ``fitting.default_bounds``)."""
-    ref = _floats(np.ravel(reference), "reference constants")
-    largest = max((abs(r) for r in ref), default=0.0)
-    w = small_constant_width(ref)
-    out = []
-    for r in ref:
-        if abs(r) < SMALL_FRACTION * largest or r == 0:
-            out.append((-2.0 * w, 2.0 * w))
-        elif r > 0:
-            out.append((FIT_RELATIVE[0] * r, FIT_RELATIVE[1] * r))
-        else:
-            out.append((FIT_RELATIVE[1] * r, FIT_RELATIVE[0] * r))
-    return tuple(out)
+    return _ranges(reference, FIT_RELATIVE, 2.0)
