@@ -54,16 +54,16 @@ class TrainPhononVAE(PythonAlgorithm):
         self.declareProperty("Family", "fcvae", StringListValidator(FAMILIES), doc="autoencoder family")
         self.declareProperty("LatentDim", 30, IntBoundedValidator(lower=1, upper=1000), doc="latent dimension")
         self.declareProperty("KLWeight", 1e-6, FloatBoundedValidator(lower=0.0), doc="KL weight of the VAEs")
-        self.declareProperty("Epochs", 200, IntBoundedValidator(lower=0), doc="maximum pretraining epochs")
+        self.declareProperty("Epochs", 60, IntBoundedValidator(lower=0), doc="maximum pretraining epochs")
         self.declareProperty("FinetuneEpochs", 50, IntBoundedValidator(lower=0), doc="fine-tuning epochs")
         self.declareProperty("ExtendedEpochs", 50, IntBoundedValidator(lower=0), doc="extended-training epochs")
-        self.declareProperty("RegressorEpochs", 300, IntBoundedValidator(lower=0), doc="maximum regressor epochs")
+        self.declareProperty("RegressorEpochs", 200, IntBoundedValidator(lower=0), doc="maximum regressor epochs")
         self.declareProperty("Optimizer", "adam", StringListValidator(["adam", "sgd"]),
                              doc="adam (cosine decay, early stopping) or sgd (the study's)")
         self.declareProperty("LearningRate", Property.EMPTY_DBL, FloatBoundedValidator(lower=0.0, exclusive=True),
                              doc="autoencoder learning rate (default per optimiser and family)")
         self.declareProperty("BatchSize", 64, IntBoundedValidator(lower=1), doc="autoencoder batch size")
-        self.declareProperty("Patience", 20, IntBoundedValidator(lower=1), doc="early-stopping patience (adam)")
+        self.declareProperty("Patience", 10, IntBoundedValidator(lower=1), doc="early-stopping patience (adam)")
         self.declareProperty("RegressorCodes", "sample", StringListValidator(["sample", "mean"]),
                              doc="train the regressor on sampled latent codes or posterior means")
         self.declareProperty("Seed", 0, IntBoundedValidator(lower=0), doc="random seed")

@@ -63,6 +63,21 @@ def test_plugin_literals_match_core(mantid):
     assert literal("TrainPhononVAE", "FAMILIES") == list(FAMILIES)
 
 
+def test_train_defaults_are_the_cores(mantid):
+    """TrainPhononVAE's defaults equal `phonon-ml train`'s (learn.setup.training_defaults): no drift."""
+    from phonon_ml_core.learn.setup import training_defaults
+
+    core = training_defaults()
+    alg = mantid.api.AlgorithmManager.create("TrainPhononVAE")
+    pairs = {"Family": "family", "LatentDim": "latent_dim", "KLWeight": "kl_weight", "Epochs": "epochs",
+             "FinetuneEpochs": "finetune_epochs", "ExtendedEpochs": "extended_epochs",
+             "RegressorEpochs": "regressor_epochs", "Optimizer": "optimizer", "BatchSize": "batch_size",
+             "Patience": "patience", "RegressorCodes": "regressor_codes", "Seed": "seed"}
+    differ = {prop: (alg.getProperty(prop).value, core[key]) for prop, key in pairs.items()
+              if alg.getProperty(prop).value != core[key]}
+    assert not differ, f"TrainPhononVAE defaults differ from the core's (plugin, core): {differ}"
+
+
 def test_mantid_register_command(tmp_path, capsys):
     from phonon_ml_core.cli import main
     from phonon_ml_core.mantid_support.adapter import plugins_directory
