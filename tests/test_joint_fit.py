@@ -7,31 +7,18 @@ import numpy as np
 import pytest
 import torch
 
-from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.data.normalization import mean_normalize
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.fitting import fit_spectrum
 from phonon_ml_core.fitting.joint import fit_joint
 from phonon_ml_core.fitting.joint_model import SeriesModel
-from phonon_ml_core.simulator.factory import get_simulator
-from phonon_ml_core.simulator.powder import SimulationSettings
 from phonon_ml_core.specs import ALUMINIUM
+from test_fitting import SETTINGS, grid, sim  # noqa: F401  (the same small grid and simulator fixtures)
 
-SETTINGS = SimulationSettings(mesh_density=16, bz_grid=8)
 T = np.array([100.0, 300.0, 500.0])
 FC_300 = np.array([11.0, 9.8, -2.5, 2.6, 0.2])
 SLOPE = np.array([-0.004, -0.003, 0.0005, -0.001, 0.0])  # N/m per K
 TRUE = FC_300 + np.outer(T - 300.0, SLOPE)
-
-
-@pytest.fixture(scope="module")
-def grid() -> Grid:
-    return Grid.from_axes(np.arange(1.0, 8.01, 0.25), np.linspace(10.0, 45.0, 24))
-
-
-@pytest.fixture(scope="module")
-def sim(grid):
-    return get_simulator(grid=grid, settings=SETTINGS)
 
 
 def _series(sim, grid, sigma: float, seed: int = 0) -> list[Spectrum]:
