@@ -14,7 +14,7 @@ LINEWIDTH_MODELS = ("proportional", "affine")
 LINEWIDTH_OFFSET = "linewidth_offset"
 #: Default start and bounds of γ0 (meV) when fitted.
 OFFSET_START = 0.2
-OFFSET_BOUNDS = (0.0, 3.0)
+OFFSET_BOUNDS = (0.01, 3.0)
 
 
 def check_linewidth_model(model: str) -> str:
@@ -28,4 +28,6 @@ def check_linewidth_model(model: str) -> str:
 
 def simulator_linewidth(gamma1: torch.Tensor, gamma0: torch.Tensor | None = None) -> torch.Tensor:
     """What the simulator takes: γ1 (B,) alone (HWHM = γ1·E), or (B, 2) rows (γ0 meV, γ1) when γ0 is given."""
-    return gamma1 if gamma0 is None else torch.stack((gamma0, gamma1), -1)
+    if gamma0 is None:
+        return gamma1
+    return torch.stack((gamma0.clamp_min(0.0), gamma1.clamp_min(0.0)), -1)  # finite-difference steps may cross 0
