@@ -65,7 +65,7 @@ def test_affine_fit_recovers_gamma0_where_the_proportional_model_cannot(sim, gri
         y = sim(torch.as_tensor(TRUE_FC)[None], T_K, linewidth=torch.tensor([[1.2, 0.01]]))[0].double().numpy()
     s = Spectrum(intensity=mean_normalize(np.where(grid.mask, y, np.nan), grid.mask), grid=grid, temperature=T_K,
                  normalization="mean")
-    kw = dict(simulator=sim, fit_linewidth=True, n_starts=2, adam_steps=4, n_polish=1, start=TRUE_FC)
+    kw = {"simulator": sim, "fit_linewidth": True, "n_starts": 2, "adam_steps": 4, "n_polish": 1, "start": TRUE_FC}
     prop = fit_spectrum(s, "gradient", **kw)
     aff = fit_spectrum(s, "gradient", linewidth_model="affine", **kw)
     assert aff.nmse < 0.5 * prop.nmse and aff.nmse < 2e-3

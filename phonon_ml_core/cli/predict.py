@@ -69,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"the inputs {', '.join(args.input)} hold zero spectra: nothing to predict")
     for s, name in zip(spectra, names):
         check_spectrum_values(s, name)
+    if args.series_plot and len(spectra) < 2:
+        raise ValueError(f"--series-plot needs a temperature series (≥ 2 spectra), got {len(spectra)}")
     entries = predict_spectra(bundle, spectra, n_samples=args.samples, seed=args.seed)
     records = result_records(entries, names, material, bundle_experiment(bundle))
     write_results(args.output, records, overwrite=args.overwrite)
@@ -87,8 +89,6 @@ def run(args: argparse.Namespace) -> int:
 def _series_plot(records: list[dict], compare: list[str], path: str, overwrite: bool) -> None:
     from phonon_ml_core.report.ml_series import ml_series_figure, track_from_entries, tracks_from_result
 
-    if len(records) < 2:
-        raise ValueError(f"--series-plot needs a temperature series (≥ 2 spectra), got {len(records)}")
     tracks = [track_from_entries(records, "ML (latent mean ± spread)", "band")]
     for f in compare:
         tracks += tracks_from_result(f)
