@@ -3,8 +3,9 @@
 Configurations (all with the residual background slope profiled and the linewidth free, as benchmarks/fit.py
 ``--linewidth free --fit-background``): ``base`` (HWHM = γ·E, two shells), ``affine`` (HWHM = γ0 + γ·E),
 ``prior2`` (two shells, reference priors on all constants), ``shells3`` (three shells, no prior), ``shells3-prior``
-(three shells, priors on the added shell), ``affine-shells3-prior``. Prints NMSE per temperature, the mean, seconds
-per fit, 1XX and 2XX per temperature, and the ratio of the time per fit to one simulator call (machine load cancels).
+(three shells, priors on the added shell), ``affine-shells3-prior``, ``shells4-prior``. Prints NMSE per temperature,
+the mean, seconds per fit, 1XX and 2XX per temperature, and the ratio of the time per fit to one simulator call
+(machine load cancels).
 
 Run: ``PYTHONPATH=. python benchmarks/nuisance.py [--configs base,affine] [--method gradient] [--threads 1]
 [--json OUT.json] [--residuals OUT.npz]``. Target (issue 16): mean NMSE ≤ 0.17.
@@ -29,7 +30,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "al_arcs_ei50"
 #: name → (linewidth model, shells, prior scope or None)
 CONFIGS = {"base": ("proportional", 2, None), "affine": ("affine", 2, None), "prior2": ("proportional", 2, "all"),
            "shells3": ("proportional", 3, None), "shells3-prior": ("proportional", 3, "added"),
-           "affine-shells3-prior": ("affine", 3, "added")}
+           "affine-shells3-prior": ("affine", 3, "added"), "shells4-prior": ("proportional", 4, "added")}
 
 
 def call_seconds(material, grid, repeats: int = 3) -> float:

@@ -88,14 +88,14 @@ def tracks_from_result(path: str | Path) -> list[SeriesTrack]:
     return [track_from_entries(doc["results"], f"{doc.get('method', 'fit')} fits", "points")]
 
 
-def _draw(ax, x, y, s, style, color, label):
+def _draw(ax, x, y, s, style, color, label, ls="-"):
     ok = np.isfinite(s)
     if style == "band":
-        ax.plot(x, y, "o-", color=color, label=label, ms=4)
+        ax.plot(x, y, "o", ls=ls, color=color, label=label, ms=4)
         if ok.all():
             ax.fill_between(x, y - s, y + s, color=color, alpha=0.25)
     elif style == "line":
-        ax.plot(x, y, "D-", color=color, label=label, ms=4)
+        ax.plot(x, y, "D", ls=ls, color=color, label=label, ms=4)
         if ok.all():
             ax.fill_between(x, y - s, y + s, color=color, alpha=0.15, hatch="//")
     else:
@@ -135,7 +135,9 @@ def ml_series_figure(tracks: Sequence[SeriesTrack], path: str | Path, overwrite:
     for j, tr in enumerate(tracks):
         for k, pt in enumerate(points):
             f, s = tr.highest_frequency(pt)
-            _draw(ax, tr.temperature, f, s, tr.style, f"C{j}", f"{pt}: {tr.label}" if k == 0 or j == 0 else None)
+            _draw(ax, tr.temperature, f, s, tr.style, f"C{j}", tr.label if k == 0 else None, ("-", "--", ":")[k % 3])
+            if j == 0:
+                ax.annotate(pt, (tr.temperature[-1], f[-1]), xytext=(4, 0), textcoords="offset points", fontsize=9)
     ax.set_title("highest frequency at " + ", ".join(points) + " (THz)")
     ax.set_xlabel("T (K)")
     ax.set_ylabel("THz")
