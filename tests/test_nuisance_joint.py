@@ -29,6 +29,12 @@ def test_joint_objective_adds_the_mean_prior_penalty(sim, grid):
     with torch.no_grad():
         d = float(with_prior.nmse(theta)[1][0] - plain.nmse(theta)[1][0])
     assert d == pytest.approx(pr.penalty(TRUE).mean(), rel=1e-10)
+    # the Levenberg–Marquardt rows carry the same penalty: Σ w² = N × mean penalty (constants inside the bounds)
+    from phonon_ml_core.fitting.joint import _wall_residuals
+
+    jac, w = _wall_residuals(with_prior, TRUE.ravel())
+    assert float((w ** 2).sum()) == pytest.approx(3 * pr.penalty(TRUE).mean(), rel=1e-10)
+    assert jac.shape == (len(w), with_prior.n_params) and np.abs(jac).sum() > 0
 
 
 def test_joint_prior_pulls_towards_the_reference_and_is_recorded(sim, grid):
