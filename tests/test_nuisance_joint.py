@@ -64,3 +64,12 @@ def test_fit_cli_nuisance_options(sim, grid, tmp_path, capsys):
     assert main(["fit", "--input", paths[0], "--output", str(tmp_path / "k.json"), "--prior", "all",
                  "--prior-width-scale", "0"]) == 2
     assert "--prior-width-scale must be > 0" in capsys.readouterr().err
+
+
+def test_cli_choices_are_the_cores():
+    from phonon_ml_core.cli import choices
+    from phonon_ml_core.fitting.linewidth import LINEWIDTH_MODELS
+    from phonon_ml_core.fitting.priors import PRIOR_SCOPES
+
+    assert choices.LINEWIDTH_MODELS == LINEWIDTH_MODELS
+    assert choices.PRIOR_CHOICES[1:] == PRIOR_SCOPES and choices.PRIOR_CHOICES[0] == "none"

@@ -10,18 +10,17 @@ import argparse
 import logging
 import time
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+from phonon_ml_core.cli.choices import FIT_METHODS as METHODS
+from phonon_ml_core.cli.choices import LINEWIDTH_MODELS, PRIOR_CHOICES, SERIES_MODELS
 from phonon_ml_core.data.fileio import check_output_path
 from phonon_ml_core.data.jsonio import write_json
-from phonon_ml_core.fitting import METHODS, fit_spectrum, series_of
-from phonon_ml_core.fitting.inputs import resolve_experiment, resolve_material
-from phonon_ml_core.fitting.joint import fit_joint
-from phonon_ml_core.fitting.joint_model import SERIES_MODELS
-from phonon_ml_core.fitting.linewidth import LINEWIDTH_MODELS
-from phonon_ml_core.fitting.priors import PRIOR_SCOPES, reference_prior
-from phonon_ml_core.prediction.inputs import known_instrument, read_inputs
-from phonon_ml_core.specs import Experiment, Material, SpecError, get_material
+
+if TYPE_CHECKING:
+    from phonon_ml_core.specs import Experiment, Material
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +42,8 @@ def add_material_options(p: argparse.ArgumentParser) -> None:
 
 def material_from_args(args: argparse.Namespace) -> Material | None:
     """The material named by --material/--shells, or None when not given (clear error for an unknown one)."""
+    from phonon_ml_core.specs import get_material
+
     if args.material is None:
         if args.shells is not None:
             raise ValueError("--shells needs --material")
@@ -53,6 +54,9 @@ def material_from_args(args: argparse.Namespace) -> Material | None:
 def experiment_for(spectrum, args: argparse.Namespace) -> Experiment | None:
     """The experiment of ``spectrum`` with the --instrument/--chopper/--chopper-frequency overrides (None: none
     given, the fit takes the spectrum's or its grid's defaults)."""
+    from phonon_ml_core.prediction.inputs import known_instrument
+    from phonon_ml_core.specs import Experiment, SpecError
+
     if args.instrument is None and args.chopper is None and args.chopper_frequency is None:
         return None
     grid = spectrum.grid
@@ -103,9 +107,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--linewidth-model", default="proportional", choices=LINEWIDTH_MODELS,
                    help="proportional: HWHM = γ·E (default); affine: HWHM = γ0 + γ·E with γ0 (meV) the extra nuisance "
                         "parameter linewidth_offset (not with --joint; docs/fitting.md, 'Nuisance model')")
-    p.add_argument("--prior", default="none", choices=("none", *PRIOR_SCOPES),
+    p.add_argument("--prior", default="none", choices=PRIOR_CHOICES,
                    help="Gaussian priors centred on the material's reference constants: 'added' on the constants of "
-                        "shells beyond two (use with --material M --shells 3), 'all' on every constant; widths: half "
+                        "shells beyond two (use with --material M --shells 4), 'all' on every constant; widths: half "
                         "the material's sampling range (docs/fitting.md, 'Nuisance model')")
     p.add_argument("--prior-width-scale", type=float, default=1.0, help="multiply the prior widths (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -114,6 +118,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def prior_from_args(args: argparse.Namespace, material: Material):
     """The --prior of ``material`` (None for 'none')."""
+    from phonon_ml_core.fitting.priors import reference_prior
+
     if args.prior == "none":
         return None
     if not args.prior_width_scale > 0:
@@ -136,6 +142,10 @@ def parse_constants(text: str | None, material: Material, flag: str) -> np.ndarr
 
 
 def run(args: argparse.Namespace) -> int:
+    from phonon_ml_core.fitting import fit_spectrum, series_of
+    from phonon_ml_core.fitting.inputs import resolve_experiment, resolve_material
+    from phonon_ml_core.prediction.inputs import read_inputs
+
     out = check_output_path(args.output, args.overwrite)
     if args.plot is not None:
         check_output_path(args.plot, args.overwrite)
@@ -209,6 +219,9 @@ def run(args: argparse.Namespace) -> int:
 def run_joint(args: argparse.Namespace, out, items, sources, material: Material, experiments, start,
               prior=None) -> int:
     """``fit --joint``: one joint fit of all input spectra; RESULT.json holds one entry per input plus the series."""
+    from phonon_ml_core.fitting import fit_spectrum
+    from phonon_ml_core.fitting.joint import fit_joint
+
     if len(items) < 2:
         raise ValueError(f"--joint needs at least two spectra (a temperature series), got {len(items)}")
     if args.lattice_parameter is not None:
