@@ -98,6 +98,8 @@ def test_reference_prior_rules():
     with pytest.raises(ValueError, match="σ"):
         GaussianPrior(("a",), (0.0,), (0.0,))
     assert full.to_dict()["active"] == list(ALUMINIUM.names)
+    with pytest.raises(ValueError, match="build it for the fitted material"):
+        pr.check_names(ALUMINIUM.names)
 
 
 def test_prior_enters_the_objective_and_pulls_ill_determined_constants(sim, grid):

@@ -216,6 +216,8 @@ def _fit_joint(spectra, material, experiment, model, fit_linewidth, fit_backgrou
     items, mat, exps, temps = _inputs(spectra, material, experiment, temperatures, notes)
     series = SeriesModel(model, temps)
     x0, b = resolve_start_and_bounds(start, bounds, mat, notes)
+    if prior is not None:
+        prior.check_names(mat.names)
     if simulators is None:
         sims = [get_simulator(mat, e, grid=s.grid, quantity=s.quantity, settings=settings) for s, e in zip(items, exps)]
     else:

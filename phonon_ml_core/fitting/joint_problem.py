@@ -65,7 +65,7 @@ class JointProblem:
         self.fixed_linewidth = fixed_linewidth
         self.fit_background = bool(fit_background)
         self.smoothness = float(smoothness)
-        self.prior = prior
+        self.prior = prior  # checked against the material's names by fit_joint
         self.design = torch.as_tensor(model.design(), dtype=torch.float64)  # (N, d)
         self.n_coef = model.n_coefficients * self.n_constants
         self.n_params = self.n_coef + (self.n_spectra if self.fit_linewidth else 0)

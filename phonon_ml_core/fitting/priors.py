@@ -48,6 +48,13 @@ class GaussianPrior:
         if any(not s > 0 for s in self.sigma) or not self.weight > 0:
             raise ValueError("prior widths σ and the weight must be > 0 (σ = inf for no prior)")
 
+    def check_names(self, names) -> GaussianPrior:
+        """This prior, after checking it was built for constants ``names`` (clear error otherwise)."""
+        if tuple(names) != tuple(self.names):
+            raise ValueError(f"the prior is on {', '.join(self.names)} but the fit has {', '.join(names)}: build it "
+                             "for the fitted material (reference_prior(material, ...), same shells)")
+        return self
+
     @property
     def active(self) -> tuple[str, ...]:
         """Names of the constants that carry a prior."""

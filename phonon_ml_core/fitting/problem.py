@@ -71,7 +71,7 @@ class FitProblem:
                 raise ValueError(f"background_bounds must be (low, high) with low < high, got {background_bounds}")
         # richer nuisance (issue 16): an affine linewidth and priors on the constants
         self.linewidth_offset = bool(linewidth_offset) and self.fit_linewidth
-        self.prior = prior
+        self.prior = None if prior is None else prior.check_names(self.names)
 
     def to_theta(self, u):
         if isinstance(u, torch.Tensor):
