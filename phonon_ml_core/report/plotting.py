@@ -143,8 +143,9 @@ def _constants_table(ax, result: FitResult) -> None:
                     f"{start[i]:9.3f}{ref[i]:11.3f}" + ("   AT BOUND" if name in result.at_bounds else ""))
         colors.append(WARN if name in result.at_bounds else "k")
     if result.linewidth is not None:
-        rows.append(f"{'γ':6s}{result.linewidth:9.4f}   (HWHM = γ·E, dimensionless)")
-        colors.append("k")
+        hit = "linewidth" in result.at_bounds
+        rows.append(f"{'γ':6s}{result.linewidth:9.4f}   (HWHM = γ·E, dimensionless)" + ("   AT BOUND" if hit else ""))
+        colors.append(WARN if hit else "k")
     rows.append(f"{result.evaluations} simulator calls, {result.seconds:.1f} s; "
                 f"{'converged' if result.converged else 'NOT converged'}")
     colors.append("k" if result.converged else WARN)

@@ -1,0 +1,240 @@
+"""Honest output and one set of defaults (issue 18): fit defaults shared by the API, the CLI and Mantid; fit figures
+that say what they show; read-only output folders refused before any work; Mantid algorithms with bad properties."""
+from __future__ import annotations
+
+import inspect
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mantid_standin.harness import ERRORS, make_sqw, mantid_fixture, measured_like  # noqa: F401
+
+from phonon_ml_core.fitting.defaults import FIT_DEFAULTS, METHODS
+from phonon_ml_core.data.spectrum import Spectrum
+
+FC = [10.35, 10.38, -2.77, 2.30, -0.25]
+
+
+# ------------------------------------------------------------------------------------------------ one set of defaults
+def test_api_and_cli_fit_defaults_are_the_same():
+    from phonon_ml_core.cli.app import build_parser
+    from phonon_ml_core.fitting import fit_spectrum
+
+    sig = inspect.signature(fit_spectrum).parameters
+    for name in ("method", "fit_linewidth", "fit_background", "seed", "n_starts", "adam_steps", "n_polish",
+                 "uncertainty", "threads"):
+        assert sig[name].default == getattr(FIT_DEFAULTS, name), name
+    assert tuple(sig["linewidth_bounds"].default) == FIT_DEFAULTS.linewidth_bounds
+    assert FIT_DEFAULTS.fit_linewidth and FIT_DEFAULTS.fit_background    # what the CLI always did
+    args = build_parser().parse_args(["fit", "--input", "x.h5", "--output", "r.json"])
+    assert (args.method, args.fit_linewidth, args.fit_background, args.seed) == \
+        (FIT_DEFAULTS.method, FIT_DEFAULTS.fit_linewidth, FIT_DEFAULTS.fit_background, FIT_DEFAULTS.seed)
+    assert args.method == METHODS[0]
+
+
+def test_mantid_fit_algorithm_declares_the_same_defaults(mantid):
+    alg = mantid.api.AlgorithmManager.create("FitForceConstantsNelderMead")
+    assert alg.getProperty("Method").value == FIT_DEFAULTS.method
+    assert bool(alg.getProperty("FitLinewidth").value) is FIT_DEFAULTS.fit_linewidth
+    assert bool(alg.getProperty("FitBackground").value) is FIT_DEFAULTS.fit_background
+    assert int(alg.getProperty("Seed").value) == FIT_DEFAULTS.seed
+
+
+# ------------------------------------------------------------------------------------------------------ fit figures
+@pytest.fixture(scope="module")
+def pinned_fit(tiny_grid):
+    """A fit pinned by narrow bounds below the true 2XX: it ends on its upper bound (``at_bounds`` names it)."""
+    import torch
+
+    from phonon_ml_core.fitting import fit_spectrum
+    from phonon_ml_core.simulator.factory import get_simulator
+
+    sim = get_simulator(grid=tiny_grid, quantity="chi''")
+    with torch.no_grad():
+        y = sim(torch.as_tensor(np.array(FC)[None], dtype=sim.dtype), 300.0)[0].double().numpy()
+    s = Spectrum(intensity=y, grid=tiny_grid, temperature=300.0, normalization="mean")
+    bounds = np.array([[10.3, 10.4], [10.3, 10.4], [-2.8, -2.7], [1.0, 1.2], [-0.3, -0.2]])
+    r = fit_spectrum(s, start=[10.35, 10.38, -2.77, 1.1, -0.25], bounds=bounds, max_evaluations=60,
+                     uncertainty=False, simulator=sim, fit_linewidth=False, fit_background=False)
+    assert "2XX" in r.at_bounds
+    return r, s
+
+
+def _capture(monkeypatch):
+    """Collect the figures closed by the plotting code (they are saved, then closed)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs = []
+    real = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: figs.append(fig) or real(fig))
+    return figs
+
+
+def _texts(fig) -> str:
+    out = [fig._suptitle.get_text() if fig._suptitle else ""] + [t.get_text() for t in fig.texts]
+    for ax in fig.axes:
+        out += [ax.get_title(), ax.get_xlabel(), ax.get_ylabel()] + [t.get_text() for t in ax.texts]
+        if ax.get_legend():
+            out += [t.get_text() for t in ax.get_legend().get_texts()]
+    return "\n".join(out)
+
+
+def _assert_units_on_every_panel(fig):
+    for ax in fig.axes:
+        if not ax.get_visible() or not ax.axison:
+            continue
+        if ax.get_label() == "<colorbar>":
+            assert ax.get_ylabel() or ax.get_xlabel(), "colour bar without a label"
+            continue
+        assert ax.get_xlabel() and ax.get_ylabel(), f"panel {ax.get_title()!r} lacks an axis label"
+
+
+def test_single_fit_figure_says_what_it_shows(pinned_fit, tmp_path, monkeypatch):
+    from phonon_ml_core.report.plotting import constants_label, fit_summary, plot_fit
+
+    r, s = pinned_fit
+    figs = _capture(monkeypatch)
+    plot_fit(r, s, tmp_path / "fit.png")
+    assert (tmp_path / "fit.png").stat().st_size > 10_000
+    text = _texts(figs[-1])
+    for phrase in ("nelder-mead", f"NMSE {r.nmse:.4f}", "N/m", "2XX", "AT BOUND", "|Q| (1/Å)",
+                   "Energy transfer (meV)", "data", "fit", "residual"):
+        assert phrase in text, phrase
+    _assert_units_on_every_panel(figs[-1])
+    from dataclasses import replace
+
+    label = constants_label(replace(r, at_bounds=("2XX",)))
+    assert "2XX = 1.20 N/m (AT BOUND)" in label and label.count("AT BOUND") == 1, label
+    assert fit_summary(r).startswith("Al: nelder-mead fit at T = 300 K")
+
+
+def test_series_figures_mark_constants_at_bounds(pinned_fit, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from phonon_ml_core.report.series_figure import at_bound_mask, fits_figure
+
+    r, _ = pinned_fit
+    other = replace(r, temperature=200.0, at_bounds=())
+    figs = _capture(monkeypatch)
+    fits_figure([r, other], tmp_path / "series.png")
+    text = _texts(figs[-1])
+    assert "nelder-mead fits of 2 spectra" in text and "mean NMSE" in text and "AT A BOUND" in text
+    assert "2XX (at a bound at 300 K)" in text and "1XX (N/m)" in text and "NMSE (dimensionless)" in text
+    _assert_units_on_every_panel(figs[-1])
+    mask = at_bound_mask(np.array([[1.0, 5.0], [2.0, 3.0]]), np.array([[1.0, 2.0], [0.0, 5.0]]))
+    assert mask.tolist() == [[True, True], [True, False]]
+
+
+def test_fit_cli_plot_of_one_spectrum_is_the_overlay(pinned_fit, tmp_path, monkeypatch):
+    from phonon_ml_core.cli.fit import plot_fits
+
+    r, s = pinned_fit
+    figs = _capture(monkeypatch)
+    plot_fits([r], [s], str(tmp_path / "one.png"), overwrite=False)
+    assert "residual" in _texts(figs[-1]) and (tmp_path / "one.png").exists()
+
+
+# --------------------------------------------------------------------------------------------- read-only folders
+@pytest.fixture()
+def read_only(tmp_path, monkeypatch):
+    """A folder the writability check (os.access) reports as read-only (we may run as root: chmod would not stop
+    writes); the production check is the real os.access."""
+    ro = (tmp_path / "ro").resolve()
+    ro.mkdir()
+    real = os.access
+
+    def access(path, mode, *args, **kwargs):
+        p = Path(path).resolve()
+        if mode & os.W_OK and (p == ro or ro in p.parents):
+            return False
+        return real(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(os, "access", access)
+    monkeypatch.chdir(tmp_path)
+    return ro
+
+
+@pytest.mark.parametrize("argv,phrase", [
+    (["latent-analysis", "--data", "{set}", "-o", "ro/lat"], "--output-dir ro/lat: cannot write"),
+    (["latent-analysis", "--data", "{set}", "-o", "ro"], "cannot write"),
+    (["evaluate", "-o", "ro/ev"], "--output-dir ro/ev: cannot write"),
+    (["demo", "--output-dir", "ro/demo"], "--output-dir ro/demo: cannot write"),
+    (["demo", "--output-dir", "ro"], "cannot write"),
+    (["mantid-register", "--properties-file", "ro/Mantid.user.properties"], "--properties-file"),
+    (["fit", "--input", "{set}", "-o", "ro/r.json"], "cannot write"),
+    (["predict", "--input", "{set}", "-o", "ro/r.json"], "cannot write"),
+    (["dispersion", "-o", "ro/d.png"], "cannot write"),
+    (["train", "--data", "{set}", "--output", "ro/bundle"], "cannot write"),
+], ids=["latent", "latent-self", "evaluate", "demo", "demo-self", "mantid-register", "fit", "predict", "dispersion",
+        "train"])
+def test_read_only_output_folders_are_refused(argv, phrase, read_only, tmp_path, capsys):
+    from phonon_ml_core.cli.app import main
+    from phonon_ml_core.data.normalization import mean_normalize
+    from phonon_ml_core.specs.grid import standard_grid
+
+    g = standard_grid()
+    x = np.asarray(mean_normalize(np.random.default_rng(0).random((3, *g.shape)), g.mask))
+    Spectrum(intensity=x, grid=g, temperature=np.full(3, 300.0), normalization="mean").to_hdf5(tmp_path / "set.h5")
+    rc = main([a.replace("{set}", str(tmp_path / "set.h5")) for a in argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and phrase in err and "Traceback" not in err, err
+    assert list(read_only.iterdir()) == [], "something was written into the read-only folder"
+
+
+def test_mantid_register_refuses_a_read_only_properties_file(tmp_path, monkeypatch, capsys):
+    from phonon_ml_core.cli.app import main
+
+    props = tmp_path / "Mantid.user.properties"
+    props.write_text("a = b\n")
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, m, *a, **k: False if Path(p) == props and m & os.W_OK
+                        else real(p, m, *a, **k))
+    assert main(["mantid-register", "--properties-file", str(props)]) == 2
+    assert "is read-only" in capsys.readouterr().err and props.read_text() == "a = b\n"
+
+
+# ------------------------------------------------------------------------------------ public API: more bad arguments
+@pytest.mark.parametrize("kwargs,phrase", [
+    ({"linewidth": -0.1}, "linewidth"),
+    ({"seed": -1}, "seed"),
+    ({"n_starts": 0}, "n_starts"),
+    ({"adam_steps": 1.5}, "adam_steps"),
+    ({"method": "simplex"}, "method"),
+    ({"max_evaluations": float("nan")}, "max_evaluations"),
+])
+def test_fit_spectrum_refuses_bad_options(kwargs, phrase):
+    from phonon_ml_core.fitting import fit_spectrum
+    from phonon_ml_core.data.normalization import mean_normalize
+    from phonon_ml_core.specs.grid import standard_grid
+
+    g = standard_grid()
+    s = Spectrum(intensity=np.asarray(mean_normalize(np.random.default_rng(2).random(g.shape), g.mask)), grid=g,
+                 temperature=300.0, normalization="mean")
+    with pytest.raises(ValueError, match=phrase):
+        fit_spectrum(s, **kwargs)
+
+
+# ------------------------------------------------------------------------- Mantid algorithms with bad properties
+MANTID_CASES = [
+    ("FitForceConstantsNelderMead", {"StartValues": [1.0, 2.0]}, "StartValues"),
+    ("FitForceConstantsNelderMead", {"LowerBounds": [1.0] * 5, "UpperBounds": [0.5] * 5}, "upper bound"),
+    ("FitForceConstantsNelderMead", {"LowerBounds": [1.0] * 5}, "LowerBounds"),
+    ("FitForceConstantsNelderMead", {"Material": "Xx"}, "Xx"),
+    ("FitForceConstantsNelderMead", {"Material": "Fe", "StartValues": FC}, "give 4 values"),
+    ("FitForceConstantsNelderMead", {"ChopperFrequency": 17}, "17"),
+]
+
+
+@pytest.mark.parametrize("alg_name,props,phrase", MANTID_CASES,
+                         ids=[f"{a}-{'-'.join(p)}" for a, p, _ in MANTID_CASES])
+def test_mantid_algorithms_refuse_bad_properties(alg_name, props, phrase, mantid):
+    y, ee, qe = measured_like()
+    make_sqw(mantid, "hostile_ws", y, ee, qe)
+    kwargs = {"InputWorkspace": "hostile_ws", "OutputWorkspace": "hostile_out", "MaxEvaluations": 1, **props}
+    with pytest.raises(ERRORS, match=phrase):
+        getattr(mantid.sapi, alg_name)(**kwargs)
+    assert not mantid.api.mtd.doesExist("hostile_out")
