@@ -224,6 +224,7 @@ CASES = [
     ("fit-plot-suffix", ["fit", "--input", "{in}/good.h5", "--output", "r.json", "--plot", "p.jpg.h5"], ".png"),
     ("fit-out-same", ["fit", "--input", "{in}/good.h5", "--output", "{in}/good.h5", "--overwrite"], "also an input"),
     ("fit-method", ["fit", "--input", "{in}/good.h5", "--output", "r.json", "--method", "magic"], "invalid choice"),
+    ("fit-huge", ["fit", "--input", "{in}/huge.h5", "-o", "r.json"], "out of any sensible range"),
     ("fit-ei-h5", ["fit", "--input", "{in}/good.h5", "-o", "r.json", "--ei", "30"], "preprocessed spectrum"),
     ("fit-cu-as-al", ["fit", "--input", "{in}/cu.h5", "-o", "r.json", "--material", "Al"], "holds spectra of cu"),
     ("fit-mixed-materials", ["fit", "--input", "{in}/good.h5", "{in}/cu.h5", "-o", "r.json"], "different materials"),

@@ -3,6 +3,7 @@ that say what they show; read-only output folders refused before any work; Manti
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from pathlib import Path
 
@@ -238,3 +239,38 @@ def test_mantid_algorithms_refuse_bad_properties(alg_name, props, phrase, mantid
     with pytest.raises(ERRORS, match=phrase):
         getattr(mantid.sapi, alg_name)(**kwargs)
     assert not mantid.api.mtd.doesExist("hostile_out")
+
+
+def test_corrupted_weights_with_a_matching_hash_are_blamed_on_the_bundle(tmp_path, capsys):
+    """NaN weights whose SHA-256 was recomputed pass the hash check: the message must blame the bundle, not the
+    user's spectrum or constants."""
+    import hashlib
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from phonon_ml_core.cli.app import main
+    from phonon_ml_core.data.jsonio import write_json
+    from phonon_ml_core.data.normalization import mean_normalize
+    from phonon_ml_core.learn.bundle import WEIGHT_FILES
+    from phonon_ml_core.prediction.predict import shipped_bundle_path
+    from phonon_ml_core.specs.grid import standard_grid
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(shipped_bundle_path(), bundle)
+    f = bundle / WEIGHT_FILES[-1]
+    state = load_file(f)
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key] = torch.full_like(state[key], float("nan"))
+    save_file(state, f)
+    meta = json.loads((bundle / "metadata.json").read_text())
+    meta["weights_sha256"][WEIGHT_FILES[-1]] = hashlib.sha256(f.read_bytes()).hexdigest()
+    write_json(bundle / "metadata.json", meta)
+    g = standard_grid()
+    Spectrum(intensity=np.asarray(mean_normalize(np.random.default_rng(0).random(g.shape), g.mask)), grid=g,
+             temperature=300.0, normalization="mean").to_hdf5(tmp_path / "x.h5")
+    rc = main(["predict", "--model", str(bundle), "--input", str(tmp_path / "x.h5"), "-o", str(tmp_path / "r.json"),
+               "--samples", "10"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "weights are corrupted" in err and not (tmp_path / "r.json").exists(), err
