@@ -29,10 +29,15 @@ def test_api_and_cli_fit_defaults_are_the_same():
         assert sig[name].default == getattr(FIT_DEFAULTS, name), name
     assert tuple(sig["linewidth_bounds"].default) == FIT_DEFAULTS.linewidth_bounds
     assert FIT_DEFAULTS.fit_linewidth and FIT_DEFAULTS.fit_background    # what the CLI always did
-    args = build_parser().parse_args(["fit", "--input", "x.h5", "--output", "r.json"])
+    from phonon_ml_core.cli.fit import apply_fit_defaults
+
+    args = apply_fit_defaults(build_parser().parse_args(["fit", "--input", "x.h5", "--output", "r.json"]))
     assert (args.method, args.fit_linewidth, args.fit_background, args.seed) == \
         (FIT_DEFAULTS.method, FIT_DEFAULTS.fit_linewidth, FIT_DEFAULTS.fit_background, FIT_DEFAULTS.seed)
     assert args.method == METHODS[0]
+    args = apply_fit_defaults(build_parser().parse_args(["fit", "-i", "x.h5", "-o", "r.json", "--no-fit-background",
+                                                         "--method", "gradient", "--seed", "3"]))
+    assert (args.method, args.fit_linewidth, args.fit_background, args.seed) == ("gradient", True, False, 3)
 
 
 def test_mantid_fit_algorithm_declares_the_same_defaults(mantid):

@@ -10,15 +10,18 @@ import argparse
 import logging
 import time
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from phonon_ml_core.cli.checks import check_ei_matches_inputs, check_series_temperatures
+from phonon_ml_core.cli.choices import FIT_METHODS as METHODS
+from phonon_ml_core.cli.choices import SERIES_MODELS
 from phonon_ml_core.data.fileio import check_output_path
 from phonon_ml_core.data.jsonio import write_json
-from phonon_ml_core.fitting.defaults import FIT_DEFAULTS, METHODS
-from phonon_ml_core.fitting.joint_model import SERIES_MODELS
-from phonon_ml_core.prediction.inputs import known_instrument, read_inputs
-from phonon_ml_core.specs import Experiment, Material, SpecError, get_material
+
+if TYPE_CHECKING:
+    from phonon_ml_core.specs import Experiment, Material
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +43,8 @@ def add_material_options(p: argparse.ArgumentParser) -> None:
 
 def material_from_args(args: argparse.Namespace) -> Material | None:
     """The material named by --material/--shells, or None when not given (clear error for an unknown one)."""
+    from phonon_ml_core.specs import get_material
+
     if args.material is None:
         if args.shells is not None:
             raise ValueError("--shells needs --material")
@@ -50,6 +55,9 @@ def material_from_args(args: argparse.Namespace) -> Material | None:
 def experiment_for(spectrum, args: argparse.Namespace) -> Experiment | None:
     """The experiment of ``spectrum`` with the --instrument/--chopper/--chopper-frequency overrides (None: none
     given, the fit takes the spectrum's or its grid's defaults)."""
+    from phonon_ml_core.prediction.inputs import known_instrument
+    from phonon_ml_core.specs import Experiment, SpecError
+
     if args.instrument is None and args.chopper is None and args.chopper_frequency is None:
         return None
     grid = spectrum.grid
@@ -71,24 +79,25 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Fit the force constants of the material (names from its lattice and shells, e.g. fcc "
                     "1XX,1XY,1ZZ,2XX,2YY; bcc 1XX,1XY,2XX,2YY; N/m) to each spectrum of the input files by "
                     "minimising the NMSE against the powder simulator (docs/fitting.md).")
-    p.add_argument("--method", default=FIT_DEFAULTS.method, choices=METHODS,
-                   help="nelder-mead (scipy, bounded) or gradient (autograd multi-start + L-BFGS-B); default "
-                        f"{FIT_DEFAULTS.method}")
+    p.add_argument("--method", default=None, choices=METHODS,
+                   help="nelder-mead (scipy, bounded) or gradient (autograd multi-start + L-BFGS-B); default: the "
+                        "Python API's (FIT_DEFAULTS in phonon_ml_core/fitting/defaults.py: nelder-mead)")
     p.add_argument("--input", "-i", required=True, nargs="+",
                    help="phonon-ml .h5 spectra (one spectrum or a set) or reduced files (Mantid .nxs, .nxspe)")
     p.add_argument("--output", "-o", required=True, help="RESULT.json (one entry per input spectrum)")
     p.add_argument("--temperature", type=float, default=None, help="K; overrides the temperature in the files")
     add_material_options(p)
-    p.add_argument("--fit-linewidth", action=argparse.BooleanOptionalAction, default=FIT_DEFAULTS.fit_linewidth,
-                   help="fit the intrinsic linewidth γ (HWHM = γ·E) as a nuisance parameter (default: "
-                        f"{'on' if FIT_DEFAULTS.fit_linewidth else 'off'}, as the Python API)")
-    p.add_argument("--fit-background", action=argparse.BooleanOptionalAction, default=FIT_DEFAULTS.fit_background,
-                   help="fit a residual background slope in energy (default: "
-                        f"{'on' if FIT_DEFAULTS.fit_background else 'off'}, as the Python API; docs/fitting.md)")
+    p.add_argument("--fit-linewidth", action=argparse.BooleanOptionalAction, default=None,
+                   help="fit the intrinsic linewidth γ (HWHM = γ·E) as a nuisance parameter (default: on, as the "
+                        "Python API: FIT_DEFAULTS)")
+    p.add_argument("--fit-background", action=argparse.BooleanOptionalAction, default=None,
+                   help="fit a residual background slope in energy (default: on, as the Python API: FIT_DEFAULTS; "
+                        "docs/fitting.md)")
     p.add_argument("--start", default=None, help="starting constants F1,...,Fn in N/m in the material's order "
                    "(default: its reference)")
     p.add_argument("--max-evaluations", type=int, default=None, help="simulator-call budget per spectrum")
-    p.add_argument("--seed", type=int, default=FIT_DEFAULTS.seed, help="seed of the gradient fit's extra starts")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the gradient fit's extra starts (default: FIT_DEFAULTS, 0)")
     p.add_argument("--plot", default=None,
                    help="PNG: for one spectrum the data, fit and residual maps with |Q|- and E-averaged cuts; for "
                         "several the constants and NMSE against temperature (constants at a bound marked in red)")
@@ -104,6 +113,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="with --joint: also fit each spectrum alone and put those fits in the output and the plot")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return p
+
+
+def apply_fit_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the fit options left unset (None) from :data:`~phonon_ml_core.fitting.defaults.FIT_DEFAULTS`, the one
+    home of the defaults shared with the Python API and the Mantid algorithm (imported here, not at parser build,
+    so that ``fit --help`` stays torch-free)."""
+    from phonon_ml_core.fitting.defaults import FIT_DEFAULTS
+
+    for name in ("method", "fit_linewidth", "fit_background", "seed"):
+        if getattr(args, name, None) is None:
+            setattr(args, name, getattr(FIT_DEFAULTS, name))
+    return args
 
 
 def parse_constants(text: str | None, material: Material, flag: str) -> np.ndarray | None:
@@ -122,7 +143,9 @@ def parse_constants(text: str | None, material: Material, flag: str) -> np.ndarr
 
 def run(args: argparse.Namespace) -> int:
     from phonon_ml_core.fitting.inputs import resolve_experiment, resolve_material
+    from phonon_ml_core.prediction.inputs import read_inputs
 
+    apply_fit_defaults(args)
     out = check_output_path(args.output, args.overwrite)
     if args.plot is not None:
         check_output_path(args.plot, args.overwrite)
