@@ -135,13 +135,24 @@ def test_series_figures_mark_constants_at_bounds(pinned_fit, tmp_path, monkeypat
     assert mask.tolist() == [[True, True], [True, False]]
 
 
-def test_fit_cli_plot_of_one_spectrum_is_the_overlay(pinned_fit, tmp_path, monkeypatch):
-    from phonon_ml_core.cli.fit import plot_fits
+def test_fit_cli_reports_a_bound_on_the_console_in_json_and_in_the_figure(pinned_fit, tmp_path, monkeypatch, capsys):
+    """``phonon-ml fit --plot`` of one spectrum whose fit ends on a bound: a WARNING line naming the constant, the
+    ``at_bounds`` field of RESULT.json, and the overlay figure with the constant marked."""
+    import phonon_ml_core.fitting as fitting
+    from phonon_ml_core.cli.app import main
 
     r, s = pinned_fit
+    s.to_hdf5(tmp_path / "tiny.h5")
+    monkeypatch.setattr(fitting, "fit_spectrum", lambda *a, **k: r)   # the pinned fit, without fitting again
     figs = _capture(monkeypatch)
-    plot_fits([r], [s], str(tmp_path / "one.png"), overwrite=False)
-    assert "residual" in _texts(figs[-1]) and (tmp_path / "one.png").exists()
+    assert main(["fit", "-i", str(tmp_path / "tiny.h5"), "-o", str(tmp_path / "r.json"), "--plot",
+                 str(tmp_path / "fit.png")]) == 0
+    out = capsys.readouterr().out
+    warning = [line for line in out.splitlines() if "WARNING: ended on a bound of the search:" in line]
+    assert warning and "2XX" in warning[0], out
+    assert "2XX" in json.loads((tmp_path / "r.json").read_text())["results"][0]["at_bounds"]
+    text = _texts(figs[-1])
+    assert "residual" in text and "AT BOUND" in text and (tmp_path / "fit.png").stat().st_size > 10_000
 
 
 # --------------------------------------------------------------------------------------------- read-only folders
@@ -279,3 +290,15 @@ def test_corrupted_weights_with_a_matching_hash_are_blamed_on_the_bundle(tmp_pat
                "--samples", "10"])
     err = capsys.readouterr().err
     assert rc == 2 and "weights are corrupted" in err and not (tmp_path / "r.json").exists(), err
+
+
+def test_spectrum_comparison_with_a_fit_names_method_nmse_and_constants(pinned_fit, tmp_path, monkeypatch):
+    """The demo's figure (plot_spectrum with compare=FitResult.simulated) says which fit it shows and how good."""
+    from phonon_ml_core.report.plotting import plot_spectrum
+
+    r, s = pinned_fit
+    figs = _capture(monkeypatch)
+    plot_spectrum(s, tmp_path / "cmp.png", title="preprocessed", compare=r.simulated)
+    text = _texts(figs[-1])
+    assert f"fit (nelder-mead): NMSE {r.nmse:.4f}" in text and "2XX = 1.20 N/m" in text, text
+    _assert_units_on_every_panel(figs[-1])

@@ -33,7 +33,9 @@ def plot_spectrum(spectrum: Spectrum, path: str | os.PathLike, title: str | None
     fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4.8 * (len(panels) + 1), 3.8), constrained_layout=True)
     vals = np.concatenate([np.asarray(s.intensity)[np.asarray(s.mask)].ravel() for s in panels])
     vmin, vmax = np.nanpercentile(vals, [1, 99.5])
-    labels = ["spectrum", "comparison"] if title is None else [title, "comparison"]
+    method = None if compare is None else (compare.metadata or {}).get("fit_method")
+    other = "comparison" if method is None else f"fit ({method})"
+    labels = ["spectrum", other] if title is None else [title, other]
     for ax, s, lab in zip(axes, panels, labels):
         g = s.grid
         im = ax.pcolormesh(g.q_edges, g.energy_edges, np.where(g.mask, s.intensity, np.nan), vmin=vmin, vmax=vmax,
@@ -49,7 +51,28 @@ def plot_spectrum(spectrum: Spectrum, path: str | os.PathLike, title: str | None
     ax.set_xlabel("Energy transfer (meV)")
     ax.set_ylabel(f"|Q|-averaged {spectrum.quantity} ({spectrum.normalization}-normalised)")
     ax.legend(fontsize=8)
+    if compare is not None:
+        fig.suptitle(comparison_title(spectrum, compare, other), fontsize=9)
     save_figure(fig, path)
+
+
+def comparison_title(spectrum: Spectrum, compare: Spectrum, label: str) -> str:
+    """'fit (method): NMSE x; 1XX = … N/m, …' for a comparison spectrum (its constants when it records them)."""
+    from phonon_ml_core.data.normalization import nmse
+
+    a = spectrum if spectrum.normalization == "mean" else spectrum.normalized()
+    b = compare if compare.normalization == "mean" else compare.normalized()
+    text = f"{label}: NMSE {float(nmse(a.intensity, b.intensity, a.grid.mask)):.4f} against {_data_label(spectrum)}"
+    if compare.force_constants is not None:
+        fc = np.ravel(compare.force_constants)
+        text += "\n" + ", ".join(f"{n} = {v:.2f} N/m" for n, v in zip(compare.names, fc))
+    return text
+
+
+def _data_label(spectrum: Spectrum) -> str:
+    """'the data at T = … K' (or 'the data')."""
+    t = spectrum.temperature
+    return f"the data at T = {t:.0f} K" if isinstance(t, float) else "the data"
 
 
 #: Colour of everything that warns (constants at a bound of the search).

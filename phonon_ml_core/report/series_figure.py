@@ -177,6 +177,9 @@ def fits_figure(results: Sequence[FitResult], path: str | Path, overwrite: bool 
     title = (f"{results[0].material.name}: {methods} fits of {len(results)} spectra"
              + (f" (free {' and '.join(nuisance)})" if nuisance else "")
              + f", mean NMSE {float(np.mean(series_nmse(results))):.4f}")
+    stopped = [f"{r.temperature:.0f} K" for r in results if not r.converged]
+    if stopped:
+        title += f" (NOT converged at {', '.join(stopped)})"
     bad = sorted({n for r in results for n in r.at_bounds})
     if bad:
         title += f"\nAT A BOUND of the search: {', '.join(bad)} (red circles): not minima of the misfit"
