@@ -116,7 +116,7 @@ CASES = [
     ("sim-out-dir", ["simulate", "--force-constants", FC, "--temperature", "300", "-o", "{in}/folder",
                      "--overwrite"], "directory"),
     ("sim-plot-nodir", ["simulate", "--force-constants", FC, "--temperature", "300", "-o", "a.h5", "--plot",
-                        "nodir/a.png"], "does not exist"),
+                        "nodir/a.png"], "--plot nodir/a.png: the output folder nodir does not exist"),
     ("sim-plot-suffix", ["simulate", "--force-constants", FC, "--temperature", "300", "-o", "a.h5", "--plot",
                          "a.h5x"], ".png"),
     ("sim-plot-same", ["simulate", "--force-constants", FC, "--temperature", "300", "-o", "a.h5", "--plot", "a.h5"],
@@ -136,7 +136,7 @@ CASES = [
     ("disp-material-file", ["dispersion", "--material", "nofile.json", "-o", "x.png"], "does not exist"),
     ("disp-shells", ["dispersion", "--material", "Al", "--shells", "0", "-o", "x.png"], "--shells"),
     ("disp-csv-nodir", ["dispersion", "-o", "x.png", "--csv", "nodir/x.csv"], "does not exist"),
-    ("disp-csv-exists", ["dispersion", "-o", "x.png", "--csv", "{in}/afile"], "already exists"),
+    ("disp-csv-exists", ["dispersion", "-o", "x.png", "--csv", "{in}/afile"], "--csv"),
     # preprocess
     ("pre-missing", ["preprocess", "--input", "nofile.nxs", "--output", "o.h5"], "does not exist"),
     ("pre-dir", ["preprocess", "--input", "{in}/folder", "--output", "o.h5"], "folder"),

@@ -103,7 +103,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"two outputs have the same path ({', '.join(outputs)}): give each its own file")
     for d in EXTRA_OUTPUTS:
         if isinstance(values.get(d), str):
-            p = check_output_path(values[d], overwrite)
+            try:
+                p = check_output_path(values[d], overwrite)
+            except OSError as exc:     # name the flag: several outputs may share a folder
+                raise type(exc)(f"{flag(d)} {values[d]}: {exc}") from None
             if p.suffix.lower() != ".png" and d == "plot":
                 raise ValueError(f"--plot {p}: the figure is a PNG; give a file name ending in .png")
     if isinstance(values.get("output_dir"), str):
