@@ -236,24 +236,35 @@ def test_fit_spectrum_refuses_bad_options(kwargs, phrase):
 
 
 # ------------------------------------------------------------------------- Mantid algorithms with bad properties
+FIT = {"InputWorkspace": "hostile_ws", "OutputWorkspace": "hostile_out", "MaxEvaluations": 1}
+SIM = {"OutputWorkspace": "hostile_out"}
+PRE = {"InputWorkspace": "hostile_ws", "OutputWorkspace": "hostile_out"}
 MANTID_CASES = [
-    ("FitForceConstantsNelderMead", {"StartValues": [1.0, 2.0]}, "StartValues"),
-    ("FitForceConstantsNelderMead", {"LowerBounds": [1.0] * 5, "UpperBounds": [0.5] * 5}, "upper bound"),
-    ("FitForceConstantsNelderMead", {"LowerBounds": [1.0] * 5}, "LowerBounds"),
-    ("FitForceConstantsNelderMead", {"Material": "Xx"}, "Xx"),
-    ("FitForceConstantsNelderMead", {"Material": "Fe", "StartValues": FC}, "give 4 values"),
-    ("FitForceConstantsNelderMead", {"ChopperFrequency": 17}, "17"),
+    ("FitForceConstantsNelderMead", {**FIT, "StartValues": [1.0, 2.0]}, "StartValues"),
+    ("FitForceConstantsNelderMead", {**FIT, "LowerBounds": [1.0] * 5, "UpperBounds": [0.5] * 5}, "upper bound"),
+    ("FitForceConstantsNelderMead", {**FIT, "LowerBounds": [1.0] * 5}, "LowerBounds"),
+    ("FitForceConstantsNelderMead", {**FIT, "Material": "Xx"}, "Xx"),
+    ("FitForceConstantsNelderMead", {**FIT, "Material": "Fe", "StartValues": FC}, "give 4 values"),
+    ("FitForceConstantsNelderMead", {**FIT, "ChopperFrequency": 17}, "17"),
+    ("FitForceConstantsNelderMead", {**FIT, "Temperature": 1e9}, "Temperature must be at most"),
+    ("FitForceConstantsNelderMead", {**FIT, "StartValues": [np.nan, 1, 1, 1, 1]}, "StartValues must be finite"),
+    ("FitForceConstantsNelderMead", {**FIT, "Instrument": "CNCS", "Ei": 200.0}, "outside the range"),
+    ("SimulatePowderINS", {**SIM, "Temperature": 1e9}, "Temperature must be at most"),   # was: "lattice parameter"
+    ("SimulatePowderINS", {**SIM, "ForceConstants": [np.nan, 1.0, 1.0, 1.0, 1.0]}, "must be finite"),
+    ("SimulatePowderINS", {**SIM, "Material": "Fe", "ForceConstants": FC}, "Fe has 4 constants"),
+    ("SimulatePowderINS", {**SIM, "Instrument": "CNCS", "Ei": 200.0}, "outside the range"),
+    ("PreprocessForML", {**PRE, "Temperature": 1e9}, "Temperature must be at most"),
+    ("PreprocessForML", {**PRE, "ModelBundle": "no/bundle"}, "does not exist"),
 ]
 
 
 @pytest.mark.parametrize("alg_name,props,phrase", MANTID_CASES,
-                         ids=[f"{a}-{'-'.join(p)}" for a, p, _ in MANTID_CASES])
+                         ids=[f"{a}-{'-'.join(k for k in p if k not in FIT)}" for a, p, _ in MANTID_CASES])
 def test_mantid_algorithms_refuse_bad_properties(alg_name, props, phrase, mantid):
     y, ee, qe = measured_like()
     make_sqw(mantid, "hostile_ws", y, ee, qe)
-    kwargs = {"InputWorkspace": "hostile_ws", "OutputWorkspace": "hostile_out", "MaxEvaluations": 1, **props}
     with pytest.raises(ERRORS, match=phrase):
-        getattr(mantid.sapi, alg_name)(**kwargs)
+        getattr(mantid.sapi, alg_name)(**props)
     assert not mantid.api.mtd.doesExist("hostile_out")
 
 
