@@ -34,7 +34,7 @@ from phonon_ml_core.fitting.inputs import (
 )
 from phonon_ml_core.fitting.nelder_mead import fit_nelder_mead
 from phonon_ml_core.fitting.problem import LINEWIDTH, UNSTABLE_PENALTY, FitProblem
-from phonon_ml_core.fitting.results import FitResult
+from phonon_ml_core.fitting.results import FitResult, parameters_at_bounds
 from phonon_ml_core.fitting.uncertainty import parameter_uncertainty
 from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.simulator.powder import PowderSimulator, SimulationSettings
@@ -184,10 +184,9 @@ def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, l
     if f >= UNSTABLE_PENALTY:
         raise ValueError("no dynamically stable force constants were found within the bounds: check the start "
                          "and the bounds")
-    at_bound = np.where((u <= 1e-6) | (u >= 1 - 1e-6))[0]
-    at_bounds = tuple(prob.parameter_names[i] for i in at_bound)
-    if len(at_bound):
-        notes.append("at a bound: " + ", ".join(prob.parameter_names[i] for i in at_bound))
+    at_bounds = parameters_at_bounds(u, prob.parameter_names)
+    if at_bounds:
+        notes.append("at a bound: " + ", ".join(at_bounds))
     std = np.full(len(theta) + int(fit_background), np.nan)
     corr = None
     if uncertainty:
