@@ -72,7 +72,7 @@ def test_affine_fit_recovers_gamma0_where_the_proportional_model_cannot(sim, gri
     assert abs(aff.simulated.metadata[LINEWIDTH_OFFSET] - 1.2) < 0.3
     assert LINEWIDTH_OFFSET in aff.message
     with pytest.raises(ValueError, match="fit_linewidth"):
-        fit_spectrum(s, "gradient", simulator=sim, linewidth_model="affine")
+        fit_spectrum(s, "gradient", simulator=sim, fit_linewidth=False, linewidth_model="affine")
 
 
 def test_reference_prior_rules():
