@@ -113,6 +113,10 @@ class PipelineConfig:
             mimic a smooth background with the force constants.
         regressor_temperature: the regressor also takes the sample temperature (K) as an input
             (:class:`~phonon_ml_core.learn.networks.ForceConstantRegressor` ``conditions``); predictions then need it.
+        temperature_invariance: weight of the temperature-invariance penalty in the ``physics`` stage
+            (:class:`~phonon_ml_core.learn.consistency.TemperatureInvariance`: each training spectrum's constants and
+            γ simulated again at a second temperature, the squared difference of the standardised predictions
+            penalised; issue 16 item 5); 0 = off (the default, see docs/training.md for the measurement).
         seed: seeds the weights, the split, the shuffling and the sampling.
     """
 
@@ -140,6 +144,7 @@ class PipelineConfig:
     physics_finetune_layers: str = "last"
     physics_background: bool = True
     regressor_temperature: bool = False
+    temperature_invariance: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -157,6 +162,8 @@ class PipelineConfig:
             raise ValueError("physics_lr and physics_finetune_lr must be positive")
         if self.physics_finetune_layers not in ("last", "all"):
             raise ValueError(f"physics_finetune_layers must be 'last' or 'all', got {self.physics_finetune_layers!r}")
+        if not self.temperature_invariance >= 0:
+            raise ValueError(f"temperature_invariance must be ≥ 0 (0 = off), got {self.temperature_invariance}")
         if not 0 < self.finetune_lr_factor <= 1:
             raise ValueError(f"finetune_lr_factor must be in (0, 1], got {self.finetune_lr_factor}")
 

@@ -14,6 +14,12 @@ spectrum is sensitive to); ``physics-finetune`` runs on the measured spectra, so
 regressor to real data, not only the autoencoder. Both reuse :func:`phonon_ml_core.learn.loop.fit`
 (checkpoints, resume, progress); one "epoch" is one optimiser step on a batch of spectra of neighbouring
 temperatures (the simulator caches its |Q|-shell tensors per lattice parameter a(T)).
+
+With a temperature-invariance weight w > 0 (``PipelineConfig.temperature_invariance``, issue 16 item 5) the
+``physics`` stage also simulates each spectrum's *true* constants and γ at a second temperature T₂ (one per step,
+from a ladder spanning the training temperatures) and adds w · mean ‖f(x(fc, T₁)) − f(x(fc, T₂))‖² over the
+standardised outputs: the prediction's response to the temperature nuisance alone (Debye–Waller factor,
+multiphonon scattering, a(T)) is penalised, so that a trend in T comes from the spectra's constants.
 """
 from __future__ import annotations
 
@@ -62,25 +68,92 @@ def consistency_nmse(sim: PowderSimulator, x: torch.Tensor, temperature: torch.T
 
 
 def consistency_loss(sim: PowderSimulator, target_mean: np.ndarray, target_std: np.ndarray, targets: Targets,
-                     background: bool = False) -> Callable:
-    """Loss for :func:`phonon_ml_core.learn.loop.fit` on batches (mu, x, T): mean NMSE over stable predictions
-    (with a profiled residual background slope when ``background``)."""
+                     background: bool = False, invariance: TemperatureInvariance | None = None) -> Callable:
+    """Loss for :func:`phonon_ml_core.learn.loop.fit` on batches (mu, x, T) — or (mu, x, T, labels) with
+    ``invariance`` — : mean NMSE over stable predictions (with a profiled residual background slope when
+    ``background``), plus the temperature-invariance penalty when ``invariance`` is given with a weight > 0."""
     def fn(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], gen: torch.Generator | None):
-        mu, x, temps = batch
-        fc, gamma = outputs_to_physical(model(mu, temps), target_mean, target_std, targets)  # T used when conditioned
+        mu, x, temps, *labels = batch
+        out = model(mu, temps)  # T used when the regressor is conditioned on it
+        fc, gamma = outputs_to_physical(out, target_mean, target_std, targets)
+        extra = {}
+        pen = out.new_zeros(())
+        if invariance is not None and invariance.weight > 0:
+            if not labels:
+                raise ValueError("the temperature-invariance penalty needs the labels of the batch (mu, x, T, labels)")
+            pen = invariance.penalty(model, out, labels[0], gen)
+            extra = {"invariance": pen.detach()}
         with torch.no_grad():  # find the unstable predictions first: their NaN would poison the gradient
             ok = torch.isfinite(consistency_nmse(sim, x, temps, fc, gamma))
         if not ok.any():  # every prediction unstable: no gradient, report the penalty
-            return {"loss": 0.0 * fc.sum() + 1.0, "unstable": mu.new_tensor(1.0)}
+            return {"loss": 0.0 * fc.sum() + 1.0, "unstable": mu.new_tensor(1.0), **extra}
         per = consistency_nmse(sim, x[ok], temps[ok], fc[ok], None if gamma is None else gamma[ok], background)
+        if extra:  # the stage's history then shows both terms
+            extra["nmse"] = per.mean().detach()
+            return {"loss": per.mean() + invariance.weight * pen, "unstable": 1.0 - ok.float().mean(), **extra}
         return {"loss": per.mean(), "unstable": 1.0 - ok.float().mean()}
     return fn
 
 
-def temperature_window_source(mu: torch.Tensor, x: torch.Tensor, temperature: np.ndarray, batch: int, seed: int
-                              ) -> Callable[[int], tuple[torch.Tensor, ...]]:
+#: Temperatures of the invariance penalty's second simulation: this many, evenly spanning the training range
+#: (few distinct a(T), so the simulator's |Q|-shell cache serves them after the first steps).
+INVARIANCE_LADDER = 13
+
+
+class TemperatureInvariance:
+    """The temperature-invariance penalty of the ``physics`` stage (module docstring).
+
+    Args:
+        weight: w ≥ 0 (0 = off).
+        sim: the stage's simulator (float32, the data set's settings).
+        encoder: the frozen autoencoder (its ``encode`` gives the codes of the re-simulated spectra).
+        targets: the regressor's named targets (the labels' columns: constants in N/m, then γ when learned).
+        temperature_range: (T_min, T_max) K of the training spectra; T₂ is drawn from
+            :data:`INVARIANCE_LADDER` temperatures spanning it.
+    """
+
+    def __init__(self, weight: float, sim: PowderSimulator, encoder: torch.nn.Module, targets: Targets,
+                 temperature_range: tuple[float, float]):
+        if not weight >= 0:
+            raise ValueError(f"the temperature-invariance weight must be ≥ 0, got {weight}")
+        lo, hi = float(temperature_range[0]), float(temperature_range[1])
+        if not 0 < lo <= hi:
+            raise ValueError(f"temperature range must be positive and ordered (K), got {temperature_range}")
+        self.weight, self.sim, self.encoder, self.targets = float(weight), sim, encoder, targets
+        self.ladder = np.linspace(lo, hi, INVARIANCE_LADDER if hi > lo else 1)
+
+    def second_temperature(self, gen: torch.Generator | None) -> float:
+        """T₂ (K): a ladder temperature drawn with ``gen`` (the middle one without a generator, for validation)."""
+        if gen is None:
+            return float(self.ladder[len(self.ladder) // 2])
+        return float(self.ladder[int(torch.randint(len(self.ladder), (1,), generator=gen))])
+
+    @torch.no_grad()
+    def codes_at(self, labels: torch.Tensor, temperature: float) -> torch.Tensor:
+        """Latent means (B, latent) of the spectra of ``labels`` (B, n_outputs; N/m and γ) simulated at
+        ``temperature`` (K)."""
+        fc, gamma = self.targets.split(labels)
+        t = torch.full((labels.shape[0],), temperature, dtype=self.sim.dtype)
+        y = self.sim(fc.to(self.sim.dtype), t, linewidth=None if gamma is None else gamma.to(self.sim.dtype),
+                     allow_unstable=True).float()
+        y = torch.where(torch.as_tensor(np.array(self.sim.grid.mask, dtype=bool)), y, torch.full_like(y, np.nan))
+        return self.encoder.encode(y)[0]
+
+    def penalty(self, model: torch.nn.Module, out: torch.Tensor, labels: torch.Tensor,
+                gen: torch.Generator | None) -> torch.Tensor:
+        """Mean squared difference of the standardised predictions ``out`` (B, n_outputs) at the batch's
+        temperatures and the predictions for the same labels simulated at a second temperature."""
+        t2 = self.second_temperature(gen)
+        out2 = model(self.codes_at(labels, t2), torch.full((labels.shape[0],), t2, dtype=out.dtype))
+        return ((out - out2) ** 2).mean()
+
+
+def temperature_window_source(mu: torch.Tensor, x: torch.Tensor, temperature: np.ndarray, batch: int, seed: int,
+                              labels: np.ndarray | None = None) -> Callable[[int], tuple[torch.Tensor, ...]]:
     """``draw(step)``: ``batch`` spectra of neighbouring temperatures (a random window of the T-sorted set,
-    seeded by step); all spectra when there are no more than ``batch``."""
+    seeded by step) as (mu, x, T[, labels]); all spectra when there are no more than ``batch``. ``labels``
+    (N, n_outputs; N/m and γ) are added for the temperature-invariance penalty."""
+    lab = None if labels is None else torch.as_tensor(np.asarray(labels, float), dtype=torch.float32)
     order = np.argsort(np.asarray(temperature, float), kind="stable")
     t = torch.as_tensor(np.asarray(temperature, float), dtype=torch.float32)
     n = len(order)
@@ -92,7 +165,7 @@ def temperature_window_source(mu: torch.Tensor, x: torch.Tensor, temperature: np
             start = int(np.random.default_rng([int(seed), int(step)]).integers(0, n - batch + 1))
             idx = order[start:start + batch]
         idx_t = torch.as_tensor(idx)
-        return mu[idx_t], x[idx_t], t[idx_t]
+        return (mu[idx_t], x[idx_t], t[idx_t]) + (() if lab is None else (lab[idx_t],))
     return draw
 
 

@@ -21,8 +21,8 @@ import torch
 
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.learn.configs import AUTOENCODER_STAGES, PipelineConfig, StageConfig
-from phonon_ml_core.learn.consistency import (consistency_loss, consistency_simulator, consistency_stage,
-                                              temperature_window_source)
+from phonon_ml_core.learn.consistency import (TemperatureInvariance, consistency_loss, consistency_simulator,
+                                              consistency_stage, temperature_window_source)
 from phonon_ml_core.learn.history import plot_history, write_log
 from phonon_ml_core.learn.inputs import spectra_tensor, split_indices
 from phonon_ml_core.learn.losses import (augmented_autoencoder_loss, autoencoder_loss, encode_all, regressor_loss,
@@ -103,7 +103,8 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
 
     # settings that change only the regressor's stages (a resume of the autoencoder stages stays valid)
     reg_sig = {**sig, "regressor_temperature": bool(cfg.regressor_temperature),
-               "physics_background": bool(cfg.physics_background)}
+               "physics_background": bool(cfg.physics_background),
+               "temperature_invariance": float(cfg.temperature_invariance)}
 
     def after(rec: dict[str, Any]) -> None:
         history.append(rec)
@@ -174,9 +175,10 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
         lr = cfg.physics_lr if name == "physics" else cfg.physics_finetune_lr
         pcfg = consistency_stage(reg, steps, cfg.physics_batch, lr,
                                  "all" if name == "physics" else cfg.physics_finetune_layers)
-        run_stage(name, reg, consistency_loss(sim, y_mean, y_std, targets, bool(cfg.physics_background)),
-                  temperature_window_source(mu_s, x_s, t_s, int(cfg.physics_batch), cfg.seed + offset), None, pcfg,
-                  lr, offset)
+        inv = invariance_penalty(cfg, name, sim, ae, targets, temps[tr])
+        run_stage(name, reg, consistency_loss(sim, y_mean, y_std, targets, bool(cfg.physics_background), inv),
+                  temperature_window_source(mu_s, x_s, t_s, int(cfg.physics_batch), cfg.seed + offset,
+                                            None if inv is None else y[tr]), None, pcfg, lr, offset)
     reg.eval()
     for p in reg.parameters():
         p.requires_grad_(False)
@@ -191,3 +193,13 @@ def physics_simulator(simulated: Spectrum):
     """The simulator of the physics stages: the data set's material, experiment and settings (its metadata)."""
     return consistency_simulator(simulated.grid, simulated.quantity, simulated.metadata,
                                  spectrum_material(simulated), spectrum_experiment(simulated))
+
+
+def invariance_penalty(cfg: PipelineConfig, stage: str, sim, ae: SpectrumAutoencoder, targets: Targets,
+                       temps: np.ndarray) -> TemperatureInvariance | None:
+    """The temperature-invariance penalty of the ``physics`` stage on simulated spectra (labels needed), or None
+    (weight 0, or the ``physics-finetune`` stage on unlabelled measured spectra)."""
+    if stage != "physics" or not cfg.temperature_invariance > 0:
+        return None
+    return TemperatureInvariance(cfg.temperature_invariance, sim, ae, targets,
+                                 (float(np.min(temps)), float(np.max(temps))))
