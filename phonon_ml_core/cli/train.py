@@ -88,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    metavar="WEIGHT",
                    help="weight of the temperature-invariance penalty in the physics stage on simulated spectra "
                         "(each spectrum's constants simulated again at a second temperature, the difference of the "
-                        "predictions penalised; docs/training.md; default 0 = off)")
+                        "predictions penalised; models/README.md; default 0 = off)")
     p.add_argument("--no-physics-background", dest="physics_background", action="store_false",
                    help="physics stages compare without the profiled residual background slope that the fits use")
     p.add_argument("--seed", type=int, default=d["seed"], help=f"random seed (default {d['seed']})")

@@ -116,7 +116,7 @@ class PipelineConfig:
         temperature_invariance: weight of the temperature-invariance penalty in the ``physics`` stage
             (:class:`~phonon_ml_core.learn.consistency.TemperatureInvariance`: each training spectrum's constants and
             γ simulated again at a second temperature, the squared difference of the standardised predictions
-            penalised; issue 16 item 5); 0 = off (the default, see docs/training.md for the measurement).
+            penalised; issue 16 item 5); 0 = off (the default; the measurement is in models/README.md).
         seed: seeds the weights, the split, the shuffling and the sampling.
     """
 
