@@ -133,6 +133,7 @@ def check_training_set_size(path: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from phonon_ml_core.learn.bundle_metadata import file_info
+    from phonon_ml_core.learn.distributed import torchrun_environment
     from phonon_ml_core.learn.setup import train_to_bundle
     from phonon_ml_core.readers import read_spectrum
 
@@ -147,6 +148,9 @@ def run(args: argparse.Namespace) -> int:
                                      [file_info(f) for f in files], overwrite=args.overwrite,
                                      weights_dtype=args.weights_dtype, checkpoint_dir=ckdir, resume=args.resume,
                                      progress=not args.no_progress)
+    env = torchrun_environment()
+    if env is not None and env["rank"] != 0:
+        return 0  # under torchrun, rank 0 reports (and wrote the bundle)
     m = result.metrics.get("validation") or result.metrics.get("train", {})
     r2 = ", ".join(f"{k} {v:.3f}" for k, v in m.get("r2", {}).items() if v is not None)
     cfg = result.config
@@ -154,5 +158,5 @@ def run(args: argparse.Namespace) -> int:
           f"{bundle.experiment.instrument} Ei = {bundle.experiment.ei_mev:g} meV; {cfg.family}, latent "
           f"{cfg.latent_dim}; {'validation' if 'validation' in result.metrics else 'train'} R² {r2}; "
           f"reconstruction MSE {m.get('reconstruction_mse', float('nan')):.3g}; "
-          f"{sum(result.seconds.values()):.0f} s")
+          f"{sum(result.seconds.values()):.0f} s" + (f" on {env['world_size']} processes" if env else ""))
     return 0

@@ -21,6 +21,7 @@ import torch
 
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.learn.configs import AUTOENCODER_STAGES, PipelineConfig, StageConfig
+from phonon_ml_core.learn import distributed
 from phonon_ml_core.learn.consistency import (consistency_loss, consistency_simulator, consistency_stage,
                                               temperature_window_source)
 from phonon_ml_core.learn.history import plot_history, write_log
@@ -87,6 +88,7 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
                       "set for theirs")
         xm, keep_m = spectra_tensor(measured, grid, "measured set for fine-tuning")
     wd = None if workdir is None else Path(workdir)
+    writes = distributed.is_main()  # under torchrun, rank 0 alone writes logs and checkpoints
     if wd is not None:
         wd.mkdir(parents=True, exist_ok=True)
     tr, va = split_indices(x.shape[0], cfg.pretrain.val_fraction, cfg.seed)
@@ -107,7 +109,7 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
 
     def after(rec: dict[str, Any]) -> None:
         history.append(rec)
-        if wd is not None:
+        if wd is not None and writes:
             write_log(history, wd / "training_log.jsonl")
         if on_epoch is not None:
             on_epoch(rec)
@@ -181,7 +183,7 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
     for p in reg.parameters():
         p.requires_grad_(False)
     metrics = evaluate(ae, reg, x, y, y_mean, y_std, tr, va, targets, temps)
-    if wd is not None:
+    if wd is not None and writes:
         write_log(history, wd / "training_log.jsonl")
         plot_history(history, wd / "loss_curve.png")
     return TrainingResult(ae, reg, y_mean, y_std, history, metrics, cfg, seconds, targets, material, experiment)
