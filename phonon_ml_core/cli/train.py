@@ -89,6 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", default=None,
                    help="checkpoint folder (default OUTPUT.checkpoints; removed after success)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints of an interrupted run")
+    p.add_argument("--device", default="cpu",
+                   help="torch device of the autoencoder stages, e.g. cuda (default cpu; under torchrun each process "
+                        "takes the GPU of its LOCAL_RANK; docs/scaling.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_bundle_output_options(p)
     return p
@@ -147,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
     bundle, result = train_to_bundle(args.data, out, options, [read_spectrum(f) for f in files], files,
                                      [file_info(f) for f in files], overwrite=args.overwrite,
                                      weights_dtype=args.weights_dtype, checkpoint_dir=ckdir, resume=args.resume,
-                                     progress=not args.no_progress)
+                                     progress=not args.no_progress, device=args.device)
     env = torchrun_environment()
     if env is not None and env["rank"] != 0:
         return 0  # under torchrun, rank 0 reports (and wrote the bundle)

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 import torch
 import torch.distributed as dist
 
-__all__ = ["active", "all_sum", "barrier", "ddp_loss", "is_main", "local_indices", "process_group", "rank",
-           "torchrun_environment", "world_size"]
+__all__ = ["active", "all_sum", "barrier", "ddp_loss", "is_main", "local_indices", "process_device", "process_group",
+           "rank", "torchrun_environment", "world_size"]
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +76,9 @@ def barrier() -> None:
 
 @contextlib.contextmanager
 def process_group(device: str = "cpu") -> Iterator[dict[str, int] | None]:
-    """Join the torchrun process group for the body (gloo on CPU, nccl on CUDA, where each process takes the GPU
-    of its LOCAL_RANK); yields the environment, or None (and does nothing) outside torchrun or when a group is
-    already initialised by the caller."""
+    """Join the torchrun process group for the body (gloo on CPU; for ``device`` cuda, nccl for CUDA tensors and
+    gloo for CPU ones, each process on the GPU of its LOCAL_RANK); yields the environment, or None (and does
+    nothing) outside torchrun or when a group is already initialised by the caller."""
     env = torchrun_environment()
     if env is None or (dist.is_available() and dist.is_initialized()):
         yield env
@@ -88,12 +88,21 @@ def process_group(device: str = "cpu") -> Iterator[dict[str, int] | None]:
     cuda = str(device).startswith("cuda")
     if cuda:
         torch.cuda.set_device(env["local_rank"])
-    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    # CPU tensors (the stages that stay on the CPU, the summed losses) go through gloo, CUDA tensors through nccl
+    dist.init_process_group(backend="cpu:gloo,cuda:nccl" if cuda else "gloo")
     log.info("process %d of %d (%s)", env["rank"], env["world_size"], dist.get_backend())
     try:
         yield env
     finally:
         dist.destroy_process_group()
+
+
+def process_device(device: str) -> str:
+    """The device of this process for ``device``: under torchrun, ``cuda`` means the GPU of LOCAL_RANK."""
+    env = torchrun_environment()
+    if env is not None and str(device) == "cuda":
+        return f"cuda:{env['local_rank']}"
+    return str(device)
 
 
 def local_indices(n: int, epoch: int, seed: int) -> torch.Tensor:
@@ -126,7 +135,9 @@ def ddp_loss(model: torch.nn.Module, loss_fn: Callable) -> Callable:
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         return loss_fn
-    wrapped = DistributedDataParallel(_LossModule(model, loss_fn), find_unused_parameters=False)
+    device = trainable[0].device
+    wrapped = DistributedDataParallel(_LossModule(model, loss_fn), find_unused_parameters=False,
+                                      device_ids=[device.index] if device.type == "cuda" else None)
 
     def fn(_model: torch.nn.Module, batch: tuple[torch.Tensor, ...], generator: torch.Generator | None):
         return wrapped(batch, generator)
@@ -139,7 +150,5 @@ def all_sum(values: dict[str, float]) -> dict[str, float]:
         return dict(values)
     keys = sorted(values)
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
-    if dist.get_backend() == "nccl":
-        t = t.cuda()
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return dict(zip(keys, t.cpu().tolist()))
+    return dict(zip(keys, t.tolist()))

@@ -69,13 +69,14 @@ def _make_optimizer(params, cfg: StageConfig, lr: float) -> torch.optim.Optimize
     return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay, foreach=True)
 
 
-def _evaluate(model: torch.nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor, ...], batch: int) -> float:
+def _evaluate(model: torch.nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor, ...], batch: int,
+              device: torch.device | None = None) -> float:
     model.eval()
     n = data[0].shape[0]
     total = 0.0
     with torch.no_grad():
         for i in range(0, n, batch):
-            part = tuple(t[i:i + batch] for t in data)
+            part = tuple(t[i:i + batch].to(device) for t in data)
             total += float(loss_fn(model, part, None)["loss"]) * part[0].shape[0]
     return total / n
 
@@ -84,7 +85,8 @@ def fit(model: torch.nn.Module, loss_fn: LossFn,
         train: tuple[torch.Tensor, ...] | Callable[[int], tuple[torch.Tensor, ...]],
         val: tuple[torch.Tensor, ...] | None, cfg: StageConfig, lr: float, *, stage: str, seed: int,
         checkpoint: Path | None = None, resume: bool = False, signature: dict[str, Any] | None = None,
-        on_epoch: Callable[[dict[str, Any]], None] | None = None, progress: bool = True) -> FitResult:
+        on_epoch: Callable[[dict[str, Any]], None] | None = None, progress: bool = True,
+        device: str | torch.device = "cpu") -> FitResult:
     """Minimise ``loss_fn`` over mini-batches of ``train``; validation, early stopping, checkpoints.
 
     ``loss_fn(model, batch, generator)`` returns a dict with a scalar 'loss' (and optional scalars).
@@ -95,8 +97,11 @@ def fit(model: torch.nn.Module, loss_fn: LossFn,
     Under torchrun (:mod:`phonon_ml_core.learn.distributed`) each process takes its share of every epoch, the
     loss runs through DistributedDataParallel (gradients averaged), the epoch's losses are summed over the
     processes, every process validates on the whole validation set, and rank 0 alone writes checkpoints.
+    ``device``: where the model, the mini-batches and the random draws live (the data stay where they are).
     """
-    gen = torch.Generator().manual_seed(int(seed))
+    dev = torch.device(device)
+    model.to(dev)
+    gen = torch.Generator(device=dev).manual_seed(int(seed))
     opt = _make_optimizer(model.parameters(), cfg, lr)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
              if cfg.schedule == "cosine" else None)
@@ -145,12 +150,14 @@ def fit(model: torch.nn.Module, loss_fn: LossFn,
         if parallel:  # this process's share; its own random draws, fixed by seed, epoch and rank (exact resume)
             perm = distributed.local_indices(n, epoch, seed)
             gen.manual_seed(int(seed) * 1_000_003 + epoch * distributed.world_size() + distributed.rank())
-        else:
+        elif dev.type == "cpu":
             perm = torch.randperm(n, generator=gen)
+        else:
+            perm = torch.randperm(n, generator=gen, device=dev).cpu()
         sums: dict[str, float] = {}
         for i in range(0, perm.numel(), batch_size):
             idx = perm[i:i + batch_size]
-            out = step_loss(model, tuple(t[idx] for t in train), gen)
+            out = step_loss(model, tuple(t[idx].to(dev) for t in train), gen)
             if not torch.isfinite(out["loss"]):
                 raise ValueError(f"{stage}: the loss became {float(out['loss'])} at epoch {epoch + 1}; "
                                  "lower the learning rate (--lr) or use --optimizer adam")
@@ -168,7 +175,7 @@ def fit(model: torch.nn.Module, loss_fn: LossFn,
             sched.step()
         monitor = rec["train_loss"]
         if val is not None and val[0].shape[0] > 0:
-            rec["val_loss"] = monitor = _evaluate(model, loss_fn, val, max(cfg.batch_size, 256))
+            rec["val_loss"] = monitor = _evaluate(model, loss_fn, val, max(cfg.batch_size, 256), dev)
         rec["seconds"] = time.perf_counter() - t0
         history.append(rec)
         if monitor < best_loss:

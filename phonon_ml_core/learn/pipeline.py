@@ -57,7 +57,8 @@ class TrainingResult:
 
 def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, measured: Spectrum | None = None,
                    workdir: str | Path | None = None, resume: bool = False, progress: bool = True,
-                   on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainingResult:
+                   on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                   device: str = "cpu") -> TrainingResult:
     """Run all stages. ``workdir`` receives stage checkpoints, ``training_log.jsonl`` and ``loss_curve.png``.
 
     Args:
@@ -68,8 +69,13 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
             fine-tuning and extended stages.
         workdir: folder for checkpoints and logs (created), None = no checkpoints.
         resume: continue from the checkpoints in ``workdir``.
+        device: torch device of the autoencoder stages (the heavy part); the regressor and physics stages and the
+            returned networks are on the CPU.
     """
     cfg = config or PipelineConfig()
+    if torch.device(device).type != "cpu" and (cfg.augment_noise or cfg.augment_background):
+        raise ValueError(f"--augment-noise/--augment-background draw their noise on the CPU: train on {device} "
+                         "without them, or on the CPU (--device cpu)")
     grid = simulated.grid
     material, experiment = spectrum_material(simulated, "simulated data set"), spectrum_experiment(simulated)
     x, keep = spectra_tensor(simulated, None, "simulated data set")
@@ -115,13 +121,13 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
             on_epoch(rec)
 
     def run_stage(name: str, model: torch.nn.Module, loss_fn: LossFn, train, val, scfg: StageConfig,
-                  lr: float, offset: int) -> FitResult:
+                  lr: float, offset: int, stage_device: str = "cpu") -> FitResult:
         t0 = time.perf_counter()
         ck = None if wd is None else wd / f"{name}.pt"
         n_before = len(history)
         res = fit(model, loss_fn, train, val, scfg, lr, stage=name, seed=cfg.seed * 1000 + offset,
                   checkpoint=ck, resume=resume, signature=sig if name in AUTOENCODER_STAGES else reg_sig,
-                  on_epoch=after, progress=progress)
+                  on_epoch=after, progress=progress, device=stage_device)
         del history[n_before:]   # the stage's own history is authoritative (it includes resumed epochs)
         history.extend(res.history)
         seconds[name] = time.perf_counter() - t0
@@ -133,14 +139,15 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
                  if cfg.on_the_fly else (x[tr],))
     if cfg.pretrain.epochs > 0:
         run_stage("pretrain", ae, sim_loss, pre_train, xv, cfg.pretrain,
-                  cfg.pretrain.learning_rate(cfg.family), 1)
+                  cfg.pretrain.learning_rate(cfg.family), 1, device)
     if xm is not None and cfg.finetune_epochs > 0:
         fcfg = cfg.finetune_stage(cfg.finetune_epochs)
         fcfg = replace(fcfg, batch_size=min(fcfg.batch_size, xm.shape[0]))
-        run_stage("finetune", ae, autoencoder_loss, (xm,), None, fcfg, fcfg.learning_rate(cfg.family), 2)
+        run_stage("finetune", ae, autoencoder_loss, (xm,), None, fcfg, fcfg.learning_rate(cfg.family), 2, device)
         if cfg.extended_epochs > 0:
             ecfg = cfg.finetune_stage(cfg.extended_epochs)
-            run_stage("extended", ae, sim_loss, (x[tr],), xv, ecfg, ecfg.learning_rate(cfg.family), 3)
+            run_stage("extended", ae, sim_loss, (x[tr],), xv, ecfg, ecfg.learning_rate(cfg.family), 3, device)
+    ae.to("cpu")
     for p in ae.parameters():
         p.requires_grad_(False)
     ae.eval()
