@@ -58,7 +58,8 @@ class TrainingResult:
 def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, measured: Spectrum | None = None,
                    workdir: str | Path | None = None, resume: bool = False, progress: bool = True,
                    on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                   device: str = "cpu") -> TrainingResult:
+                   device: str = "cpu", extractor_data: torch.Tensor | None = None,
+                   autoencoder: SpectrumAutoencoder | None = None) -> TrainingResult:
     """Run all stages. ``workdir`` receives stage checkpoints, ``training_log.jsonl`` and ``loss_curve.png``.
 
     Args:
@@ -71,6 +72,11 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
         resume: continue from the checkpoints in ``workdir``.
         device: torch device of the autoencoder stages (the heavy part); the regressor and physics stages and the
             returned networks are on the CPU.
+        extractor_data: the spectra the autoencoder is pretrained on instead of ``simulated``'s (N, n_E, n_Q),
+            mean-normalised on ``simulated``'s mask: a feature extractor shared by several materials
+            (:mod:`.mixed`); the regressor still learns ``simulated``'s constants.
+        autoencoder: an already trained feature extractor on ``simulated``'s mask: the autoencoder stages are
+            skipped and only the regressor (and physics) stages run.
     """
     cfg = config or PipelineConfig()
     if torch.device(device).type != "cpu" and (cfg.augment_noise or cfg.augment_background):
@@ -99,8 +105,15 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
         wd.mkdir(parents=True, exist_ok=True)
     tr, va = split_indices(x.shape[0], cfg.pretrain.val_fraction, cfg.seed)
     torch.manual_seed(cfg.seed)
-    ae = build_autoencoder(cfg.family, grid.mask, cfg.latent_dim, cfg.kl_weight,
-                           background_degree=cfg.background_degree)
+    shared = autoencoder is not None
+    if shared and not np.array_equal(autoencoder.mask.numpy(), grid.mask):
+        raise ValueError("the shared feature extractor was trained on another mask than this data set's grid: put "
+                         "every set on the common mask first (learn.mixed)")
+    ae = autoencoder if shared else build_autoencoder(cfg.family, grid.mask, cfg.latent_dim, cfg.kl_weight,
+                                                      background_degree=cfg.background_degree)
+    x_pre = x if extractor_data is None else extractor_data
+    tr_pre, va_pre = (tr, va) if extractor_data is None else \
+        split_indices(x_pre.shape[0], cfg.pretrain.val_fraction, cfg.seed)
     history: list[dict[str, Any]] = []
     seconds: dict[str, float] = {}
     sig = {"family": cfg.family, "latent_dim": cfg.latent_dim, "kl_weight": cfg.kl_weight, "seed": cfg.seed,
@@ -108,6 +121,8 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
            "background_degree": cfg.background_degree, "targets": list(targets.names),
            "grid": grid.mask_hash(), "n_data": int(x.shape[0]),
            "data_checksum": float(np.nansum(x[: min(64, x.shape[0])].numpy(), dtype=np.float64))}
+    if extractor_data is not None:
+        sig["extractor_data"] = [int(x_pre.shape[0]), float(np.nansum(x_pre[:64].numpy(), dtype=np.float64))]
 
     # settings that change only the regressor's stages (a resume of the autoencoder stages stays valid)
     reg_sig = {**sig, "regressor_temperature": bool(cfg.regressor_temperature),
@@ -136,11 +151,11 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
     xv = (x[va],) if va.size else None
     sim_loss = augmented_autoencoder_loss(cfg.augment_noise, cfg.augment_background, grid.mask, grid.energy)
     pre_train = (simulator_source(simulated, int(cfg.on_the_fly), cfg.seed, material, experiment)
-                 if cfg.on_the_fly else (x[tr],))
-    if cfg.pretrain.epochs > 0:
-        run_stage("pretrain", ae, sim_loss, pre_train, xv, cfg.pretrain,
+                 if cfg.on_the_fly else (x_pre[tr_pre],))
+    if cfg.pretrain.epochs > 0 and not shared:
+        run_stage("pretrain", ae, sim_loss, pre_train, (x_pre[va_pre],) if va_pre.size else None, cfg.pretrain,
                   cfg.pretrain.learning_rate(cfg.family), 1, device)
-    if xm is not None and cfg.finetune_epochs > 0:
+    if xm is not None and cfg.finetune_epochs > 0 and not shared:
         fcfg = cfg.finetune_stage(cfg.finetune_epochs)
         fcfg = replace(fcfg, batch_size=min(fcfg.batch_size, xm.shape[0]))
         run_stage("finetune", ae, autoencoder_loss, (xm,), None, fcfg, fcfg.learning_rate(cfg.family), 2, device)
