@@ -40,6 +40,9 @@ log = logging.getLogger(__name__)
 #: Most spectra one Dask task simulates (a chunk is the unit of resumption; smaller chunks balance better).
 DEFAULT_CHUNK_SPECTRA = 2048
 
+#: Fewest chunks a data set is split into (when it has enough batches): the load spreads over the workers.
+MIN_CHUNKS = 16
+
 #: What to install when Dask is missing.
 INSTALL_HINT = 'pip install "phonon-ml[scale]" (or pip install "dask[distributed]")'
 
@@ -132,7 +135,9 @@ def generate_dataset_dask(output: str | os.PathLike, n: int, config: SamplingCon
     signature = json.dumps({**provenance, "material": material.to_dict(), "experiment": sim.experiment.to_dict()},
                            sort_keys=True, default=json_default)
     batches = batch_plan(params.temperature, batch_size)
-    per_chunk = max(1, min(chunk_spectra, math.ceil(n / 4)) // batch_size)
+    # about 16+ chunks whatever the cluster's size (the plan must not depend on it: a rerun on another cluster
+    # reuses the finished chunks), each at most chunk_spectra, whole batches
+    per_chunk = max(1, min(chunk_spectra, math.ceil(n / MIN_CHUNKS)) // batch_size)
     chunks = [batches[i:i + per_chunk] for i in range(0, len(batches), per_chunk)]
     work = _prepare_work_folder(work_folder(out.resolve()), signature, batch_size, len(chunks), overwrite)
     paths = [work / f"chunk-{i:06d}.npy" for i in range(len(chunks))]
