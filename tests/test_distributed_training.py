@@ -100,9 +100,9 @@ def test_torchrun_train_writes_one_bundle_as_accurate_as_one_process(tmp_path):
     from phonon_ml_core.cli import main
 
     data = tmp_path / "set.h5"
-    assert main(["simulate", "--count", "48", "--seed", "1", "--mesh-density", "6", "--temperature-range", "100,400",
+    assert main(["simulate", "--count", "32", "--seed", "1", "--mesh-density", "6", "--temperature-range", "100,400",
                  "--output", str(data), "--no-progress"]) == 0
-    train = ["train", "--data", str(data), "--epochs", "8", "--regressor-epochs", "5", "--physics-steps", "0",
+    train = ["train", "--data", str(data), "--epochs", "6", "--regressor-epochs", "3", "--physics-steps", "0",
              "--latent-dim", "4", "--batch-size", "16", "--no-progress", "--seed", "2"]
     assert main([*train, "--output", str(tmp_path / "one")]) == 0
     script = tmp_path / "cli.py"
