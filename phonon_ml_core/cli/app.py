@@ -7,6 +7,7 @@ same core functions the Mantid plugins call.
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
 import logging
 import re
@@ -19,21 +20,77 @@ COMMANDS = ("materials", "simulate", "merge", "dispersion", "preprocess", "train
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``phonon-ml`` parser. Subcommands are registered lazily: ``phonon-ml --help`` lists them from their
+    sources (:func:`command_summaries`) without importing them, and only the command on the command line is
+    imported and registered (by :class:`LazySubcommands` when argparse reaches it), so help and argument errors
+    answer without torch."""
     parser = argparse.ArgumentParser(
         prog="phonon-ml",
         description="Force constants from powder inelastic neutron scattering spectra.")
     parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"phonon_ml_core.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"phonon_ml_core.cli.{name}":
-                continue  # subcommand not built yet
-            raise
-        p = module.register(sub)
-        p.set_defaults(_run=module.run)
+    parser.register("action", "lazy_parsers", LazySubcommands)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", action="lazy_parsers")
+    for module, (name, summary) in command_summaries().items():
+        if summary is None:   # help text not a plain literal: register the real parser now
+            mod = importlib.import_module(f"phonon_ml_core.cli.{module}")
+            mod.register(sub).set_defaults(_run=mod.run)
+        else:
+            sub.add_placeholder(module, name, summary)
     return parser
+
+
+class LazySubcommands(argparse._SubParsersAction):
+    """Subparsers whose real parsers are built only for the command being run: a placeholder (name and one-line
+    help, for the command list) is swapped for ``phonon_ml_core.cli.<module>.register``'s parser on first use."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._modules: dict[str, str] = {}
+
+    def add_placeholder(self, module: str, name: str, summary: str) -> None:
+        """List ``name`` with ``summary`` in the help; its module is imported only when the command is used."""
+        self.add_parser(name, help=summary)
+        self._modules[name] = module
+
+    def load(self, module: str) -> argparse.ArgumentParser:
+        """Import ``phonon_ml_core.cli.<module>`` and register its real parser in place of the placeholder."""
+        mod = importlib.import_module(f"phonon_ml_core.cli.{module}")
+        real = argparse._SubParsersAction(option_strings=[], prog=self._prog_prefix, parser_class=self._parser_class,
+                                          dest=argparse.SUPPRESS)
+        p = mod.register(real)
+        p.set_defaults(_run=mod.run)
+        for name, parser in real._name_parser_map.items():
+            self._name_parser_map[name] = parser
+            self._modules.pop(name, None)
+        return p
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        name = values[0]
+        if name in self._modules:
+            self.load(self._modules[name])
+        return super().__call__(parser, namespace, values, option_string)
+
+
+def command_summaries() -> dict[str, tuple[str, str | None]]:
+    """module → (command name, one-line help) of each built subcommand, in :data:`COMMANDS` order, read from the
+    ``add_parser(NAME, help=...)`` call in its source without importing it (help None when not a plain literal)."""
+    out: dict[str, tuple[str, str | None]] = {}
+    folder = Path(__file__).resolve().parent
+    for module in COMMANDS:
+        source = folder / f"{module}.py"
+        if not source.is_file():
+            continue  # subcommand not built yet
+        name, summary = module.replace("_", "-"), None
+        for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_parser" and node.args \
+                    and isinstance(node.args[0], ast.Constant):
+                name = node.args[0].value
+                helps = [k.value for k in node.keywords if k.arg == "help"]
+                if helps and isinstance(helps[0], ast.Constant) and isinstance(helps[0].value, str):
+                    summary = helps[0].value
+                break
+        out[module] = (name, summary)
+    return out
 
 
 #: Options taking a comma-separated list of numbers that may start with a minus sign.

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from phonon_ml_core.report.demo import run_demo
-from phonon_ml_core.report.demo_model import QUICK_SMALL_MODEL
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -34,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from phonon_ml_core.report.demo import run_demo
+    from phonon_ml_core.report.demo_model import QUICK_SMALL_MODEL
+
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     bad = [m for m in methods if m not in ("nelder-mead", "gradient")]
     if bad or not methods:

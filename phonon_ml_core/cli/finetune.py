@@ -4,10 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from phonon_ml_core.data.fileio import check_bundle_output
 from phonon_ml_core.cli.options import add_bundle_output_options
-from phonon_ml_core.prediction.predict import read_inputs_on_grid, resolve_bundle
-from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.data.fileio import check_bundle_output
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -34,7 +32,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from phonon_ml_core.data.spectrum import Spectrum
     from phonon_ml_core.learn.adaptation import adapt_to_file
+    from phonon_ml_core.prediction.predict import read_inputs_on_grid, resolve_bundle
 
     out = check_bundle_output(args.output, args.overwrite)
     bundle = resolve_bundle(args.model)

@@ -10,16 +10,17 @@ import argparse
 import logging
 import time
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+from phonon_ml_core.cli.choices import FIT_METHODS as METHODS
+from phonon_ml_core.cli.choices import SERIES_MODELS
 from phonon_ml_core.data.fileio import check_output_path
 from phonon_ml_core.data.jsonio import write_json
-from phonon_ml_core.fitting import METHODS, fit_spectrum, series_of
-from phonon_ml_core.fitting.inputs import resolve_experiment, resolve_material
-from phonon_ml_core.fitting.joint import fit_joint
-from phonon_ml_core.fitting.joint_model import SERIES_MODELS
-from phonon_ml_core.prediction.inputs import known_instrument, read_inputs
-from phonon_ml_core.specs import Experiment, Material, SpecError, get_material
+
+if TYPE_CHECKING:
+    from phonon_ml_core.specs import Experiment, Material
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ def add_material_options(p: argparse.ArgumentParser) -> None:
 
 def material_from_args(args: argparse.Namespace) -> Material | None:
     """The material named by --material/--shells, or None when not given (clear error for an unknown one)."""
+    from phonon_ml_core.specs import get_material
+
     if args.material is None:
         if args.shells is not None:
             raise ValueError("--shells needs --material")
@@ -51,6 +54,9 @@ def material_from_args(args: argparse.Namespace) -> Material | None:
 def experiment_for(spectrum, args: argparse.Namespace) -> Experiment | None:
     """The experiment of ``spectrum`` with the --instrument/--chopper/--chopper-frequency overrides (None: none
     given, the fit takes the spectrum's or its grid's defaults)."""
+    from phonon_ml_core.prediction.inputs import known_instrument
+    from phonon_ml_core.specs import Experiment, SpecError
+
     if args.instrument is None and args.chopper is None and args.chopper_frequency is None:
         return None
     grid = spectrum.grid
@@ -117,6 +123,10 @@ def parse_constants(text: str | None, material: Material, flag: str) -> np.ndarr
 
 
 def run(args: argparse.Namespace) -> int:
+    from phonon_ml_core.fitting import fit_spectrum, series_of
+    from phonon_ml_core.fitting.inputs import resolve_experiment, resolve_material
+    from phonon_ml_core.prediction.inputs import read_inputs
+
     out = check_output_path(args.output, args.overwrite)
     if args.plot is not None:
         check_output_path(args.plot, args.overwrite)
@@ -183,6 +193,9 @@ def run(args: argparse.Namespace) -> int:
 
 def run_joint(args: argparse.Namespace, out, items, sources, material: Material, experiments, start) -> int:
     """``fit --joint``: one joint fit of all input spectra; RESULT.json holds one entry per input plus the series."""
+    from phonon_ml_core.fitting import fit_spectrum
+    from phonon_ml_core.fitting.joint import fit_joint
+
     if len(items) < 2:
         raise ValueError(f"--joint needs at least two spectra (a temperature series), got {len(items)}")
     if args.lattice_parameter is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 
 from phonon_ml_core.data.jsonio import dumps
-from phonon_ml_core.specs import builtin_materials, get_instrument, get_material, list_instruments
 
 #: Temperature (K) at which the listing quotes the lattice parameter.
 ROOM_TEMPERATURE_K = 293.0
@@ -23,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def material_rows() -> list[dict]:
     """One row per built-in material: element, lattice, a(293 K) in Å, names, reference constants (N/m), source."""
+    from phonon_ml_core.specs import builtin_materials
+
     return [{"element": m.element, "lattice": m.lattice, "n_shells": m.n_shells,
              "a_293K_angstrom": round(float(m.lattice_parameter_at(ROOM_TEMPERATURE_K)), 4),
              "names": list(m.names), "reference_constants": list(m.reference_constants),
@@ -33,6 +34,8 @@ def material_rows() -> list[dict]:
 
 def instrument_rows() -> list[dict]:
     """One row per instrument: facility, default chopper package and frequency (Hz), default Ei (meV), 2θ range."""
+    from phonon_ml_core.specs import get_instrument, list_instruments
+
     rows = []
     for name in list_instruments():
         i = get_instrument(name)
@@ -45,6 +48,8 @@ def instrument_rows() -> list[dict]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from phonon_ml_core.specs import get_material
+
     if args.material is not None:
         m = get_material(args.material)
         print(dumps(m.to_dict()) if args.json else m.describe())

@@ -3,20 +3,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from phonon_ml_core.data.fileio import check_output_path
-from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.data.validation import check_spectrum_values
-from phonon_ml_core.prediction.predict import (
-    bundle_experiment,
-    bundle_material,
-    predict_spectra,
-    read_inputs_on_grid,
-    resolve_bundle,
-    result_records,
-    write_results,
-)
-from phonon_ml_core.specs import get_material
+
+if TYPE_CHECKING:
+    from phonon_ml_core.data.spectrum import Spectrum
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -40,6 +33,17 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from phonon_ml_core.prediction.predict import (
+        bundle_experiment,
+        bundle_material,
+        predict_spectra,
+        read_inputs_on_grid,
+        resolve_bundle,
+        result_records,
+        write_results,
+    )
+    from phonon_ml_core.specs import get_material
+
     check_output_path(args.output, args.overwrite)
     bundle = resolve_bundle(args.model)
     material = bundle_material(bundle)

@@ -1,0 +1,8 @@
+"""Choices of command-line flags whose values the core defines, as plain literals so that ``--help`` and argument
+errors answer without importing torch (tests/test_cli_startup.py checks that they equal the core's)."""
+from __future__ import annotations
+
+#: ``fit --method``: :data:`phonon_ml_core.fitting.spectrum_fit.METHODS`.
+FIT_METHODS = ("nelder-mead", "gradient")
+#: ``fit --series-model``: :data:`phonon_ml_core.fitting.joint_model.SERIES_MODELS`.
+SERIES_MODELS = ("linear", "quadratic", "free")
