@@ -53,3 +53,10 @@ def test_merge_refuses_shards_that_do_not_belong_together(shards, capsys, names,
     assert message in err and "error" in err
     assert not out.exists()
     assert not [p for p in shards.iterdir() if p.name.startswith(".bad")]  # no temporary left behind
+
+
+def test_merge_help_does_not_import_torch():
+    from test_cli_startup import _probe
+
+    code, heavy, output = _probe("merge", "--help")
+    assert code == 0 and "--input" in output and heavy == []
