@@ -56,7 +56,6 @@ def run_workflow(inputs: Sequence[Path], out_dir: Path, truth: np.ndarray | None
     ``material`` None: aluminium with the legacy physics (the default demo, unchanged); ``bundle``: the model to
     predict with (default the shipped one).
     """
-    from phonon_ml_core.fitting.spectrum_fit import fit_spectrum
     from phonon_ml_core.prediction.predict import predict_spectra, resolve_bundle
     from phonon_ml_core.preprocess.measurement import read_measured
     from phonon_ml_core.preprocess.pipeline import preprocess_with_report
@@ -65,7 +64,7 @@ def run_workflow(inputs: Sequence[Path], out_dir: Path, truth: np.ndarray | None
     notes = [] if notes is None else notes
     if predict and bundle is None:
         bundle = resolve_bundle(None)
-    records = []
+    records, ready_spectra = [], []
     for path in inputs:
         raw = read_measured(path)
         for k, one in enumerate(raw):
@@ -83,18 +82,48 @@ def run_workflow(inputs: Sequence[Path], out_dir: Path, truth: np.ndarray | None
                 rec.predicted = {"force_constants": e["force_constants"].tolist(), "std": e["std"].tolist(),
                                  "nmse": e["nmse"]}
                 log(f"  predicted {np.round(e['force_constants'], 2).tolist()} N/m, NMSE {e['nmse']:.3f}")
-            fit_kw = {} if material is None else {"material": material, "experiment": ready.experiment}
-            for method in methods:
-                r = fit_spectrum(ready, method=method, fit_linewidth=True, fit_background=True, **fit_kw)
-                rec.fits[method] = {"force_constants": r.force_constants.tolist(), "std": r.std.tolist(),
-                                    "nmse": r.nmse, "seconds": r.seconds, "evaluations": r.evaluations,
-                                    "converged": r.converged}
-                log(f"  {method}: {np.round(r.force_constants, 2).tolist()} N/m, NMSE {r.nmse:.3f}, "
-                    f"{r.seconds:.1f} s, {r.evaluations} simulator calls")
-                if method == methods[0]:
-                    plot_spectrum(ready, out_dir / f"{name}_fit.png", title="preprocessed", compare=r.simulated)
             records.append(rec)
+            ready_spectra.append(ready)
+    fit_kw = [{} if material is None else {"material": material, "experiment": r.experiment} for r in ready_spectra]
+    tasks = [(ready, method, kw) for ready, kw in zip(ready_spectra, fit_kw) for method in methods]
+    results = iter(fit_all(tasks))
+    for rec, ready in zip(records, ready_spectra):
+        for method in methods:
+            r = next(results)
+            rec.fits[method] = {"force_constants": r.force_constants.tolist(), "std": r.std.tolist(),
+                                "nmse": r.nmse, "seconds": r.seconds, "evaluations": r.evaluations,
+                                "converged": r.converged}
+            log(f"{rec.name}, {method}: {np.round(r.force_constants, 2).tolist()} N/m, NMSE {r.nmse:.3f}, "
+                f"{r.seconds:.1f} s, {r.evaluations} simulator calls")
+            if method == methods[0]:
+                plot_spectrum(ready, out_dir / f"{rec.name}_fit.png", title="preprocessed", compare=r.simulated)
     return records
+
+
+def _fit_task(task: tuple) -> Any:
+    """One demo fit (as `phonon-ml fit`: γ and a background slope free) of ``(spectrum, method, keywords)``."""
+    from phonon_ml_core.fitting.spectrum_fit import fit_spectrum
+
+    spectrum, method, kw = task
+    return fit_spectrum(spectrum, method=method, fit_linewidth=True, fit_background=True, **kw)
+
+
+def fit_all(tasks: Sequence[tuple], workers: int | None = None) -> list:
+    """The demo's fits, in order. Each fit uses one core (its simulator calls are small), so with two or more cores
+    they run in that many forked worker processes at once; results are the same as one after another (each fit is
+    deterministic). Where processes cannot be forked (Windows, macOS default) they run one after another."""
+    import multiprocessing
+    import os
+
+    workers = min(len(tasks), os.cpu_count() or 1) if workers is None else workers
+    if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        return [_fit_task(t) for t in tasks]
+    from concurrent.futures import ProcessPoolExecutor
+
+    order = sorted(range(len(tasks)), key=lambda i: tasks[i][1] != "nelder-mead")   # the long fits first
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        done = dict(zip(order, pool.map(_fit_task, [tasks[i] for i in order])))
+    return [done[i] for i in range(len(tasks))]
 
 
 def _require_bundle() -> None:
