@@ -42,7 +42,7 @@ def main() -> None:
                 x = subtract_background(x, estimate_background(x, s.mask, s.grid.energy, method=m))
             one = replace(s, intensity=x, normalization="none").normalized()
             t0 = time.perf_counter()
-            r = fit_spectrum(one, method="gradient", fit_linewidth=True, uncertainty=False)
+            r = fit_spectrum(one, method="gradient", fit_linewidth=True, fit_background=False, uncertainty=False)
             table[m].append(r.nmse)
             print(f"{s.temperature:5.0f} K  {m:12s} NMSE {r.nmse:.4f}  ({time.perf_counter() - t0:.1f} s)", flush=True)
     print("\nestimator     " + "  ".join(f"{t:6.0f}K" for t in temps) + "    mean")

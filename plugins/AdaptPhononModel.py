@@ -52,7 +52,9 @@ class AdaptPhononModel(PythonAlgorithm):
 
     def validateInputs(self):
         ma = _core()
-        issues = {}
+        from phonon_ml_core.mantid_support.checks import number_problems
+
+        issues = number_problems(self)
         overwrite = bool(self.getProperty("Overwrite").value)
         problem = ma.check_output_bundle(self.getPropertyValue("OutputBundle"), overwrite)
         if problem:

@@ -98,6 +98,11 @@ class FitForceConstantsNelderMead(PythonAlgorithm):
 
     def validateInputs(self):
         ma = _core()
+        from phonon_ml_core.mantid_support.checks import number_problems
+
+        problems = number_problems(self, finite=("StartValues", "LowerBounds", "UpperBounds"))
+        if problems:
+            return problems
         ws = self.getProperty("InputWorkspace").value
         problem = ma.check_sqw_workspace(ws)
         if problem:

@@ -59,7 +59,9 @@ class PredictForceConstants(PythonAlgorithm):
 
     def validateInputs(self):
         ma = _core()
-        issues = {}
+        from phonon_ml_core.mantid_support.checks import number_problems
+
+        issues = number_problems(self)
         ws = self.getProperty("InputWorkspace").value
         members = ma.group_members(ws)
         bundle = ma.bundle_path_or_default(self.getPropertyValue("ModelBundle"))

@@ -82,6 +82,11 @@ class PreprocessForML(PythonAlgorithm):
 
     def validateInputs(self):
         ma = _core()
+        from phonon_ml_core.mantid_support.checks import number_problems
+
+        problems = number_problems(self)
+        if problems:
+            return problems
         ws = self.getProperty("InputWorkspace").value
         problem = ma.check_sqw_workspace(ws)
         if problem:

@@ -74,6 +74,11 @@ class SimulatePowderINS(PythonAlgorithm):
 
     def validateInputs(self):
         ma = _core()
+        from phonon_ml_core.mantid_support.checks import number_problems
+
+        problems = number_problems(self, finite=("ForceConstants",))
+        if problems:
+            return problems
         problem = ma.material_problem(self.getPropertyValue("Material"))
         if problem:
             return {"Material": problem}

@@ -54,9 +54,12 @@ def fits(sim, grid):
     noisy = _noisy(sim, grid, 0.02)
     quiet = _noisy(sim, grid, 0.005)
     out = {"noisy": noisy,
-           "nm": fit_spectrum(noisy, "nelder-mead", simulator=sim, max_evaluations=500),
-           "grad": fit_spectrum(noisy, "gradient", simulator=sim, n_starts=3, adam_steps=5, n_polish=1),
-           "grad_quiet": fit_spectrum(quiet, "gradient", simulator=sim, n_starts=3, adam_steps=5, n_polish=1)}
+           "nm": fit_spectrum(noisy, "nelder-mead", simulator=sim, max_evaluations=500,
+                              fit_linewidth=False, fit_background=False),
+           "grad": fit_spectrum(noisy, "gradient", simulator=sim, n_starts=3, adam_steps=5, n_polish=1,
+                                 fit_linewidth=False, fit_background=False),
+           "grad_quiet": fit_spectrum(quiet, "gradient", simulator=sim, n_starts=3, adam_steps=5, n_polish=1,
+                                       fit_linewidth=False, fit_background=False)}
     return out
 
 
@@ -89,12 +92,15 @@ def test_uncertainty_shrinks_with_less_noise(fits):
 
 def test_deterministic_for_a_seed(sim, grid):
     s = _noisy(sim, grid, 0.02, seed=3)
-    kw = {"simulator": sim, "max_evaluations": 16, "n_starts": 3, "adam_steps": 3, "n_polish": 1, "uncertainty": False}
+    kw = {"simulator": sim, "max_evaluations": 16, "n_starts": 3, "adam_steps": 3, "n_polish": 1, "uncertainty": False,
+          "fit_linewidth": False, "fit_background": False}
     a = fit_spectrum(s, "gradient", seed=7, **kw)
     b = fit_spectrum(s, "gradient", seed=7, **kw)
     assert np.array_equal(a.force_constants, b.force_constants) and a.nmse == b.nmse
-    c = fit_spectrum(s, "nelder-mead", simulator=sim, max_evaluations=30, uncertainty=False)
-    d = fit_spectrum(s, "nelder-mead", simulator=sim, max_evaluations=30, uncertainty=False)
+    c = fit_spectrum(s, "nelder-mead", simulator=sim, max_evaluations=30, uncertainty=False,
+                     fit_linewidth=False, fit_background=False)
+    d = fit_spectrum(s, "nelder-mead", simulator=sim, max_evaluations=30, uncertainty=False,
+                     fit_linewidth=False, fit_background=False)
     assert np.array_equal(c.force_constants, d.force_constants)
     assert not c.converged and "did not converge" in c.message  # budget too small: says so, best point kept
 
@@ -102,7 +108,7 @@ def test_deterministic_for_a_seed(sim, grid):
 def test_free_linewidth_and_unstable_penalty(sim, grid):
     s = _noisy(sim, grid, 0.02, seed=4)
     r = fit_spectrum(s, "gradient", simulator=sim, fit_linewidth=True, max_evaluations=25, n_starts=2,
-                     adam_steps=3, n_polish=1)
+                     adam_steps=3, n_polish=1, fit_background=False)
     assert r.linewidth is not None and 0 < r.linewidth < 0.3 and r.linewidth_std is not None
     prob = _Problem(sim, s, T_K, None, default_bounds(), False, None)
     bad = prob.to_u(np.array([1.0, 10.0, -5.0, 2.0, 0.0]))  # 1XX + 1ZZ < 0: unstable
@@ -123,7 +129,8 @@ def test_bad_inputs(sim, grid):
     with pytest.raises(ValueError, match="temperature"):
         fit_spectrum(replace(s, temperature=None), simulator=sim)
     raw = replace(s, intensity=np.where(grid.mask, 3.0 + 10 * s.intensity, np.nan), normalization="none")
-    r = fit_spectrum(raw, "nelder-mead", simulator=sim, max_evaluations=10, uncertainty=False)
+    r = fit_spectrum(raw, "nelder-mead", simulator=sim, max_evaluations=10, uncertainty=False,
+                     fit_linewidth=False, fit_background=False)
     assert "normalised" in r.message
 
 
@@ -132,6 +139,7 @@ def test_series_and_cli_round_trip(sim, grid, tmp_path):
 
     a, b = _noisy(sim, grid, 0.02, seed=5), replace(_noisy(sim, grid, 0.02, seed=6), temperature=200.0)
     series = fit_series([a, b], method="nelder-mead", simulator=sim, max_evaluations=40,
+                        fit_linewidth=False, fit_background=False,
                         plot=tmp_path / "series.png")
     assert series.force_constants.shape == (2, 5) and (tmp_path / "series.png").stat().st_size > 1000
     assert set(series.trends) >= {"1XX", "2YY"} and "1XX" in series.table()
@@ -166,8 +174,8 @@ def test_background_recovers_constants_and_slope(sim, grid, tmp_path):
     rng = np.random.default_rng(8)
     x = np.where(grid.mask, y + b0 + b1 * (e - e[grid.mask].mean()) + 0.005 * rng.standard_normal(y.shape), np.nan)
     s = Spectrum(intensity=mean_normalize(x, grid.mask), grid=grid, temperature=T_K, normalization="mean")
-    kw = {"simulator": sim, "n_starts": 3, "adam_steps": 5, "n_polish": 1}
-    plain = fit_spectrum(s, "gradient", **kw)
+    kw = {"simulator": sim, "n_starts": 3, "adam_steps": 5, "n_polish": 1, "fit_linewidth": False}
+    plain = fit_spectrum(s, "gradient", fit_background=False, **kw)
     bg = fit_spectrum(s, "gradient", fit_background=True, **kw)
     assert plain.background is None and plain.to_dict()["background"] is None
     err_plain = np.abs(plain.force_constants - TRUE_FC)
@@ -182,7 +190,8 @@ def test_background_recovers_constants_and_slope(sim, grid, tmp_path):
     m = grid.mask
     assert np.isclose(bg.nmse, ((s.intensity[m] - bg.simulated.intensity[m]) ** 2).sum() / (s.intensity[m] ** 2).sum())
     assert abs(bg.simulated.intensity[m].mean()) < 1e-12 and np.isclose(np.ptp(bg.simulated.intensity[m]), 1.0)
-    nm = fit_spectrum(s, "nelder-mead", simulator=sim, fit_background=True, max_evaluations=300, uncertainty=False)
+    nm = fit_spectrum(s, "nelder-mead", simulator=sim, fit_background=True, max_evaluations=300, uncertainty=False,
+                      fit_linewidth=False)
     assert abs(nm.force_constants[0] - TRUE_FC[0]) < 0.3 and abs(nm.background[1] / b1 - 1) < 0.05
     f = tmp_path / "bg.h5"
     s.to_hdf5(f)
@@ -200,6 +209,7 @@ def test_real_spectrum_quick_fit():
     if not path.exists():
         pytest.skip(f"real data not found at {path}")
     s = Spectrum.from_hdf5(path)
-    r = fit_spectrum(s, "gradient", max_evaluations=20, n_starts=2, adam_steps=3, n_polish=1)
+    r = fit_spectrum(s, "gradient", max_evaluations=20, n_starts=2, adam_steps=3, n_polish=1,
+                     fit_linewidth=False, fit_background=False)
     assert r.nmse < 0.25 and r.temperature == 50.0
     assert 8.0 < r.force_constants[0] < 12.5

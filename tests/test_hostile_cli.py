@@ -52,6 +52,13 @@ def inputs(tmp_path_factory) -> Path:
     (d / "result_list.json").write_text("[1, 2]")
     (d / "result_empty.json").write_text("[]")
     (d / "folder").mkdir()
+    _spectrum(good).to_hdf5(d / "good_again.h5")                       # a second spectrum at 300 K
+    _spectrum(good, temperature=200.0).to_hdf5(d / "good200.h5")
+    from phonon_ml_core.specs import get_material
+    Spectrum(intensity=good, grid=g, temperature=300.0, normalization="mean",
+             material=get_material("Cu")).to_hdf5(d / "cu.h5")
+    (d / "bad.yaml").write_text("name: [unclosed\n")
+    (d / "partial.json").write_text('{"name": "Foo", "element": "Zz"}')
     os.mkfifo(d / "pipe.h5")
     os.mkfifo(d / "pipe.json")
     return d
@@ -109,7 +116,7 @@ CASES = [
     ("sim-out-dir", ["simulate", "--force-constants", FC, "--temperature", "300", "-o", "{in}/folder",
                      "--overwrite"], "directory"),
     ("sim-plot-nodir", ["simulate", "--force-constants", FC, "--temperature", "300", "-o", "a.h5", "--plot",
-                        "nodir/a.png"], "does not exist"),
+                        "nodir/a.png"], "--plot nodir/a.png: the output folder nodir does not exist"),
     ("sim-plot-suffix", ["simulate", "--force-constants", FC, "--temperature", "300", "-o", "a.h5", "--plot",
                          "a.h5x"], ".png"),
     ("sim-plot-same", ["simulate", "--force-constants", FC, "--temperature", "300", "-o", "a.h5", "--plot", "a.h5"],
@@ -129,7 +136,7 @@ CASES = [
     ("disp-material-file", ["dispersion", "--material", "nofile.json", "-o", "x.png"], "does not exist"),
     ("disp-shells", ["dispersion", "--material", "Al", "--shells", "0", "-o", "x.png"], "--shells"),
     ("disp-csv-nodir", ["dispersion", "-o", "x.png", "--csv", "nodir/x.csv"], "does not exist"),
-    ("disp-csv-exists", ["dispersion", "-o", "x.png", "--csv", "{in}/afile"], "already exists"),
+    ("disp-csv-exists", ["dispersion", "-o", "x.png", "--csv", "{in}/afile"], "--csv"),
     # preprocess
     ("pre-missing", ["preprocess", "--input", "nofile.nxs", "--output", "o.h5"], "does not exist"),
     ("pre-dir", ["preprocess", "--input", "{in}/folder", "--output", "o.h5"], "folder"),
@@ -217,6 +224,62 @@ CASES = [
     ("fit-plot-suffix", ["fit", "--input", "{in}/good.h5", "--output", "r.json", "--plot", "p.jpg.h5"], ".png"),
     ("fit-out-same", ["fit", "--input", "{in}/good.h5", "--output", "{in}/good.h5", "--overwrite"], "also an input"),
     ("fit-method", ["fit", "--input", "{in}/good.h5", "--output", "r.json", "--method", "magic"], "invalid choice"),
+    ("fit-huge", ["fit", "--input", "{in}/huge.h5", "-o", "r.json"], "out of any sensible range"),
+    ("fit-ei-h5", ["fit", "--input", "{in}/good.h5", "-o", "r.json", "--ei", "30"], "preprocessed spectrum"),
+    ("fit-cu-as-al", ["fit", "--input", "{in}/cu.h5", "-o", "r.json", "--material", "Al"], "holds spectra of cu"),
+    ("fit-mixed-materials", ["fit", "--input", "{in}/good.h5", "{in}/cu.h5", "-o", "r.json"], "different materials"),
+    ("fit-material-bad-json", ["fit", "--input", "{in}/good.h5", "-o", "r.json", "--material", "{in}/result_bad.json"],
+     "result_bad.json"),
+    ("fit-material-bad-yaml", ["fit", "--input", "{in}/good.h5", "-o", "r.json", "--material", "{in}/bad.yaml"],
+     "bad.yaml"),
+    ("fit-material-list", ["fit", "--input", "{in}/good.h5", "-o", "r.json", "--material", "{in}/result_list.json"],
+     "mapping"),
+    ("fit-material-partial", ["fit", "--input", "{in}/good.h5", "-o", "r.json", "--material", "{in}/partial.json"],
+     "missing field"),
+    ("fit-material-missing", ["fit", "--input", "{in}/good.h5", "-o", "r.json", "--material", "no/mat.yaml"],
+     "does not exist"),
+    ("fit-chopper-freq", ["fit", "--input", "{in}/good.h5", "-o", "r.json", "--instrument", "MARI",
+                          "--chopper-frequency", "7"], "not allowed"),
+    ("fit-chopper", ["fit", "--input", "{in}/good.h5", "-o", "r.json", "--chopper", "NOPE"], "nope"),
+    # fit --joint
+    ("joint-one", ["fit", "--joint", "--input", "{in}/good.h5", "-o", "r.json"], "at least two spectra"),
+    ("joint-same-t-free", ["fit", "--joint", "--series-model", "free", "--input", "{in}/good.h5",
+                           "{in}/good_again.h5", "{in}/good200.h5", "-o", "r.json"], "both at t = 300 k"),
+    ("joint-same-t-linear", ["fit", "--joint", "--input", "{in}/good.h5", "{in}/good_again.h5", "-o", "r.json"],
+     "distinct temperatures"),
+    ("joint-quadratic-2t", ["fit", "--joint", "--series-model", "quadratic", "--input", "{in}/good.h5",
+                            "{in}/good200.h5", "-o", "r.json"], "at least 3 distinct"),
+    ("joint-temperature-flag", ["fit", "--joint", "--input", "{in}/good.h5", "{in}/good200.h5", "-o", "r.json",
+                                "--temperature", "250"], "drop --temperature"),
+    ("joint-mixed", ["fit", "--joint", "--input", "{in}/good200.h5", "{in}/cu.h5", "-o", "r.json"],
+     "different materials"),
+    ("joint-smoothness", ["fit", "--joint", "--input", "{in}/good.h5", "{in}/good200.h5", "-o", "r.json",
+                          "--smoothness", "1"], "--series-model free"),
+    ("joint-lattice", ["fit", "--joint", "--input", "{in}/good.h5", "{in}/good200.h5", "-o", "r.json",
+                       "--lattice-parameter", "4.05"], "cannot be used with --joint"),
+    ("joint-flags-without", ["fit", "--input", "{in}/good.h5", "-o", "r.json", "--series-model", "free"],
+     "need --joint"),
+    ("joint-model-bad", ["fit", "--joint", "--input", "{in}/good.h5", "{in}/good200.h5", "-o", "r.json",
+                         "--series-model", "cubic"], "invalid choice"),
+    # instruments and Ei (simulate)
+    ("sim-ei-range", ["simulate", "--force-constants", FC, "--temperature", "300", "--instrument", "CNCS", "--ei",
+                      "200", "-o", "a.h5"], "outside the range"),
+    ("sim-instrument", ["simulate", "--force-constants", FC, "--temperature", "300", "--instrument", "NOPE",
+                        "-o", "a.h5"], "nope"),
+    ("sim-chopper-bad", ["simulate", "--force-constants", FC, "--temperature", "300", "--instrument", "ARCS",
+                         "--chopper", "NOPE", "-o", "a.h5"], "not available on arcs"),
+    ("sim-material-fc", ["simulate", "--material", "Fe", "--force-constants", FC, "--temperature", "300",
+                         "-o", "a.h5"], "2yy"),
+    ("sim-material-yaml", ["simulate", "--material", "{in}/bad.yaml", "--force-constants", FC, "--temperature",
+                           "300", "-o", "a.h5"], "bad.yaml"),
+    # bundles of one material on another material's data
+    ("pred-cu-data", ["predict", "--input", "{in}/cu.h5", "-o", "r.json"], "bundle was trained for al"),
+    ("pred-ei-h5", ["predict", "--input", "{in}/good.h5", "-o", "r.json", "--ei", "30"], "preprocessed spectrum"),
+    ("pred-material-cu", ["predict", "--input", "{in}/good.h5", "-o", "r.json", "--material", "Cu"],
+     "trained for al"),
+    ("pred-model-file", ["predict", "--model", "{in}/afile", "--input", "{in}/good.h5", "-o", "r.json"], "afile"),
+    ("mat-bad-yaml", ["materials", "{in}/bad.yaml"], "bad.yaml"),
+    ("mat-partial", ["materials", "{in}/partial.json"], "missing field"),
     # evaluate
     ("eval-nsim-0", ["evaluate", "-o", "ev", "--n-simulated", "0"], "--n-simulated"),
     ("eval-epochs-0", ["evaluate", "-o", "ev", "--epochs", "0"], "--epochs"),

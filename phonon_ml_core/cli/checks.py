@@ -103,7 +103,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"two outputs have the same path ({', '.join(outputs)}): give each its own file")
     for d in EXTRA_OUTPUTS:
         if isinstance(values.get(d), str):
-            p = check_output_path(values[d], overwrite)
+            try:
+                p = check_output_path(values[d], overwrite)
+            except OSError as exc:     # name the flag: several outputs may share a folder
+                raise type(exc)(f"{flag(d)} {values[d]}: {exc}") from None
             if p.suffix.lower() != ".png" and d == "plot":
                 raise ValueError(f"--plot {p}: the figure is a PNG; give a file name ending in .png")
     if isinstance(values.get("output_dir"), str):
@@ -111,3 +114,43 @@ def check_arguments(args: argparse.Namespace) -> None:
         target = out if out.exists() else out.parent if str(out.parent) else Path(".")
         if not os.access(target, os.W_OK | os.X_OK):
             raise PermissionError(f"--output-dir {out}: cannot write to {target}: choose a writable folder")
+
+
+#: Distinct temperatures each --series-model needs (fitting.joint_model.SeriesModel).
+SERIES_DISTINCT_TEMPERATURES = {"linear": 2, "quadratic": 3, "free": 2}
+
+
+def check_series_temperatures(temperatures: list[float], labels: list[str], model: str) -> None:
+    """``fit --joint``: at least two spectra, enough distinct temperatures (K) for ``model``, and for ``free`` (one
+    set of constants per temperature) no temperature twice; ValueError naming the inputs and the fix."""
+    if len(temperatures) < 2:
+        raise ValueError(f"--joint needs at least two spectra (a temperature series), got {len(temperatures)}: give "
+                         "more --input files, or fit one spectrum without --joint")
+    seen: dict[float, str] = {}
+    for t, label in zip(temperatures, labels):
+        if t in seen and model == "free":
+            raise ValueError(f"--joint --series-model free: {seen[t]} and {label} are both at T = {t:g} K; the free "
+                             "model fits one set of constants per temperature: give each temperature once (average "
+                             "or drop repeats), or use --series-model linear")
+        seen.setdefault(t, label)
+    need = SERIES_DISTINCT_TEMPERATURES[model]
+    if len(seen) < need:
+        raise ValueError(f"--joint --series-model {model} needs at least {need} distinct temperatures, got "
+                         f"{', '.join(f'{t:g}' for t in sorted(seen))} K (from the files or --temperature): add "
+                         "spectra at other temperatures" + (", or drop --temperature (it sets every input's)"
+                                                           if len(seen) == 1 else ""))
+
+
+def check_ei_matches_inputs(ei_mev: float | None, inputs: list) -> None:
+    """--ei applies to reduced files; a preprocessed ``.h5`` spectrum already lives on the grid of its Ei (meV): an
+    --ei that disagrees with it is refused (the spectrum cannot be re-gridded), naming the file."""
+    if ei_mev is None:
+        return
+    for inp in inputs:
+        if inp.reduced:
+            continue
+        own = inp.spectrum.grid.ei_mev
+        if own is not None and abs(float(own) - float(ei_mev)) > 1e-6 * max(abs(float(own)), 1.0):
+            raise ValueError(f"--ei {ei_mev:g} meV: {inp.path} is a preprocessed spectrum on the grid for Ei = "
+                             f"{float(own):g} meV; --ei only sets the Ei of reduced files (.nxs, .nxspe): drop --ei, "
+                             "or preprocess the reduced file again with the right Ei")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from phonon_ml_core.cli.checks import check_ei_matches_inputs, check_series_temperatures
 from phonon_ml_core.cli.choices import FIT_METHODS as METHODS
 from phonon_ml_core.cli.choices import SERIES_MODELS
 from phonon_ml_core.data.fileio import check_output_path
@@ -78,22 +79,28 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         description="Fit the force constants of the material (names from its lattice and shells, e.g. fcc "
                     "1XX,1XY,1ZZ,2XX,2YY; bcc 1XX,1XY,2XX,2YY; N/m) to each spectrum of the input files by "
                     "minimising the NMSE against the powder simulator (docs/fitting.md).")
-    p.add_argument("--method", default="nelder-mead", choices=METHODS,
-                   help="nelder-mead (scipy, bounded) or gradient (autograd multi-start + L-BFGS-B)")
-    p.add_argument("--input", required=True, nargs="+",
+    p.add_argument("--method", default=None, choices=METHODS,
+                   help="nelder-mead (scipy, bounded) or gradient (autograd multi-start + L-BFGS-B); default: the "
+                        "Python API's (FIT_DEFAULTS in phonon_ml_core/fitting/defaults.py: nelder-mead)")
+    p.add_argument("--input", "-i", required=True, nargs="+",
                    help="phonon-ml .h5 spectra (one spectrum or a set) or reduced files (Mantid .nxs, .nxspe)")
-    p.add_argument("--output", required=True, help="RESULT.json (one entry per input spectrum)")
+    p.add_argument("--output", "-o", required=True, help="RESULT.json (one entry per input spectrum)")
     p.add_argument("--temperature", type=float, default=None, help="K; overrides the temperature in the files")
     add_material_options(p)
-    p.add_argument("--fit-linewidth", action=argparse.BooleanOptionalAction, default=True,
-                   help="fit the intrinsic linewidth γ (HWHM = γ·E) as a nuisance parameter (default: on)")
-    p.add_argument("--fit-background", action=argparse.BooleanOptionalAction, default=True,
-                   help="fit a residual background slope in energy (default: on; docs/fitting.md)")
+    p.add_argument("--fit-linewidth", action=argparse.BooleanOptionalAction, default=None,
+                   help="fit the intrinsic linewidth γ (HWHM = γ·E) as a nuisance parameter (default: on, as the "
+                        "Python API: FIT_DEFAULTS)")
+    p.add_argument("--fit-background", action=argparse.BooleanOptionalAction, default=None,
+                   help="fit a residual background slope in energy (default: on, as the Python API: FIT_DEFAULTS; "
+                        "docs/fitting.md)")
     p.add_argument("--start", default=None, help="starting constants F1,...,Fn in N/m in the material's order "
                    "(default: its reference)")
     p.add_argument("--max-evaluations", type=int, default=None, help="simulator-call budget per spectrum")
-    p.add_argument("--seed", type=int, default=0, help="seed of the gradient fit's extra starts")
-    p.add_argument("--plot", default=None, help="PNG of the constants against temperature (needs ≥ 1 spectrum)")
+    p.add_argument("--seed", type=int, default=None,
+                   help="seed of the gradient fit's extra starts (default: FIT_DEFAULTS, 0)")
+    p.add_argument("--plot", default=None,
+                   help="PNG: for one spectrum the data, fit and residual maps with |Q|- and E-averaged cuts; for "
+                        "several the constants and NMSE against temperature (constants at a bound marked in red)")
     p.add_argument("--joint", action="store_true",
                    help="fit all inputs together as one temperature series (each constant a smooth function of T; "
                         "docs/fitting.md, 'Joint fit of a temperature series')")
@@ -106,6 +113,18 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="with --joint: also fit each spectrum alone and put those fits in the output and the plot")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return p
+
+
+def apply_fit_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """Fill the fit options left unset (None) from :data:`~phonon_ml_core.fitting.defaults.FIT_DEFAULTS`, the one
+    home of the defaults shared with the Python API and the Mantid algorithm (imported here, not at parser build,
+    so that ``fit --help`` stays torch-free)."""
+    from phonon_ml_core.fitting.defaults import FIT_DEFAULTS
+
+    for name in ("method", "fit_linewidth", "fit_background", "seed"):
+        if getattr(args, name, None) is None:
+            setattr(args, name, getattr(FIT_DEFAULTS, name))
+    return args
 
 
 def parse_constants(text: str | None, material: Material, flag: str) -> np.ndarray | None:
@@ -123,10 +142,10 @@ def parse_constants(text: str | None, material: Material, flag: str) -> np.ndarr
 
 
 def run(args: argparse.Namespace) -> int:
-    from phonon_ml_core.fitting import fit_spectrum, series_of
     from phonon_ml_core.fitting.inputs import resolve_experiment, resolve_material
     from phonon_ml_core.prediction.inputs import read_inputs
 
+    apply_fit_defaults(args)
     out = check_output_path(args.output, args.overwrite)
     if args.plot is not None:
         check_output_path(args.plot, args.overwrite)
@@ -134,9 +153,17 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--max-evaluations must be a positive integer")
     if args.lattice_parameter is not None and not args.lattice_parameter > 0:
         raise ValueError(f"--lattice-parameter must be a positive number of Å, got {args.lattice_parameter}")
+    if not args.joint and (args.series_model != "linear" or args.smoothness is not None or args.compare_independent):
+        raise ValueError("--series-model, --smoothness and --compare-independent need --joint")
+    if args.joint and args.smoothness is not None and args.series_model != "free":
+        raise ValueError("--smoothness needs --series-model free")
+    if args.joint and args.lattice_parameter is not None:
+        raise ValueError("--lattice-parameter cannot be used with --joint: the joint fit takes a(T) from the "
+                         "material at each temperature")
     material = material_from_args(args)
     inputs = read_inputs(args.input, ei_mev=args.ei, instrument=args.instrument, temperature=args.temperature,
                          material=material)
+    check_ei_matches_inputs(args.ei, inputs)
     items, sources, experiments, materials = [], [], [], []
     for inp in inputs:
         for i, member in enumerate(inp.spectrum):
@@ -156,16 +183,16 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError("an input has no temperature: give --temperature (K)")
     if args.joint:
         return run_joint(args, out, items, sources, materials[0], experiments, start)
-    elif args.series_model != "linear" or args.smoothness is not None or args.compare_independent:
-        raise ValueError("--series-model, --smoothness and --compare-independent need --joint")
+    from phonon_ml_core.fitting import fit_spectrum, series_of
+
     t0 = time.perf_counter()
     results = [fit_spectrum(s, method=args.method, start=start, fit_linewidth=args.fit_linewidth,
                             fit_background=args.fit_background, seed=args.seed, max_evaluations=args.max_evaluations,
                             lattice_parameter=args.lattice_parameter, material=m, experiment=e)
                for s, m, e in zip(items, materials, experiments)]
-    series = series_of(results) if len(results) > 1 or args.plot else None
-    if series is not None and args.plot:
-        series.plot(args.plot, overwrite=args.overwrite)
+    series = series_of(results) if len(results) > 1 else None
+    if args.plot:
+        plot_fits(results, items, args.plot, args.overwrite)
     entries = []
     for src, r in zip(sources, results):
         entries.append({**r.to_dict(), **src})
@@ -196,13 +223,8 @@ def run_joint(args: argparse.Namespace, out, items, sources, material: Material,
     from phonon_ml_core.fitting import fit_spectrum
     from phonon_ml_core.fitting.joint import fit_joint
 
-    if len(items) < 2:
-        raise ValueError(f"--joint needs at least two spectra (a temperature series), got {len(items)}")
-    if args.lattice_parameter is not None:
-        raise ValueError("--lattice-parameter cannot be used with --joint: the joint fit takes a(T) from the "
-                         "material at each temperature")
-    if args.smoothness is not None and args.series_model != "free":
-        raise ValueError("--smoothness needs --series-model free")
+    check_series_temperatures([float(s.temperature) for s in items], [_label(src) for src in sources],
+                              args.series_model)
     t0 = time.perf_counter()
     joint = fit_joint(items, material=material, experiment=experiments, model=args.series_model,
                       fit_linewidth=args.fit_linewidth, fit_background=args.fit_background, start=start,
@@ -233,3 +255,19 @@ def run_joint(args: argparse.Namespace, out, items, sources, material: Material,
           f"{joint.seconds:.1f} s; wrote {out}" + (f" and {args.plot}" if args.plot else ""))
     return 0
 
+
+def _label(source: dict) -> str:
+    """'file.h5' or 'file.h5[i]' for a member of a set."""
+    return source["input"] + ("" if source["index"] is None else f"[{source['index']}]")
+
+
+def plot_fits(results, spectra, path: str, overwrite: bool) -> None:
+    """--plot: the figure of the one fit (maps, cuts, constants), or the constants against T of several."""
+    from phonon_ml_core.report.plotting import plot_fit
+    from phonon_ml_core.report.series_figure import fits_figure
+
+    if len(results) == 1:
+        check_output_path(path, overwrite)
+        plot_fit(results[0], spectra[0], path)
+    else:
+        fits_figure(results, path, overwrite=overwrite)

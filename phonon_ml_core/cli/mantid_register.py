@@ -112,6 +112,8 @@ def run(args: argparse.Namespace) -> int:
         raise NotADirectoryError(f"--properties-file {path}: {path.parent} is a file, not a folder: give another path")
     if path.exists():
         check_input_file(path, "--properties-file")
+    if not args.print_only:
+        check_writable_properties(path)
     try:
         text = path.read_text(encoding="utf-8") if path.exists() else ""
     except (UnicodeDecodeError, OSError) as exc:
@@ -129,3 +131,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"{path} already {'lacks' if args.remove else 'has'} {directory} in {KEY}: nothing to do")
     return 0
+
+
+def check_writable_properties(path: Path) -> None:
+    """PermissionError naming the file and the fix when the properties file or its folder cannot be written (the
+    file is replaced atomically, which needs the folder writable)."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(f"--properties-file {path}: cannot write to the folder {folder}: choose a writable "
+                              "location (--properties-file) or run as a user who may change it")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise PermissionError(f"--properties-file {path} is read-only: make it writable (chmod u+w) or give "
+                              "another --properties-file")

@@ -54,8 +54,17 @@ def run(args: argparse.Namespace) -> int:
                              f"{', '.join(material.names)}) but --material is {asked.name} ({asked.lattice}, "
                              f"{', '.join(asked.names)}): use a bundle trained for {asked.name} (`phonon-ml train` on "
                              f"a data set simulated with --material {asked.element})")
-    spectra, names = read_inputs_on_grid(args.input, bundle.grid, args.temperature, material=material,
-                                         ei_mev=args.ei)
+    check_predict_ei(args.ei, args.input, bundle.grid.ei_mev)
+    spectra, names = read_inputs_on_grid(args.input, bundle.grid, args.temperature,
+                                         material=None if args.material is None else material, ei_mev=args.ei)
+    for s, name in zip(spectra, names):
+        own = s.material
+        if own is not None and not own.same_as(material):
+            raise ValueError(f"{name} holds a spectrum of {own.name} ({own.lattice}, constants {', '.join(own.names)}) "
+                             f"but the model bundle was trained for {material.name} ({material.lattice}, "
+                             f"{', '.join(material.names)}): give --model a bundle trained for {own.name} "
+                             f"(`phonon-ml train` on a set simulated with --material {own.element}), or use "
+                             f"`phonon-ml fit --material {own.element}`")
     if not spectra:
         raise ValueError(f"the inputs {', '.join(args.input)} hold zero spectra: nothing to predict")
     for s, name in zip(spectra, names):
@@ -90,3 +99,17 @@ def _plot(spectra: list[Spectrum], entries: list[dict], names: list[str], path: 
     ax.set_title("measured (points) and simulated from the prediction (lines)", fontsize=9)
     ax.legend(fontsize=7)
     save_figure(fig, path)
+
+
+def check_predict_ei(ei_mev: float | None, paths: list[str], bundle_ei_mev: float | None) -> None:
+    """--ei sets the Ei (meV) of reduced files; a preprocessed ``.h5`` input already lives on a grid for the
+    bundle's Ei, so an --ei that disagrees with it is refused (naming the file) instead of silently ignored."""
+    from phonon_ml_core.prediction.inputs import is_reduced
+
+    if ei_mev is None or bundle_ei_mev is None:
+        return
+    for p in paths:
+        if not is_reduced(p) and abs(float(ei_mev) - float(bundle_ei_mev)) > 1e-6 * max(float(bundle_ei_mev), 1.0):
+            raise ValueError(f"--ei {ei_mev:g} meV: {p} is a preprocessed spectrum and the model is for Ei = "
+                             f"{float(bundle_ei_mev):g} meV; --ei only sets the Ei of reduced files (.nxs, .nxspe): "
+                             "drop --ei, or use a model trained for that Ei")

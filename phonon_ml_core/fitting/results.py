@@ -135,3 +135,16 @@ def msq_combination(fc: np.ndarray, material: Material | None = None) -> np.ndar
     fcc two shells: 4(2·1XX + 1ZZ) + 2(2XX + 2·2YY). ``fc`` (..., K); ``material`` default ALUMINIUM.
     """
     return np.asarray(fc, dtype=float) @ msq_coefficients(ALUMINIUM if material is None else material)
+
+
+#: A parameter within this fraction of its bound range from a bound ended on the bound: ten times the Nelder–Mead
+#: simplex tolerance on the unit box (xatol 1e-4), which stops short of an active bound by up to about that much.
+AT_BOUND_TOLERANCE = 1.0e-3
+
+
+def parameters_at_bounds(u: np.ndarray, names: tuple[str, ...] | list[str],
+                         tolerance: float = AT_BOUND_TOLERANCE) -> tuple[str, ...]:
+    """Names of the parameters whose position ``u`` in the unit box (0 = lower bound, 1 = upper) lies within
+    ``tolerance`` of a bound (the 280 K aluminium fit ends 1.2e-5 of the range below 2XX's upper bound)."""
+    u = np.asarray(u, dtype=float)
+    return tuple(names[i] for i in np.where((u <= tolerance) | (u >= 1.0 - tolerance))[0])

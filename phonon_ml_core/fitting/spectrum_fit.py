@@ -24,6 +24,7 @@ import torch
 
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.data.validation import check_interval, check_number, check_spectrum_values
+from phonon_ml_core.fitting.defaults import FIT_DEFAULTS, METHODS
 from phonon_ml_core.fitting.gradient import fit_gradient
 from phonon_ml_core.fitting.inputs import (
     prepare_spectrum,
@@ -33,7 +34,7 @@ from phonon_ml_core.fitting.inputs import (
 )
 from phonon_ml_core.fitting.nelder_mead import fit_nelder_mead
 from phonon_ml_core.fitting.problem import LINEWIDTH, UNSTABLE_PENALTY, FitProblem
-from phonon_ml_core.fitting.results import FitResult
+from phonon_ml_core.fitting.results import FitResult, parameters_at_bounds
 from phonon_ml_core.fitting.uncertainty import parameter_uncertainty
 from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.simulator.powder import PowderSimulator, SimulationSettings
@@ -41,26 +42,31 @@ from phonon_ml_core.specs import Experiment, Material
 
 __all__ = ["LINEWIDTH_BOUNDS", "LINEWIDTH_START", "METHODS", "fit_spectrum"]
 
-METHODS = ("nelder-mead", "gradient")
-#: Default start and bounds of the linewidth γ (HWHM = γ·E) when it is fitted.
-LINEWIDTH_START = 0.03
-LINEWIDTH_BOUNDS = (1.0e-3, 0.3)
+#: Default start and bounds of the linewidth γ (HWHM = γ·E) when it is fitted (:mod:`.defaults`).
+LINEWIDTH_START = FIT_DEFAULTS.linewidth_start
+LINEWIDTH_BOUNDS = FIT_DEFAULTS.linewidth_bounds
 #: Simulator precision per method. Nelder–Mead compares NMSE values to 10⁻⁶ (fatol), far above float32 rounding,
 #: and reaches the same optimum at about 1.6× less cost per call; the gradient fit's L-BFGS line searches need
 #: float64 (in float32 they stop short: "not converged").
 FIT_DTYPES = {"nelder-mead": torch.float32, "gradient": torch.float64}
 
 
-def fit_spectrum(spectrum: Spectrum, method: str = "nelder-mead", start=None, bounds=None,
-                 fit_linewidth: bool = False, temperature: float | None = None,
-                 lattice_parameter: float | None = None, seed: int = 0, max_evaluations: int | None = None,
-                 n_starts: int = 6, adam_steps: int = 8, n_polish: int = 2, linewidth: float | None = None,
-                 linewidth_bounds: tuple[float, float] = LINEWIDTH_BOUNDS,
+def fit_spectrum(spectrum: Spectrum, method: str = FIT_DEFAULTS.method, start=None, bounds=None,
+                 fit_linewidth: bool = FIT_DEFAULTS.fit_linewidth, temperature: float | None = None,
+                 lattice_parameter: float | None = None, seed: int = FIT_DEFAULTS.seed,
+                 max_evaluations: int | None = None, n_starts: int = FIT_DEFAULTS.n_starts,
+                 adam_steps: int = FIT_DEFAULTS.adam_steps, n_polish: int = FIT_DEFAULTS.n_polish,
+                 linewidth: float | None = None, linewidth_bounds: tuple[float, float] = LINEWIDTH_BOUNDS,
                  settings: SimulationSettings | None = None, simulator: PowderSimulator | None = None,
-                 uncertainty: bool = True, threads: int | None = 1, fit_background: bool = False,
+                 uncertainty: bool = FIT_DEFAULTS.uncertainty, threads: int | None = FIT_DEFAULTS.threads,
+                 fit_background: bool = FIT_DEFAULTS.fit_background,
                  background_bounds: tuple[float, float] | None = None, material: Material | None = None,
                  experiment: Experiment | None = None) -> FitResult:
-    """Fit the material's force constants (and optionally the linewidth γ) to one measured or simulated spectrum.
+    """Fit the material's force constants (with the linewidth γ and a background slope by default) to one spectrum.
+
+    The defaults are :data:`~phonon_ml_core.fitting.defaults.FIT_DEFAULTS`, the same as ``phonon-ml fit`` and the
+    Mantid algorithm: Nelder–Mead, γ free, background slope profiled out. Pass ``fit_linewidth=False`` and
+    ``fit_background=False`` for the bare model (constants only).
 
     Args:
         spectrum: one spectrum (χ'' or S, mean-normalised; others are normalised with a note).
@@ -69,7 +75,7 @@ def fit_spectrum(spectrum: Spectrum, method: str = "nelder-mead", start=None, bo
             ML prediction.
         bounds: (K, 2) (low, high) per constant, N/m; default the material's ``fit_bounds`` (widened to hold the
             start).
-        fit_linewidth: fit γ (HWHM = γ·E) as an extra, nuisance parameter named "linewidth".
+        fit_linewidth: fit γ (HWHM = γ·E) as an extra, nuisance parameter named "linewidth" (default True).
         temperature: K; default the spectrum's own.
         lattice_parameter: Å; default the material's a(T).
         seed: seeds the extra starts of the gradient fit (Nelder–Mead is deterministic anyway).
@@ -81,8 +87,8 @@ def fit_spectrum(spectrum: Spectrum, method: str = "nelder-mead", start=None, bo
         uncertainty: compute the std (one extra batched simulator call).
         threads: torch intra-op threads during the fit (default 1: the per-call work is small and several
             threads are slower when the cores are shared; None = leave torch's setting).
-        fit_background: model a residual background b(E) = b0 + b1·(E − Ē), flat in |Q| and linear in energy
-            transfer (units: the span of the mean-normalised simulated spectrum; b1 per meV), as
+        fit_background: (default True) model a residual background b(E) = b0 + b1·(E − Ē), flat in |Q| and linear
+            in energy transfer (units: the span of the mean-normalised simulated spectrum; b1 per meV), as
             normalise(y_sim + b(E)). b1 is profiled out exactly at each evaluation (variable projection, no extra
             optimiser parameter); b0 cancels in the mean normalisation and is reported as 0.
         background_bounds: (low, high) for b1 (per meV); default ±2 spans over the energy range of the pixels.
@@ -92,7 +98,8 @@ def fit_spectrum(spectrum: Spectrum, method: str = "nelder-mead", start=None, bo
             instrument's default settings (ARCS-100-1.5-AST at 300 Hz for ARCS at 50 meV). Its Ei must be the
             spectrum's.
     """
-    check_fit_arguments(spectrum, temperature, max_evaluations, linewidth_bounds, lattice_parameter)
+    check_fit_arguments(spectrum, temperature, max_evaluations, linewidth_bounds, lattice_parameter,
+                        linewidth=linewidth, seed=seed, n_starts=n_starts, adam_steps=adam_steps, n_polish=n_polish)
     with torch_threads(threads):
         return _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, lattice_parameter, seed,
                              max_evaluations, n_starts, adam_steps, n_polish, linewidth, linewidth_bounds, settings,
@@ -100,15 +107,24 @@ def fit_spectrum(spectrum: Spectrum, method: str = "nelder-mead", start=None, bo
 
 
 def check_fit_arguments(spectrum: Spectrum, temperature: float | None, max_evaluations: int | None,
-                        linewidth_bounds: tuple[float, float], lattice_parameter: float | None) -> None:
+                        linewidth_bounds: tuple[float, float], lattice_parameter: float | None,
+                        linewidth: float | None = None, seed: int = 0, n_starts: int = 1, adam_steps: int = 0,
+                        n_polish: int = 0) -> None:
     """Entry checks of :func:`fit_spectrum` (before any simulator is built): a Spectrum with finite values and a
-    temperature, a positive budget, increasing linewidth bounds (γ ≥ 0) and a positive lattice parameter (Å)."""
+    temperature, a positive budget, increasing linewidth bounds (γ ≥ 0), a non-negative γ, a positive lattice
+    parameter (Å), and whole numbers for the seed and the gradient fit's counts."""
     check_spectrum_values(spectrum, "the spectrum to fit", temperature=temperature)
     if max_evaluations is not None:
         check_number(max_evaluations, "max_evaluations", low=1, low_inclusive=True, integer=True)
     check_interval(linewidth_bounds, "linewidth_bounds", low=0.0)
+    if linewidth is not None:
+        check_number(linewidth, "linewidth", low=0.0, low_inclusive=True, unit="(γ, HWHM = γ·E)")
     if lattice_parameter is not None:
         check_number(lattice_parameter, "lattice_parameter", low=0.0, unit="Å")
+    check_number(seed, "seed", low=0, low_inclusive=True, integer=True)
+    check_number(n_starts, "n_starts", low=1, low_inclusive=True, integer=True)
+    check_number(adam_steps, "adam_steps", low=0, low_inclusive=True, integer=True)
+    check_number(n_polish, "n_polish", low=0, low_inclusive=True, integer=True)
 
 
 @contextlib.contextmanager
@@ -172,10 +188,9 @@ def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, l
     if f >= UNSTABLE_PENALTY:
         raise ValueError("no dynamically stable force constants were found within the bounds: check the start "
                          "and the bounds")
-    at_bound = np.where((u <= 1e-6) | (u >= 1 - 1e-6))[0]
-    at_bounds = tuple(prob.parameter_names[i] for i in at_bound)
-    if len(at_bound):
-        notes.append("at a bound: " + ", ".join(prob.parameter_names[i] for i in at_bound))
+    at_bounds = parameters_at_bounds(u, prob.parameter_names)
+    if at_bounds:
+        notes.append("at a bound: " + ", ".join(at_bounds))
     std = np.full(len(theta) + int(fit_background), np.nan)
     corr = None
     if uncertainty:

@@ -129,3 +129,25 @@ def member_without_temperature(members: Sequence[tuple[str | None, Any]], log_na
         if sample_temperature(member, log_name)[1] is None:
             return name or "the workspace"
     return None
+
+
+def number_problems(alg: Any, temperatures: Sequence[str] = ("Temperature",), finite: Sequence[str] = ()
+                    ) -> dict[str, str]:
+    """validateInputs problems of numeric properties that Mantid's validators cannot express: a temperature set
+    above :data:`~phonon_ml_core.data.validation.MAX_TEMPERATURE_K` (an upper bound would make an unset EMPTY_DBL
+    default invalid), and arrays (force constants, N/m) with NaN or infinity. Unset properties are skipped."""
+    from phonon_ml_core.data.validation import check_temperature
+
+    issues: dict[str, str] = {}
+    for name in temperatures:
+        prop = alg.getProperty(name)
+        if not prop.isDefault:
+            try:
+                check_temperature(float(prop.value), name)
+            except ValueError as exc:
+                issues[name] = str(exc)
+    for name in finite:
+        values = np.asarray(alg.getProperty(name).value, dtype=float)
+        if values.size and not np.all(np.isfinite(values)):
+            issues[name] = f"{name} must be finite numbers (N/m), got {values.tolist()}"
+    return issues
