@@ -6,3 +6,7 @@ from __future__ import annotations
 FIT_METHODS = ("nelder-mead", "gradient")
 #: ``fit --series-model``: :data:`phonon_ml_core.fitting.joint_model.SERIES_MODELS`.
 SERIES_MODELS = ("linear", "quadratic", "free")
+#: ``fit --linewidth-model``: :data:`phonon_ml_core.fitting.linewidth.LINEWIDTH_MODELS`.
+LINEWIDTH_MODELS = ("proportional", "affine")
+#: ``fit --prior``: "none" and :data:`phonon_ml_core.fitting.priors.PRIOR_SCOPES`.
+PRIOR_CHOICES = ("none", "added", "all")

@@ -16,7 +16,7 @@ import numpy as np
 
 from phonon_ml_core.cli.checks import check_ei_matches_inputs, check_series_temperatures
 from phonon_ml_core.cli.choices import FIT_METHODS as METHODS
-from phonon_ml_core.cli.choices import SERIES_MODELS
+from phonon_ml_core.cli.choices import LINEWIDTH_MODELS, PRIOR_CHOICES, SERIES_MODELS
 from phonon_ml_core.data.fileio import check_output_path
 from phonon_ml_core.data.jsonio import write_json
 
@@ -111,8 +111,27 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="with --joint --series-model free: the penalty strength (default: chosen by validation)")
     p.add_argument("--compare-independent", action="store_true",
                    help="with --joint: also fit each spectrum alone and put those fits in the output and the plot")
+    p.add_argument("--linewidth-model", default="proportional", choices=LINEWIDTH_MODELS,
+                   help="proportional: HWHM = γ·E (default); affine: HWHM = γ0 + γ·E with γ0 (meV) the extra nuisance "
+                        "parameter linewidth_offset (not with --joint; docs/fitting.md, 'Nuisance model')")
+    p.add_argument("--prior", default="none", choices=PRIOR_CHOICES,
+                   help="Gaussian priors centred on the material's reference constants: 'added' on the constants of "
+                        "shells beyond two (use with --material M --shells 4), 'all' on every constant; widths: half "
+                        "the material's sampling range (docs/fitting.md, 'Nuisance model')")
+    p.add_argument("--prior-width-scale", type=float, default=1.0, help="multiply the prior widths (default 1)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return p
+
+
+def prior_from_args(args: argparse.Namespace, material: Material):
+    """The --prior of ``material`` (None for 'none')."""
+    from phonon_ml_core.fitting.priors import reference_prior
+
+    if args.prior == "none":
+        return None
+    if not args.prior_width_scale > 0:
+        raise ValueError(f"--prior-width-scale must be > 0, got {args.prior_width_scale}")
+    return reference_prior(material, args.prior, width_scale=args.prior_width_scale)
 
 
 def apply_fit_defaults(args: argparse.Namespace) -> argparse.Namespace:
@@ -178,17 +197,22 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("the inputs hold different materials (" + ", ".join(sorted({m.name for m in materials}))
                          + "): fit each material in its own run")
     start = parse_constants(args.start, materials[0], "--start")
+    prior = prior_from_args(args, materials[0])
+    if args.linewidth_model == "affine" and (args.joint or not args.fit_linewidth):
+        raise ValueError("--linewidth-model affine needs a fitted linewidth (not --no-fit-linewidth) and is not "
+                         "available with --joint")
     for s in items:
         if s.temperature is None or not np.all(np.isfinite(s.temperatures())):
             raise ValueError("an input has no temperature: give --temperature (K)")
     if args.joint:
-        return run_joint(args, out, items, sources, materials[0], experiments, start)
+        return run_joint(args, out, items, sources, materials[0], experiments, start, prior)
     from phonon_ml_core.fitting import fit_spectrum, series_of
 
     t0 = time.perf_counter()
     results = [fit_spectrum(s, method=args.method, start=start, fit_linewidth=args.fit_linewidth,
                             fit_background=args.fit_background, seed=args.seed, max_evaluations=args.max_evaluations,
-                            lattice_parameter=args.lattice_parameter, material=m, experiment=e)
+                            lattice_parameter=args.lattice_parameter, material=m, experiment=e,
+                            linewidth_model=args.linewidth_model, prior=prior)
                for s, m, e in zip(items, materials, experiments)]
     series = series_of(results) if len(results) > 1 else None
     if args.plot:
@@ -209,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"    {point}: " + ", ".join(f"{v:.3f}" + ("" if sd is None or sd[j] is None else f"±{sd[j]:.3f}")
                                            for j, v in enumerate(f)) + " THz")
     doc = {"results": entries, "method": args.method, "fit_linewidth": bool(args.fit_linewidth),
+           "linewidth_model": args.linewidth_model, "prior": None if prior is None else prior.to_dict(),
            "fit_background": bool(args.fit_background), "material": materials[0].name,
            "names": list(materials[0].names), "total_seconds": time.perf_counter() - t0,
            "series": series.to_dict() if series is not None and len(entries) > 1 else None}
@@ -218,7 +243,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 
-def run_joint(args: argparse.Namespace, out, items, sources, material: Material, experiments, start) -> int:
+def run_joint(args: argparse.Namespace, out, items, sources, material: Material, experiments, start,
+              prior=None) -> int:
     """``fit --joint``: one joint fit of all input spectra; RESULT.json holds one entry per input plus the series."""
     from phonon_ml_core.fitting import fit_spectrum
     from phonon_ml_core.fitting.joint import fit_joint
@@ -228,12 +254,12 @@ def run_joint(args: argparse.Namespace, out, items, sources, material: Material,
     t0 = time.perf_counter()
     joint = fit_joint(items, material=material, experiment=experiments, model=args.series_model,
                       fit_linewidth=args.fit_linewidth, fit_background=args.fit_background, start=start,
-                      smoothness=args.smoothness, max_evaluations=args.max_evaluations or 400)
+                      smoothness=args.smoothness, max_evaluations=args.max_evaluations or 400, prior=prior)
     independent = None
     if args.compare_independent:
         independent = [fit_spectrum(s, method=args.method, start=start, fit_linewidth=args.fit_linewidth,
                                     fit_background=args.fit_background, seed=args.seed, material=material,
-                                    experiment=e) for s, e in zip(items, experiments)]
+                                    experiment=e, prior=prior) for s, e in zip(items, experiments)]
     if args.plot:
         from phonon_ml_core.report.series_figure import series_figure
 

@@ -28,6 +28,12 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=10000, help="latent samples per spectrum (default 10000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", help="PNG comparing measured and simulated |Q|-averaged intensity")
+    p.add_argument("--series-plot", metavar="FIG.png",
+                   help="PNG of the constants and zone-boundary frequencies against temperature (latent-sampling "
+                        "spread as a band); needs ≥ 2 inputs with temperatures (docs/fitting.md, 'Series views')")
+    p.add_argument("--series-compare", nargs="+", metavar="RESULT.json", default=None,
+                   help="with --series-plot: RESULT.json files of `phonon-ml fit` (independent, or --joint "
+                        "[--compare-independent]) drawn beside the predictions")
     p.add_argument("--overwrite", action="store_true")
     return p
 
@@ -45,6 +51,13 @@ def run(args: argparse.Namespace) -> int:
     from phonon_ml_core.specs import get_material
 
     check_output_path(args.output, args.overwrite)
+    if args.series_compare and not args.series_plot:
+        raise ValueError("--series-compare needs --series-plot FIG.png")
+    if args.series_plot:
+        check_output_path(args.series_plot, args.overwrite)
+        for f in args.series_compare or []:
+            if not Path(f).is_file():
+                raise ValueError(f"--series-compare file {f} does not exist: give RESULT.json files of phonon-ml fit")
     bundle = resolve_bundle(args.model)
     material = bundle_material(bundle)
     if args.material is not None:
@@ -69,9 +82,13 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"the inputs {', '.join(args.input)} hold zero spectra: nothing to predict")
     for s, name in zip(spectra, names):
         check_spectrum_values(s, name)
+    if args.series_plot and len(spectra) < 2:
+        raise ValueError(f"--series-plot needs a temperature series (≥ 2 spectra), got {len(spectra)}")
     entries = predict_spectra(bundle, spectra, n_samples=args.samples, seed=args.seed)
-    write_results(args.output, result_records(entries, names, material, bundle_experiment(bundle)),
-                  overwrite=args.overwrite)
+    records = result_records(entries, names, material, bundle_experiment(bundle))
+    write_results(args.output, records, overwrite=args.overwrite)
+    if args.series_plot:
+        _series_plot(records, args.series_compare or [], args.series_plot, args.overwrite)
     if args.plot:
         _plot(spectra, entries, names, args.plot)
     for name, e in zip(names, entries):
@@ -80,6 +97,17 @@ def run(args: argparse.Namespace) -> int:
               f"({e['nmse_background_slope']:.3f} with the best background slope, as `phonon-ml fit`)")
     print(f"wrote {args.output}")
     return 0
+
+
+def _series_plot(records: list[dict], compare: list[str], path: str, overwrite: bool) -> None:
+    from phonon_ml_core.report.ml_series import ml_series_figure, track_from_entries, tracks_from_result
+
+    tracks = [track_from_entries(records, "ML (latent mean ± spread)", "band")]
+    for f in compare:
+        tracks += tracks_from_result(f)
+    ml_series_figure(tracks, path, overwrite=overwrite, title=f"{records[0]['material']}: ML predictions"
+                     + (" beside fits" if compare else "") + " against temperature")
+    print(f"wrote {path}")
 
 
 def _plot(spectra: list[Spectrum], entries: list[dict], names: list[str], path: str) -> None:

@@ -27,6 +27,7 @@ from phonon_ml_core.fitting.joint_model import SERIES_MODELS, SeriesModel
 from phonon_ml_core.fitting.joint_problem import WALL, JointProblem
 from phonon_ml_core.fitting.joint_result import JointResult, build_result
 from phonon_ml_core.fitting.joint_uncertainty import jacobian, joint_covariance, roughness_curvature
+from phonon_ml_core.fitting.priors import GaussianPrior
 from phonon_ml_core.fitting.problem import UNSTABLE_PENALTY
 from phonon_ml_core.fitting.spectrum_fit import LINEWIDTH_BOUNDS, LINEWIDTH_START, torch_threads
 from phonon_ml_core.simulator.factory import get_simulator
@@ -63,7 +64,7 @@ def _profiled_slopes(prob: JointProblem, theta: np.ndarray) -> list:
 
 
 def _wall_residuals(prob: JointProblem, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The bound walls as least-squares rows: (∂w/∂θ (M, P), w (M,)) with Σ w² = N × wall penalty."""
+    """The bound walls (and prior) as least-squares rows: (∂w/∂θ (M, P), w (M,)) with Σ w² = N × penalty."""
     def walls(th):
         fc, lw = prob.unpack(th[None])
         lo = torch.as_tensor(prob.bounds[:, 0])
@@ -72,7 +73,8 @@ def _wall_residuals(prob: JointProblem, theta: np.ndarray) -> tuple[np.ndarray, 
         if prob.fit_linewidth:
             a, b = prob.linewidth_bounds
             w.append(((lw - lw.clamp(a, b)) / (b - a)).reshape(-1))
-        return torch.cat(w) * float(np.sqrt(prob.n_spectra * WALL))
+        rows = torch.cat(w) * float(np.sqrt(prob.n_spectra * WALL))
+        return rows if prob.prior is None else torch.cat([rows, prob.prior_rows(fc)[0]])
     th = torch.as_tensor(theta)
     return torch.autograd.functional.jacobian(walls, th).numpy(), walls(th).numpy()
 
@@ -152,8 +154,8 @@ def fit_joint(spectra: Spectrum | Sequence[Spectrum], material: Material | None 
               linewidth_bounds: tuple[float, float] = LINEWIDTH_BOUNDS, start=None, bounds=None,
               smoothness: float | None = None, smoothness_grid: Sequence[float] = SMOOTHNESS_GRID,
               max_evaluations: int = 400, settings: SimulationSettings | None = None, simulators=None,
-              uncertainty: bool = True, threads: int | None = 1, temperatures: Sequence[float] | None = None
-              ) -> JointResult:
+              uncertainty: bool = True, threads: int | None = 1, temperatures: Sequence[float] | None = None,
+              prior: GaussianPrior | None = None) -> JointResult:
     """Fit all spectra of a temperature series of one material together.
 
     Args:
@@ -172,11 +174,13 @@ def fit_joint(spectra: Spectrum | Sequence[Spectrum], material: Material | None 
         simulators: optional ready simulators, one per spectrum (tests).
         uncertainty: covariance of the series parameters, model-error inflation and identifiability.
         temperatures: override the spectra's temperatures (K).
+        prior: Gaussian priors on the constants at every temperature (:func:`.priors.reference_prior`; for extra
+            shells, ``material.with_shells(n)``); the covariance is the data's alone.
     """
     with torch_threads(threads):
         return _fit_joint(spectra, material, experiment, model, fit_linewidth, fit_background, linewidth,
                           linewidth_bounds, start, bounds, smoothness, smoothness_grid, max_evaluations, settings,
-                          simulators, uncertainty, temperatures)
+                          simulators, uncertainty, temperatures, prior)
 
 
 def _inputs(spectra, material, experiment, temperatures, notes):
@@ -205,13 +209,15 @@ def _inputs(spectra, material, experiment, temperatures, notes):
 
 def _fit_joint(spectra, material, experiment, model, fit_linewidth, fit_background, linewidth, linewidth_bounds,
                start, bounds, smoothness, smoothness_grid, max_evaluations, settings, simulators, uncertainty,
-               temperatures) -> JointResult:
+               temperatures, prior=None) -> JointResult:
     if model not in SERIES_MODELS:
         raise ValueError(f"unknown series model {model!r}: choose one of {SERIES_MODELS}")
     notes: list[str] = []
     items, mat, exps, temps = _inputs(spectra, material, experiment, temperatures, notes)
     series = SeriesModel(model, temps)
     x0, b = resolve_start_and_bounds(start, bounds, mat, notes)
+    if prior is not None:
+        prior.check_names(mat.names)
     if simulators is None:
         sims = [get_simulator(mat, e, grid=s.grid, quantity=s.quantity, settings=settings) for s, e in zip(items, exps)]
     else:
@@ -223,9 +229,9 @@ def _fit_joint(spectra, material, experiment, model, fit_linewidth, fit_backgrou
     chosen, validation = smoothness, None
     if model == "free" and smoothness is None:
         chosen, validation = _choose_smoothness(items, sims, temps, x0, b, fit_linewidth, linewidth_bounds,
-                                                linewidth, fit_background, smoothness_grid, g0, max_evaluations)
+                                                linewidth, fit_background, smoothness_grid, g0, max_evaluations, prior)
     prob = JointProblem(items, sims, temps, series, b, fit_linewidth, linewidth_bounds,
-                        None if fit_linewidth else linewidth, fit_background, chosen or 0.0)
+                        None if fit_linewidth else linewidth, fit_background, chosen or 0.0, prior)
     theta, _, msg_lm = _levenberg_marquardt(prob, prob.start(x0, g0), 25, max_evaluations // 2)
     theta, f, ok, msg = _lbfgs(prob, theta, max_evaluations)
     msg = f"{msg_lm}; {msg}"
@@ -241,7 +247,7 @@ def _fit_joint(spectra, material, experiment, model, fit_linewidth, fit_backgrou
 
 
 def _choose_smoothness(items, sims, temps, x0, b, fit_linewidth, linewidth_bounds, linewidth, fit_background,
-                       grid, g0, max_evaluations) -> tuple[float, dict]:
+                       grid, g0, max_evaluations, prior=None) -> tuple[float, dict]:
     """Leave-one-temperature-out choice of λ: for each λ, fit the others, predict the left-out constants by linear
     interpolation in T, score the left-out spectrum's NMSE (its γ chosen from a few values). Returns (λ, scores)."""
     n = len(items)
@@ -252,7 +258,7 @@ def _choose_smoothness(items, sims, temps, x0, b, fit_linewidth, linewidth_bound
             keep = [j for j in range(n) if j != i]
             sub = SeriesModel("free", temps[keep])
             prob = JointProblem([items[j] for j in keep], [sims[j] for j in keep], temps[keep], sub, b, fit_linewidth,
-                                linewidth_bounds, None if fit_linewidth else linewidth, fit_background, lam)
+                                linewidth_bounds, None if fit_linewidth else linewidth, fit_background, lam, prior)
             th, _, _ = _levenberg_marquardt(prob, prob.start(x0, g0), 12, max(max_evaluations // 3, 6))
             fc, lw = prob.unpack(torch.as_tensor(th[None]))
             w = torch.as_tensor(sub.design(np.array([temps[i]])))

@@ -5,7 +5,7 @@ constants at temperature T_i are X_i C (:class:`~phonon_ml_core.fitting.joint_mo
 the material's fit bounds with a quadratic wall outside them. Each spectrum keeps its own residual-background slope,
 profiled exactly (:mod:`phonon_ml_core.fitting.residual_background`), and the lattice parameter comes from the
 material's a(T) inside the simulator. The objective is the mean NMSE over the spectra plus, for the free model,
-λ × the roughness of the constants in T.
+λ × the roughness of the constants in T, plus the mean prior penalty of the constants (:mod:`.priors`) when given.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import torch
 
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.fitting.joint_model import SeriesModel
+from phonon_ml_core.fitting.priors import GaussianPrior
 from phonon_ml_core.fitting.problem import UNSTABLE_PENALTY
 from phonon_ml_core.fitting.residual_background import (
     SLOPE_LIMIT,
@@ -51,7 +52,8 @@ class JointProblem:
 
     def __init__(self, spectra: Sequence[Spectrum], simulators: Sequence[PowderSimulator], temperatures: np.ndarray,
                  model: SeriesModel, bounds: np.ndarray, fit_linewidth: bool, linewidth_bounds: tuple[float, float],
-                 fixed_linewidth: float | None, fit_background: bool, smoothness: float = 0.0):
+                 fixed_linewidth: float | None, fit_background: bool, smoothness: float = 0.0,
+                 prior: GaussianPrior | None = None):
         self.model = model
         self.temperature = np.asarray(temperatures, float)
         self.n_spectra = len(spectra)
@@ -63,6 +65,7 @@ class JointProblem:
         self.fixed_linewidth = fixed_linewidth
         self.fit_background = bool(fit_background)
         self.smoothness = float(smoothness)
+        self.prior = prior  # checked against the material's names by fit_joint
         self.design = torch.as_tensor(model.design(), dtype=torch.float64)  # (N, d)
         self.n_coef = model.n_coefficients * self.n_constants
         self.n_params = self.n_coef + (self.n_spectra if self.fit_linewidth else 0)
@@ -113,7 +116,14 @@ class JointProblem:
             lwc = lw.clamp(a, b)
             pen = pen + WALL * (((lw - lwc) / (b - a)) ** 2).sum(-1)
             lw = lwc
+        if self.prior is not None:  # mean over the spectra of the prior penalty of their constants
+            pen = pen + self.prior_rows(fc).pow(2).sum(-1) / self.n_spectra
         return pen, fcc, lw
+
+    def prior_rows(self, fc: torch.Tensor) -> torch.Tensor:
+        """Prior residual rows (B, N·K_active) of constants fc (B, N, K): Σ rows² = N × the mean prior penalty."""
+        b = fc.shape[0]
+        return self.prior.residual_rows(fc.reshape(-1, self.n_constants), 1.0).reshape(b, -1)
 
     # ------------------------------------------------------------------ simulation
     def simulate(self, group: GridGroup, fc: torch.Tensor, lw: torch.Tensor | None) -> torch.Tensor:

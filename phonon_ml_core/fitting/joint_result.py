@@ -142,6 +142,7 @@ def build_result(prob: JointProblem, theta: np.ndarray, material: Material, expe
         "covariance": np.full((prob.n_coef, prob.n_coef), np.nan) if cov_all is None
         else cov_all[:prob.n_coef, :prob.n_coef],
         "smoothness": smoothness, "smoothness_validation": validation,
+        "prior": None if prob.prior is None else prob.prior.to_dict(),
         "inflation": None if unc is None else unc["inflation"], "sigma2": None if unc is None else unc["sigma2"],
         "uncertainty_note": None if unc is None else unc["note"],
     }

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.fitting.linewidth import LINEWIDTH_OFFSET, simulator_linewidth
+from phonon_ml_core.fitting.priors import GaussianPrior
 from phonon_ml_core.fitting.residual_background import (
     SLOPE_LIMIT,
     best_slope,
@@ -34,12 +36,15 @@ BACKGROUND_SLOPE_LIMIT = SLOPE_LIMIT
 class FitProblem:
     """The objective on the unit box u ∈ [0, 1]^P ↔ physical parameters θ = lo + u (hi − lo).
 
-    θ holds the material's K force constants (N/m), then the linewidth γ when it is fitted.
+    θ holds the material's K force constants (N/m), then the linewidth γ when it is fitted, then its constant part
+    γ0 (meV, "linewidth_offset") with ``linewidth_offset`` (HWHM = γ0 + γ·E, :mod:`.linewidth`). A ``prior``
+    (:mod:`.priors`) adds residual rows on the constants.
     """
 
     def __init__(self, sim: PowderSimulator, spectrum: Spectrum, temperature: float, lattice_parameter,
                  bounds: np.ndarray, fit_linewidth: bool, fixed_linewidth: float | None, fit_background: bool = False,
-                 background_bounds: tuple[float, float] | None = None, names: Sequence[str] | None = None):
+                 background_bounds: tuple[float, float] | None = None, names: Sequence[str] | None = None,
+                 linewidth_offset: bool = False, prior: GaussianPrior | None = None):
         self.sim = sim
         self.names = tuple(sim.model.names if names is None else names)  # the force constants' names
         self.n_constants = len(self.names)
@@ -68,6 +73,9 @@ class FitProblem:
                              else (float(background_bounds[0]), float(background_bounds[1])))
             if not self.b_bounds[1] > self.b_bounds[0]:
                 raise ValueError(f"background_bounds must be (low, high) with low < high, got {background_bounds}")
+        # richer nuisance (issue 16): an affine linewidth and priors on the constants
+        self.linewidth_offset = bool(linewidth_offset) and self.fit_linewidth
+        self.prior = None if prior is None else prior.check_names(self.names)
 
     def to_theta(self, u):
         if isinstance(u, torch.Tensor):
@@ -80,7 +88,8 @@ class FitProblem:
     @property
     def parameter_names(self) -> tuple[str, ...]:
         """Names of the free parameters: the constants, then "linewidth" when fitted."""
-        return self.names + ((LINEWIDTH,) if self.fit_linewidth else ())
+        return self.names + ((LINEWIDTH,) if self.fit_linewidth else ()) + \
+            ((LINEWIDTH_OFFSET,) if self.linewidth_offset else ())
 
     def to_u(self, theta: np.ndarray) -> np.ndarray:
         return (np.asarray(theta) - self.lo) / self.width
@@ -91,7 +100,8 @@ class FitProblem:
         self.spectra += theta.shape[0]
         fc = theta[:, :self.n_constants]
         if self.fit_linewidth:
-            lw = theta[:, self.n_constants]
+            lw = simulator_linewidth(theta[:, self.n_constants],
+                                     theta[:, self.n_constants + 1] if self.linewidth_offset else None)
         elif self.fixed_linewidth is not None:
             lw = torch.full((theta.shape[0],), float(self.fixed_linewidth), dtype=theta.dtype)
         else:
@@ -118,6 +128,8 @@ class FitProblem:
         if self.fit_background:
             y = profile(self.x, y, self.e, self.b_bounds)[0]
         r = torch.where(bad[:, None], torch.zeros_like(y), y - self.x)
+        if self.prior is not None:
+            r = torch.cat([r, self.prior.residual_rows(theta[:, :self.n_constants], self.sum_x2)], 1)
         return r, bad
 
     def nmse_u(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -32,7 +32,9 @@ from phonon_ml_core.fitting.inputs import (
     resolve_material,
     resolve_start_and_bounds,
 )
+from phonon_ml_core.fitting.linewidth import LINEWIDTH_OFFSET, OFFSET_BOUNDS, OFFSET_START, check_linewidth_model
 from phonon_ml_core.fitting.nelder_mead import fit_nelder_mead
+from phonon_ml_core.fitting.priors import GaussianPrior
 from phonon_ml_core.fitting.problem import LINEWIDTH, UNSTABLE_PENALTY, FitProblem
 from phonon_ml_core.fitting.results import FitResult, parameters_at_bounds
 from phonon_ml_core.fitting.uncertainty import parameter_uncertainty
@@ -61,7 +63,8 @@ def fit_spectrum(spectrum: Spectrum, method: str = FIT_DEFAULTS.method, start=No
                  uncertainty: bool = FIT_DEFAULTS.uncertainty, threads: int | None = FIT_DEFAULTS.threads,
                  fit_background: bool = FIT_DEFAULTS.fit_background,
                  background_bounds: tuple[float, float] | None = None, material: Material | None = None,
-                 experiment: Experiment | None = None) -> FitResult:
+                 experiment: Experiment | None = None, linewidth_model: str = "proportional",
+                 prior: GaussianPrior | None = None) -> FitResult:
     """Fit the material's force constants (with the linewidth γ and a background slope by default) to one spectrum.
 
     The defaults are :data:`~phonon_ml_core.fitting.defaults.FIT_DEFAULTS`, the same as ``phonon-ml fit`` and the
@@ -97,13 +100,21 @@ def fit_spectrum(spectrum: Spectrum, method: str = FIT_DEFAULTS.method, start=No
         experiment: instrument, chopper and Ei of the resolution; default the spectrum's, else its grid with the
             instrument's default settings (ARCS-100-1.5-AST at 300 Hz for ARCS at 50 meV). Its Ei must be the
             spectrum's.
+        linewidth_model: "proportional" (HWHM = γ·E) or "affine" (HWHM = γ0 + γ·E, γ0 the extra nuisance parameter
+            "linewidth_offset" in meV; needs ``fit_linewidth``), :mod:`.linewidth`.
+        prior: Gaussian priors on the constants (:func:`phonon_ml_core.fitting.priors.reference_prior`), added to
+            the objective; the reported NMSE is the data's alone.
     """
+    affine = check_linewidth_model(linewidth_model) == "affine"
+    if affine and not fit_linewidth:
+        raise ValueError("linewidth_model='affine' fits HWHM = γ0 + γ·E: it needs fit_linewidth=True")
     check_fit_arguments(spectrum, temperature, max_evaluations, linewidth_bounds, lattice_parameter,
                         linewidth=linewidth, seed=seed, n_starts=n_starts, adam_steps=adam_steps, n_polish=n_polish)
     with torch_threads(threads):
         return _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, lattice_parameter, seed,
                              max_evaluations, n_starts, adam_steps, n_polish, linewidth, linewidth_bounds, settings,
-                             simulator, uncertainty, fit_background, background_bounds, material, experiment)
+                             simulator, uncertainty, fit_background, background_bounds, material, experiment,
+                             affine, prior)
 
 
 def check_fit_arguments(spectrum: Spectrum, temperature: float | None, max_evaluations: int | None,
@@ -141,8 +152,8 @@ def torch_threads(n: int | None):
 
 def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, lattice_parameter, seed,
                   max_evaluations, n_starts, adam_steps, n_polish, linewidth, linewidth_bounds, settings, simulator,
-                  uncertainty, fit_background=False, background_bounds=None, material=None, experiment=None
-                  ) -> FitResult:
+                  uncertainty, fit_background=False, background_bounds=None, material=None, experiment=None,
+                  affine=False, prior=None) -> FitResult:
     method = method.lower().replace("_", "-")
     if method in ("nm", "neldermead"):
         method = "nelder-mead"
@@ -163,6 +174,8 @@ def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, l
         g0 = float(np.clip(g0, lb[0], lb[1]))
         x0 = np.append(x0, g0)
         b = np.vstack([b, lb])
+        if affine:
+            x0, b = np.append(x0, OFFSET_START), np.vstack([b, OFFSET_BOUNDS])
     if simulator is None:
         sim = get_simulator(material, experiment, grid=spectrum.grid, quantity=spectrum.quantity,
                             settings=settings, dtype=FIT_DTYPES[method])
@@ -174,7 +187,7 @@ def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, l
             raise ValueError(f"the given simulator models {', '.join(sim.model.names)} but {material.name} has "
                              f"{', '.join(material.names)}: build it for the material (get_simulator(..., material=))")
     prob = FitProblem(sim, spectrum, t, lattice_parameter, b, fit_linewidth, None if fit_linewidth else linewidth,
-                      fit_background, background_bounds, names=material.names)
+                      fit_background, background_bounds, names=material.names, linewidth_offset=affine, prior=prior)
     rng = np.random.default_rng(seed)
     u0 = prob.to_u(x0)
     t0 = time.perf_counter()
@@ -215,13 +228,16 @@ def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, l
     nm = float(((xv - yv) ** 2).sum() / (xv ** 2).sum())
     if not conv:
         notes.append("did not converge within the evaluation budget: returning the best point found")
+    offset = float(theta[k + 1]) if affine else None
+    if affine:
+        notes.append(f"{LINEWIDTH_OFFSET} γ0 = {offset:.3f} ± {std[k + 1]:.3f} meV (HWHM = γ0 + γ·E)")
     message = msg + ("" if not notes else "; " + "; ".join(notes))
     fc = theta[:k].copy()
     lw = float(theta[k]) if fit_linewidth else (None if linewidth is None else float(linewidth))
     simulated = Spectrum(intensity=y, grid=spectrum.grid, temperature=t, quantity=spectrum.quantity,
                          normalization="mean", force_constants=fc, instrument=spectrum.instrument,
                          sample=spectrum.sample, metadata={"fit_method": method, LINEWIDTH: lw,
-                                                           "background": background},
+                                                           LINEWIDTH_OFFSET: offset, "background": background},
                          material=material, experiment=experiment)
     return FitResult(force_constants=fc, std=std[:k].copy(), linewidth=lw, nmse=nm, evaluations=prob.calls,
                      seconds=seconds, converged=conv, message=message, method=method, temperature=float(t),

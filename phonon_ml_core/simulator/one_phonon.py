@@ -87,14 +87,21 @@ def deposit(energy: torch.Tensor, amp: torch.Tensor, n_g: int, step: float) -> t
 
 def dho_kernel(gamma: torch.Tensor, g_energy: torch.Tensor, fine: torch.Tensor, f_sign: torch.Tensor,
                step: float) -> torch.Tensor:
-    """M[b, g, f]: fraction of a damped-harmonic-oscillator line of a mode at E_g (HWHM Γ = γ_b E_g) in cell f.
+    """M[b, g, f]: fraction of a damped-harmonic-oscillator line of a mode at E_g (HWHM Γ_b(E_g)) in cell f.
+
+    ``gamma`` (B,): Γ = γ·E_g (dimensionless γ); or (B, 2): Γ = γ0 + γ1·E_g with columns (γ0 in meV, γ1), an
+    energy-dependent linewidth. Γ is kept below 0.99·E_g (a line still centred near its mode).
 
     χ''_DHO(E) = (2E₀/π)·2EΓ/((E₀² − E²)² + 4E²Γ²) (unit weight; odd in E) integrated exactly over each
     cell [F_f − h/2, F_f + h/2]: with x = E², c = E₀² − 2Γ², d = 2Γ√(E₀² − Γ²), the antiderivative is
     (E₀/(π√(E₀² − Γ²))) atan((x − c)/d). Exact for any Γ, so Γ → 0 recovers the undamped line.
     """
     e0 = g_energy[None, :, None]
-    gam = (gamma[:, None, None].clamp(0.0, 0.99) * e0).clamp_min(1e-6 * step)
+    if gamma.dim() == 2:  # (γ0 meV, γ1): Γ = γ0 + γ1·E
+        gam = gamma[:, 0, None, None].clamp_min(0.0) + gamma[:, 1, None, None].clamp_min(0.0) * e0
+        gam = torch.minimum(gam, 0.99 * e0).clamp_min(1e-6 * step)
+    else:
+        gam = (gamma[:, None, None].clamp(0.0, 0.99) * e0).clamp_min(1e-6 * step)
     root = torch.sqrt(e0 ** 2 - gam ** 2)
     c = e0 ** 2 - 2 * gam ** 2
     d = 2 * gam * root

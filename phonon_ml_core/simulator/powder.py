@@ -187,7 +187,10 @@ class PowderSimulator(torch.nn.Module):
 
     # ------------------------------------------------------------------ inputs
     def prepare(self, force_constants, temperature, lattice_parameter=None, linewidth=None) -> SimulationInputs:
-        """Validate and broadcast per-spectrum inputs (N/m, K, Å, γ) into tensors."""
+        """Validate and broadcast per-spectrum inputs (N/m, K, Å, γ) into tensors.
+
+        ``linewidth``: γ per spectrum (HWHM = γ·E), or a 2-D (B or 1, 2) array of (γ0 meV, γ1) for HWHM = γ0 + γ1·E.
+        """
         fc = torch.as_tensor(force_constants, dtype=self.dtype, device=self.device)
         if fc.dim() == 1:
             fc = fc[None]
@@ -216,9 +219,11 @@ class PowderSimulator(torch.nn.Module):
             raise ValueError("lattice parameter must be a positive number of Å")
         lw = None
         if linewidth is not None:
-            lw = torch.as_tensor(linewidth, dtype=self.dtype, device=self.device).reshape(-1).expand(b)
+            lw = torch.as_tensor(linewidth, dtype=self.dtype, device=self.device)
+            lw = lw.reshape(-1, 2).expand(b, 2) if lw.dim() == 2 else lw.reshape(-1).expand(b)  # (B, 2): γ0 + γ1·E
             if not torch.isfinite(lw).all() or (lw < 0).any():
-                raise ValueError("linewidth γ must be finite and ≥ 0 (HWHM = γ·E)")
+                raise ValueError("linewidth must be finite and ≥ 0: γ (HWHM = γ·E), or rows (γ0 meV, γ1) for "
+                                 "HWHM = γ0 + γ1·E")
         return SimulationInputs(fc, t, a, lw)
 
     # ------------------------------------------------------------------ physics

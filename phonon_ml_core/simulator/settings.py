@@ -83,4 +83,4 @@ class SimulationInputs:
     force_constants: torch.Tensor  # (B, K) N/m
     temperature: torch.Tensor      # (B,) K
     lattice_parameter: torch.Tensor  # (B,) Å
-    linewidth: torch.Tensor | None = None  # (B,) γ, HWHM = γ E
+    linewidth: torch.Tensor | None = None  # (B,) γ, HWHM = γ E; or (B, 2) (γ0 meV, γ1), HWHM = γ0 + γ1 E
