@@ -37,7 +37,9 @@ setup(
         "PyYAML>=6",
     ],
     extras_require={
-        "test": ["pytest>=7", "euphonic>=1.3", "ruff==0.17.6"],
+        # Dask executor of data sets (phonon-ml simulate --executor dask; docs/scaling.md)
+        "scale": ["dask[distributed]==2026.8.0"],
+        "test": ["pytest>=7", "euphonic>=1.3", "ruff==0.17.6", "dask[distributed]==2026.8.0"],
     },
     entry_points={"console_scripts": ["phonon-ml=phonon_ml_core.cli:main"]},
     classifiers=[

@@ -2,7 +2,7 @@
 # simulator for the NMSE (docs/mantid.md). Heavy imports (torch, phonon_ml_core) happen inside validateInputs/PyExec.
 from mantid.api import (AlgorithmFactory, ITableWorkspaceProperty, MatrixWorkspaceProperty, Progress, PropertyMode,
                         PythonAlgorithm, WorkspaceProperty)
-from mantid.kernel import Direction, FloatBoundedValidator, IntBoundedValidator, Property
+from mantid.kernel import Direction, FloatBoundedValidator, IntBoundedValidator, Property, StringListValidator
 
 
 def _core():
@@ -46,6 +46,8 @@ class PredictForceConstants(PythonAlgorithm):
                              doc="K, for the NMSE simulation and for temperature-conditioned bundles (default: the "
                                  "TemperatureLog log or fallbacks)")
         self.declareProperty("TemperatureLog", ma.TEMPERATURE_LOGS[0], doc="sample log holding the temperature")
+        self.declareProperty("Device", "cpu", StringListValidator(list(ma.DEVICE_CHOICES)),
+                             doc="torch device of the NMSE simulation: cpu, or cuda for the GPU (it must exist here)")
         self.declareProperty(ITableWorkspaceProperty("OutputWorkspace", "", direction=Direction.Output),
                              doc="table: Input, Index, Name (the bundle material's constants), Value, Std, Units, "
                                  "NMSE, NMSEBackgroundSlope, Temperature, Linewidth per constant")
@@ -66,6 +68,9 @@ class PredictForceConstants(PythonAlgorithm):
         members = ma.group_members(ws)
         bundle = ma.bundle_path_or_default(self.getPropertyValue("ModelBundle"))
         issues.update(ma.check_members_for_bundle(members, bundle))
+        problem = ma.device_problem(self.getPropertyValue("Device"))
+        if problem:
+            issues["Device"] = problem
         if not members:
             return issues
         if self.getPropertyValue("Material"):
@@ -128,7 +133,8 @@ class PredictForceConstants(PythonAlgorithm):
                            bundle.grid)
             (entry,) = ma.predict_spectra(bundle, [s], n_samples=int(self.getProperty("NumberOfSamples").value),
                                           seed=int(self.getProperty("Seed").value),
-                                          simulate=bool(self.getProperty("ComputeNMSE").value))
+                                          simulate=bool(self.getProperty("ComputeNMSE").value),
+                                          device=self.getPropertyValue("Device"))
             lw = entry.get("linewidth")
             entry.update({"input": name or input_name, "index": i, "NMSE": entry["nmse"],
                           "NMSEBackgroundSlope": entry["nmse_background_slope"],

@@ -65,6 +65,8 @@ class SimulatePowderINS(PythonAlgorithm):
                              doc="intrinsic linewidth gamma (HWHM = gamma * E); 0 = none")
         self.declareProperty("MeshDensity", 16, IntBoundedValidator(lower=2, upper=64),
                              doc="reciprocal-space points per 2pi/a (accuracy against speed)")
+        self.declareProperty("Device", "cpu", StringListValidator(list(ma.DEVICE_CHOICES)),
+                             doc="torch device of the simulation: cpu, or cuda for the GPU (it must exist here)")
         self.declareProperty(MatrixWorkspaceProperty("OutputWorkspace", "", direction=Direction.Output),
                              doc="S(|Q|,E)-layout workspace: DeltaE X bin edges, |Q| bin-edge vertical axis")
 
@@ -84,6 +86,9 @@ class SimulatePowderINS(PythonAlgorithm):
             return {"Material": problem}
         material = ma.resolve_material(self.getPropertyValue("Material"))
         issues = ma.experiment_problems(None, *self._settings())
+        device = ma.device_problem(self.getPropertyValue("Device"))
+        if device:
+            issues["Device"] = device
         fc = self.getProperty("ForceConstants").value
         phonopy = self.getPropertyValue("PhonopyFile")
         if phonopy and len(fc):
@@ -118,7 +123,8 @@ class SimulatePowderINS(PythonAlgorithm):
                     "mesh_density": int(self.getProperty("MeshDensity").value)}
         lw = float(self.getProperty("Linewidth").value) or None
         spectrum = simulate_for(material, experiment, fc, float(self.getProperty("Temperature").value), settings,
-                                lattice_parameter=_optional(self, "LatticeParameter", float), linewidth=lw)
+                                lattice_parameter=_optional(self, "LatticeParameter", float), linewidth=lw,
+                                device=self.getPropertyValue("Device"))
         progress.report("writing the workspace")
         ws = ma.spectrum_to_workspace(spectrum, title=f"simulated {spectrum.quantity} of {material.name}, constants "
                                                       f"from {source}")

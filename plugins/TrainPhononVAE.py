@@ -67,6 +67,8 @@ class TrainPhononVAE(PythonAlgorithm):
         self.declareProperty("RegressorCodes", "sample", StringListValidator(["sample", "mean"]),
                              doc="train the regressor on sampled latent codes or posterior means")
         self.declareProperty("Seed", 0, IntBoundedValidator(lower=0), doc="random seed")
+        self.declareProperty("Device", "cpu", StringListValidator(list(_core().DEVICE_CHOICES)),
+                             doc="torch device of the autoencoder stages: cpu, or cuda for the GPU (it must exist)")
         self.declareProperty("BundleDirectory", "", direction=Direction.Output, doc="the bundle written")
 
     def validateInputs(self):
@@ -76,6 +78,9 @@ class TrainPhononVAE(PythonAlgorithm):
         problem = ma.check_output_bundle(self.getPropertyValue("OutputBundle"), overwrite)
         if problem:
             issues["OutputBundle"] = problem
+        problem = ma.device_problem(self.getPropertyValue("Device"))
+        if problem:
+            issues["Device"] = problem
         data = self.getPropertyValue("SimulatedData")
         if data:
             problem = ma.check_training_file(data)
@@ -115,7 +120,8 @@ class TrainPhononVAE(PythonAlgorithm):
             args["finetune_epochs"] + args["extended_epochs"] if measured else 0)
         progress = Progress(self, 0.0, 1.0, max(n_epochs, 1) + 1)
         bundle = ma.train_bundle(args, measured, measured_names=names,
-                                 on_epoch=ma.progress_callback(progress, n_epochs, "training"))
+                                 on_epoch=ma.progress_callback(progress, n_epochs, "training"),
+                                 device=self.getPropertyValue("Device"))
         self.log().notice(f"TrainPhononVAE: wrote {bundle}")
         self.setProperty("BundleDirectory", str(bundle))
         progress.report("done")

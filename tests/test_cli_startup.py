@@ -69,3 +69,13 @@ def test_cli_choices_are_the_cores():
 
     assert choices.FIT_METHODS == METHODS
     assert choices.SERIES_MODELS == SERIES_MODELS
+
+
+def test_a_command_without_a_readable_summary_registers_itself(monkeypatch):
+    from phonon_ml_core.cli import app
+
+    real = app.command_summaries()
+    monkeypatch.setattr(app, "command_summaries", lambda: {**real, "materials": ("materials", None)})
+    parser = app.build_parser()
+    assert "list the built-in materials" in parser.format_help()
+    assert parser.parse_args(["materials", "--json"]).json is True

@@ -9,14 +9,15 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib
+import importlib.util
 import logging
 import re
 import sys
 from pathlib import Path
 
 #: Subcommand modules in the order they appear in ``phonon-ml --help``.
-COMMANDS = ("materials", "simulate", "dispersion", "preprocess", "train", "predict", "finetune", "fit", "evaluate",
-            "latent_analysis", "demo", "mantid_register")
+COMMANDS = ("materials", "simulate", "merge", "dispersion", "preprocess", "train", "predict", "finetune", "fit",
+            "evaluate", "latent_analysis", "demo", "mantid_register")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,9 +79,11 @@ def command_summaries() -> dict[str, tuple[str, str | None]]:
     folder = Path(__file__).resolve().parent
     for module in COMMANDS:
         source = folder / f"{module}.py"
-        if not source.is_file():
-            continue  # subcommand not built yet
         name, summary = module.replace("_", "-"), None
+        if not source.is_file():   # no source to read (e.g. bytecode only): the module registers itself
+            if importlib.util.find_spec(f"phonon_ml_core.cli.{module}") is not None:
+                out[module] = (name, None)
+            continue  # else: subcommand not built yet
         for node in ast.walk(ast.parse(source.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "add_parser" and node.args \
                     and isinstance(node.args[0], ast.Constant):

@@ -2,8 +2,9 @@
 errors answer without importing torch (tests/test_cli_startup.py checks that they equal the core's)."""
 from __future__ import annotations
 
-#: ``fit --method``: :data:`phonon_ml_core.fitting.spectrum_fit.METHODS`.
-FIT_METHODS = ("nelder-mead", "gradient")
+from phonon_ml_core.fitting.defaults import METHODS as FIT_METHODS   # torch-free, the one home (``fit --method``)
+
+__all__ = ["FIT_METHODS", "LINEWIDTH_MODELS", "PRIOR_CHOICES", "SERIES_MODELS"]
 #: ``fit --series-model``: :data:`phonon_ml_core.fitting.joint_model.SERIES_MODELS`.
 SERIES_MODELS = ("linear", "quadratic", "free")
 #: ``fit --linewidth-model``: :data:`phonon_ml_core.fitting.linewidth.LINEWIDTH_MODELS`.

@@ -72,6 +72,14 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8,
                    help="spectra per simulator call (default 8: fits the CPU cache)")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda (default cpu)")
+    p.add_argument("--executor", choices=("serial", "dask"), default="serial",
+                   help="data sets: simulate in this process (default) or fan the work out to a Dask cluster "
+                        "(one output file, identical to the serial one; resumable; docs/scaling.md)")
+    p.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                   help="--executor dask: address of a running Dask scheduler, e.g. tcp://host:8786 (default: a "
+                        "local cluster of this machine's cores)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="--executor dask without --scheduler: worker processes (default: the machine's cores)")
     p.add_argument("--plot", help="one spectrum: also save a PNG of the spectrum")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -126,11 +134,29 @@ def _settings(args) -> SimulationSettings:
                               mesh_density=args.mesh_density)
 
 
+def _check_executor(args: argparse.Namespace) -> None:
+    """--executor/--scheduler/--workers make sense together, and only for a data set."""
+    dask = args.executor == "dask"
+    if not dask and (args.scheduler is not None or args.workers is not None):
+        raise ValueError("--scheduler and --workers belong to --executor dask: add --executor dask or drop them")
+    if dask and args.count is None:
+        raise ValueError("--executor dask simulates data sets (--count N); one spectrum needs no cluster")
+    if dask and args.shard is not None:
+        raise ValueError("--executor dask splits the work itself and writes the whole set: drop --shard (or use "
+                         "--shard i/n without --executor dask, then `phonon-ml merge`)")
+    if args.workers is not None and args.scheduler is not None:
+        raise ValueError("--workers sizes the local cluster; with --scheduler the cluster's own workers are used: "
+                         "drop one of them")
+    if args.workers is not None and args.workers < 1:
+        raise ValueError("--workers must be at least 1")
+
+
 def run(args: argparse.Namespace) -> int:
     if (args.force_constants is None) == (args.count is None):
         raise ValueError("give either --force-constants F1,...,Fn (one spectrum) or --count N (a data set)")
     if args.batch_size < 1:
         raise ValueError("--batch-size must be at least 1")
+    _check_executor(args)
     material = material_from_args(args)
     named = ALUMINIUM if material is None else material
     if args.count is not None:
@@ -157,9 +183,17 @@ def run(args: argparse.Namespace) -> int:
             config = replace(config, relative_range=tuple(parse_floats(args.relative_range, 2, "--range bounds")))
         if config.temperature <= 0:
             raise ValueError("--temperature must be positive (K)")
-        out = dataset_for(args.output, args.count, material, experiment, config, _settings(args),
-                          shard=parse_shard(args.shard), batch_size=args.batch_size, overwrite=args.overwrite,
-                          progress=not args.no_progress, device=args.device)
+        options = {"batch_size": args.batch_size, "overwrite": args.overwrite, "progress": not args.no_progress,
+                   "device": args.device}
+        if args.executor == "dask":
+            from phonon_ml_core.simulator.distributed import generate_dataset_dask
+
+            out = generate_dataset_dask(args.output, args.count, config, settings=_settings(args), material=material,
+                                        experiment=experiment, scheduler=args.scheduler, workers=args.workers,
+                                        **options)
+        else:
+            out = dataset_for(args.output, args.count, material, experiment, config, _settings(args),
+                              shard=parse_shard(args.shard), **options)
         print(f"wrote {out}: {named.name} on {experiment.describe()}")
         return 0
     fc = parse_floats(args.force_constants, named.n_constants, "force constants", names=named.names)

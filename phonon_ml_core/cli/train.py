@@ -25,7 +25,10 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "(followed by extended training on the simulated set), then train the latent → force-constant "
                     "regressor; write a model bundle directory (docs/training.md). Defaults are the recommended "
                     "settings (Adam, cosine decay, early stopping).")
-    p.add_argument("--data", required=True, help="simulated, labelled data set (HDF5, conventions §4)")
+    p.add_argument("--data", required=True, nargs="+", metavar="SET.h5",
+                   help="simulated, labelled data set (HDF5, conventions §4); several sets (other materials, "
+                        "instruments, Ei) train one shared feature extractor and one regressor per set: OUTPUT is "
+                        "then a folder of bundles, one per set, with mixed.json (docs/scaling.md)")
     p.add_argument("--output", required=True, help="output model bundle (a directory)")
     p.add_argument("--family", default=d["family"], choices=FAMILIES,
                    help=f"autoencoder family (default {d['family']})")
@@ -97,6 +100,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", default=None,
                    help="checkpoint folder (default OUTPUT.checkpoints; removed after success)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoints of an interrupted run")
+    p.add_argument("--device", default="cpu",
+                   help="torch device of the autoencoder stages, e.g. cuda (default cpu; under torchrun each process "
+                        "takes the GPU of its LOCAL_RANK; docs/scaling.md)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_bundle_output_options(p)
     return p
@@ -152,29 +158,58 @@ def check_training_set_size(path: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     from phonon_ml_core.learn.bundle_metadata import file_info
+    from phonon_ml_core.learn.distributed import torchrun_environment
     from phonon_ml_core.learn.setup import train_to_bundle
     from phonon_ml_core.readers import read_spectrum
 
     out = Path(args.output)
-    check_training_set_size(args.data)
+    for path in args.data:
+        check_training_set_size(path)
     ckdir = Path(args.checkpoint_dir) if args.checkpoint_dir else out.with_name(out.name + ".checkpoints")
     if args.resume and not ckdir.exists():
         print(f"no checkpoints in {ckdir}: starting from scratch")
-    files = list(args.finetune or [])
     options = {k: v for k, v in vars(args).items() if k in training_defaults()}
     with _temperature_invariance(float(args.temperature_invariance)):
-        bundle, result = train_to_bundle(args.data, out, options, [read_spectrum(f) for f in files], files,
+        if len(args.data) > 1:
+            return _run_mixed(args, options, ckdir)
+        files = list(args.finetune or [])
+        bundle, result = train_to_bundle(args.data[0], out, options, [read_spectrum(f) for f in files], files,
                                          [file_info(f) for f in files], overwrite=args.overwrite,
                                          weights_dtype=args.weights_dtype, checkpoint_dir=ckdir, resume=args.resume,
-                                         progress=not args.no_progress)
+                                         progress=not args.no_progress, device=args.device)
+    env = torchrun_environment()
+    if env is not None and env["rank"] != 0:
+        return 0  # under torchrun, rank 0 reports (and wrote the bundle)
     m = result.metrics.get("validation") or result.metrics.get("train", {})
     r2 = ", ".join(f"{k} {v:.3f}" for k, v in m.get("r2", {}).items() if v is not None)
     cfg = result.config
-    print(f"{args.data} → {out}: {bundle.material.name} ({', '.join(bundle.target_names)}), "
+    print(f"{args.data[0]} → {out}: {bundle.material.name} ({', '.join(bundle.target_names)}), "
           f"{bundle.experiment.instrument} Ei = {bundle.experiment.ei_mev:g} meV; {cfg.family}, latent "
           f"{cfg.latent_dim}; {'validation' if 'validation' in result.metrics else 'train'} R² {r2}; "
           f"reconstruction MSE {m.get('reconstruction_mse', float('nan')):.3g}; "
-          f"{sum(result.seconds.values()):.0f} s")
+          f"{sum(result.seconds.values()):.0f} s" + (f" on {env['world_size']} processes" if env else ""))
+    return 0
+
+
+def _run_mixed(args: argparse.Namespace, options: dict, ckdir: Path) -> int:
+    """Several data sets: one shared feature extractor, one regressor (bundle) per set (learn.mixed)."""
+    from phonon_ml_core.learn.distributed import torchrun_environment
+    from phonon_ml_core.learn.mixed import MANIFEST, train_mixed
+
+    if args.finetune:
+        raise ValueError("--finetune adapts a bundle of one material: train the sets together without it, then "
+                         "fine-tune a member bundle (phonon-ml finetune --model OUTPUT/MEMBER)")
+    bundles, manifest = train_mixed(args.data, args.output, options, overwrite=args.overwrite,
+                                    weights_dtype=args.weights_dtype, checkpoint_dir=ckdir, resume=args.resume,
+                                    progress=not args.no_progress, device=args.device)
+    env = torchrun_environment()
+    if env is not None and env["rank"] != 0:
+        return 0
+    for member in manifest["members"]:
+        print(f"  {Path(args.output) / member['bundle']}: {member['material']} on {member['experiment']}")
+    print(f"{', '.join(args.data)} → {args.output}: one feature extractor on {manifest['extractor']['n_spectra']} "
+          f"spectra ({manifest['extractor']['common_valid_pixels']} shared pixels), {len(bundles)} regressors; "
+          f"see {Path(args.output) / MANIFEST}")
     return 0
 
 

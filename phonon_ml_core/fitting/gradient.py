@@ -17,6 +17,31 @@ from phonon_ml_core.fitting.problem import UNSTABLE_PENALTY, FitProblem
 WALL = 10.0  # NMSE per (unit-box distance)² outside the bounds, gradient polish
 
 
+class Adam:
+    """Adam on one tensor, step for step the arithmetic of ``torch.optim.Adam`` (no weight decay, no amsgrad) on
+    the CPU, without its first-use import of torch's compiler stack (about 1.4 s per process)."""
+
+    def __init__(self, param: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.param, self.lr, (self.beta1, self.beta2), self.eps = param, lr, betas, eps
+        self.exp_avg = torch.zeros_like(param, memory_format=torch.preserve_format)
+        self.exp_avg_sq = torch.zeros_like(param, memory_format=torch.preserve_format)
+        self.steps = 0
+
+    def zero_grad(self) -> None:
+        self.param.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        grad = self.param.grad
+        self.steps += 1
+        self.exp_avg.lerp_(grad, 1 - self.beta1)
+        self.exp_avg_sq.mul_(self.beta2).addcmul_(grad, grad, value=1 - self.beta2)
+        step = float(self.steps)
+        step_size = self.lr / (1 - self.beta1 ** step)
+        denom = (self.exp_avg_sq.sqrt() / (1 - self.beta2 ** step) ** 0.5).add_(self.eps)
+        self.param.addcdiv_(self.exp_avg, denom, value=-step_size)
+
+
 def _whitening(prob: FitProblem, u: np.ndarray, free: np.ndarray | None = None) -> np.ndarray:
     """A (P, n_free) with Aᵀ H A ≈ 1 for the Gauss–Newton NMSE Hessian H of the free parameters at u.
 
@@ -106,7 +131,7 @@ def fit_gradient(prob: FitProblem, u0: np.ndarray, max_evaluations: int, n_start
     dtype = prob.sim.dtype
     starts = start_points(prob, u0, n_starts, rng)
     u = torch.tensor(np.array(starts), dtype=dtype, requires_grad=True)
-    opt = torch.optim.Adam([u], lr=0.02)
+    opt = Adam(u, lr=0.02)
     best_f = np.full(len(starts), np.inf)
     best_u = np.array(starts)
     last_good = u.detach().clone()

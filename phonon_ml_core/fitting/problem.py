@@ -58,6 +58,10 @@ class FitProblem:
         self.fixed_linewidth = fixed_linewidth
         self.lo = bounds[:, 0].copy()
         self.width = bounds[:, 1] - bounds[:, 0]
+        self._box = {}   # dtype → (lo, width) tensors, made once
+        # a(T) at the fixed temperature, evaluated once (the simulator would redo it at every call)
+        self._a = lattice_parameter if lattice_parameter is not None else \
+            sim.prepare(np.zeros((1, self.n_constants)), temperature).lattice_parameter
         self.n_params = len(self.lo)
         self.calls = 0
         self.spectra = 0
@@ -75,7 +79,10 @@ class FitProblem:
 
     def to_theta(self, u):
         if isinstance(u, torch.Tensor):
-            return torch.as_tensor(self.lo, dtype=u.dtype) + u * torch.as_tensor(self.width, dtype=u.dtype)
+            if u.dtype not in self._box:
+                self._box[u.dtype] = tuple(torch.as_tensor(v, dtype=u.dtype) for v in (self.lo, self.width))
+            lo, width = self._box[u.dtype]
+            return lo + u * width
         return self.lo + np.asarray(u) * self.width
 
     @property
@@ -99,8 +106,7 @@ class FitProblem:
             lw = torch.full((theta.shape[0],), float(self.fixed_linewidth), dtype=theta.dtype)
         else:
             lw = None
-        return self.sim(fc, self.temperature, lattice_parameter=self.lattice_parameter, linewidth=lw,
-                        allow_unstable=True)
+        return self.sim(fc, self.temperature, lattice_parameter=self._a, linewidth=lw, allow_unstable=True)
 
     def model(self, y: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         """normalise(y + b·(E − Ē)) over the valid pixels: y (..., n_pix), b (...) → (..., n_pix)."""

@@ -67,14 +67,21 @@ def best_slope(x: torch.Tensor, y: torch.Tensor, e: torch.Tensor, bounds: tuple[
             (yc * e).sum(-1, keepdim=True)
         sxe = (x * e).sum(-1, keepdim=True) if x.dim() > 1 else (x * e).sum()
         see = (e * e).sum()
+        # the span needs only the highest and lowest pixel of each energy (pixels of one energy move together
+        # with b): max_i (y_i + b·e) = max_i y_i + b·e exactly, rounding being monotonic
+        levels, group = torch.unique(e, return_inverse=True)
+        group = group.expand(n, -1)
+        top = y.new_full((n, levels.numel()), -math.inf).scatter_reduce(1, group, y, "amax")
+        bottom = y.new_full((n, levels.numel()), math.inf).scatter_reduce(1, group, y, "amin")
         centre = torch.full((n,), 0.5 * (lo + hi), dtype=y.dtype)
         half = 0.5 * (hi - lo)
         grid = torch.linspace(-1.0, 1.0, points, dtype=y.dtype)
         rows = torch.arange(n)
         for _ in range(rounds):
             bs = (centre[:, None] + half * grid).clamp(lo, hi)  # (B, K)
-            z = y[:, None, :] + bs[..., None] * e
-            span = (z.amax(-1) - z.amin(-1)).clamp_min(torch.finfo(y.dtype).tiny)
+            slope = bs[..., None] * levels
+            span = ((top[:, None, :] + slope).amax(-1) - (bottom[:, None, :] + slope).amin(-1)) \
+                .clamp_min(torch.finfo(y.dtype).tiny)
             f = -2 * (sxy + bs * sxe) / span + (syy + 2 * bs * sye + bs * bs * see) / span ** 2
             f = torch.where(torch.isfinite(f), f, torch.full_like(f, math.inf))
             centre = bs[rows, f.argmin(1)]

@@ -20,6 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from phonon_ml_core.data.fileio import atomic_path
+from phonon_ml_core.learn import distributed
 from phonon_ml_core.learn.configs import StageConfig
 
 log = logging.getLogger(__name__)
@@ -68,13 +69,14 @@ def _make_optimizer(params, cfg: StageConfig, lr: float) -> torch.optim.Optimize
     return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay, foreach=True)
 
 
-def _evaluate(model: torch.nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor, ...], batch: int) -> float:
+def _evaluate(model: torch.nn.Module, loss_fn: LossFn, data: tuple[torch.Tensor, ...], batch: int,
+              device: torch.device | None = None) -> float:
     model.eval()
     n = data[0].shape[0]
     total = 0.0
     with torch.no_grad():
         for i in range(0, n, batch):
-            part = tuple(t[i:i + batch] for t in data)
+            part = tuple(t[i:i + batch].to(device) for t in data)
             total += float(loss_fn(model, part, None)["loss"]) * part[0].shape[0]
     return total / n
 
@@ -83,15 +85,23 @@ def fit(model: torch.nn.Module, loss_fn: LossFn,
         train: tuple[torch.Tensor, ...] | Callable[[int], tuple[torch.Tensor, ...]],
         val: tuple[torch.Tensor, ...] | None, cfg: StageConfig, lr: float, *, stage: str, seed: int,
         checkpoint: Path | None = None, resume: bool = False, signature: dict[str, Any] | None = None,
-        on_epoch: Callable[[dict[str, Any]], None] | None = None, progress: bool = True) -> FitResult:
+        on_epoch: Callable[[dict[str, Any]], None] | None = None, progress: bool = True,
+        device: str | torch.device = "cpu") -> FitResult:
     """Minimise ``loss_fn`` over mini-batches of ``train``; validation, early stopping, checkpoints.
 
     ``loss_fn(model, batch, generator)`` returns a dict with a scalar 'loss' (and optional scalars).
     ``train`` may be a function of the epoch index returning that epoch's tensors (on-the-fly data).
     With a validation set the best-validation weights are restored at the end. ``on_epoch`` sees each
     epoch record (a test may raise from it to simulate an interruption).
+
+    Under torchrun (:mod:`phonon_ml_core.learn.distributed`) each process takes its share of every epoch, the
+    loss runs through DistributedDataParallel (gradients averaged), the epoch's losses are summed over the
+    processes, every process validates on the whole validation set, and rank 0 alone writes checkpoints.
+    ``device``: where the model, the mini-batches and the random draws live (the data stay where they are).
     """
-    gen = torch.Generator().manual_seed(int(seed))
+    dev = torch.device(device)
+    model.to(dev)
+    gen = torch.Generator(device=dev).manual_seed(int(seed))
     opt = _make_optimizer(model.parameters(), cfg, lr)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(cfg.epochs, 1))
              if cfg.schedule == "cosine" else None)
@@ -125,7 +135,11 @@ def fit(model: torch.nn.Module, loss_fn: LossFn,
                 "history": history, "best_loss": best_loss, "best_state": best_state, "bad_epochs": bad}
 
     stopped = False
-    bar = tqdm(range(start, cfg.epochs), desc=stage, disable=not progress, leave=False, initial=start,
+    parallel = distributed.active()
+    writes = distributed.is_main()
+    step_loss = distributed.ddp_loss(model, loss_fn) if parallel else loss_fn
+    batch_size = -(-cfg.batch_size // distributed.world_size())  # each process's share of a mini-batch
+    bar = tqdm(range(start, cfg.epochs), desc=stage, disable=not progress or not writes, leave=False, initial=start,
                total=cfg.epochs)
     for epoch in bar:
         t0 = time.perf_counter()
@@ -133,11 +147,17 @@ def fit(model: torch.nn.Module, loss_fn: LossFn,
             train = source(epoch)
         n = train[0].shape[0]
         model.train()
-        perm = torch.randperm(n, generator=gen)
+        if parallel:  # this process's share; its own random draws, fixed by seed, epoch and rank (exact resume)
+            perm = distributed.local_indices(n, epoch, seed)
+            gen.manual_seed(int(seed) * 1_000_003 + epoch * distributed.world_size() + distributed.rank())
+        elif dev.type == "cpu":
+            perm = torch.randperm(n, generator=gen)
+        else:
+            perm = torch.randperm(n, generator=gen, device=dev).cpu()
         sums: dict[str, float] = {}
-        for i in range(0, n, cfg.batch_size):
-            idx = perm[i:i + cfg.batch_size]
-            out = loss_fn(model, tuple(t[idx] for t in train), gen)
+        for i in range(0, perm.numel(), batch_size):
+            idx = perm[i:i + batch_size]
+            out = step_loss(model, tuple(t[idx].to(dev) for t in train), gen)
             if not torch.isfinite(out["loss"]):
                 raise ValueError(f"{stage}: the loss became {float(out['loss'])} at epoch {epoch + 1}; "
                                  "lower the learning rate (--lr) or use --optimizer adam")
@@ -146,13 +166,16 @@ def fit(model: torch.nn.Module, loss_fn: LossFn,
             opt.step()
             for k, v in out.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach()) * idx.numel()
+        if parallel:
+            sums = distributed.all_sum({**sums, " count": float(perm.numel())})
+            n = sums.pop(" count")
         rec: dict[str, Any] = {"stage": stage, "epoch": epoch + 1, "lr": opt.param_groups[0]["lr"]}
         rec.update({f"train_{k}": v / n for k, v in sums.items()})
         if sched is not None:
             sched.step()
         monitor = rec["train_loss"]
         if val is not None and val[0].shape[0] > 0:
-            rec["val_loss"] = monitor = _evaluate(model, loss_fn, val, max(cfg.batch_size, 256))
+            rec["val_loss"] = monitor = _evaluate(model, loss_fn, val, max(cfg.batch_size, 256), dev)
         rec["seconds"] = time.perf_counter() - t0
         history.append(rec)
         if monitor < best_loss:
@@ -164,7 +187,7 @@ def fit(model: torch.nn.Module, loss_fn: LossFn,
         bar.set_postfix(loss=f"{monitor:.3g}")
         stopped = cfg.patience is not None and bad >= cfg.patience
         last = stopped or epoch + 1 == cfg.epochs
-        if checkpoint is not None and not last and (epoch + 1) % cfg.checkpoint_every == 0:
+        if writes and checkpoint is not None and not last and (epoch + 1) % cfg.checkpoint_every == 0:
             save_checkpoint(checkpoint, state(epoch + 1, False, False))
         if on_epoch is not None:
             on_epoch(rec)
@@ -174,7 +197,7 @@ def fit(model: torch.nn.Module, loss_fn: LossFn,
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
-    if checkpoint is not None:
+    if writes and checkpoint is not None:
         save_checkpoint(checkpoint, state(len(history), True, stopped))
     return FitResult(history, best_loss, len(history), stopped)
 

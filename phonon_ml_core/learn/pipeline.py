@@ -21,6 +21,7 @@ import torch
 
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.learn.configs import AUTOENCODER_STAGES, PipelineConfig, StageConfig
+from phonon_ml_core.learn import distributed
 from phonon_ml_core.learn.consistency import (TemperatureInvariance, consistency_loss, consistency_simulator,
                                               consistency_stage, temperature_window_source)
 from phonon_ml_core.learn.history import plot_history, write_log
@@ -56,7 +57,9 @@ class TrainingResult:
 
 def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, measured: Spectrum | None = None,
                    workdir: str | Path | None = None, resume: bool = False, progress: bool = True,
-                   on_epoch: Callable[[dict[str, Any]], None] | None = None) -> TrainingResult:
+                   on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                   device: str = "cpu", extractor_data: torch.Tensor | None = None,
+                   autoencoder: SpectrumAutoencoder | None = None) -> TrainingResult:
     """Run all stages. ``workdir`` receives stage checkpoints, ``training_log.jsonl`` and ``loss_curve.png``.
 
     Args:
@@ -67,8 +70,18 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
             fine-tuning and extended stages.
         workdir: folder for checkpoints and logs (created), None = no checkpoints.
         resume: continue from the checkpoints in ``workdir``.
+        device: torch device of the autoencoder stages (the heavy part); the regressor and physics stages and the
+            returned networks are on the CPU.
+        extractor_data: the spectra the autoencoder is pretrained on instead of ``simulated``'s (N, n_E, n_Q),
+            mean-normalised on ``simulated``'s mask: a feature extractor shared by several materials
+            (:mod:`.mixed`); the regressor still learns ``simulated``'s constants.
+        autoencoder: an already trained feature extractor on ``simulated``'s mask: the autoencoder stages are
+            skipped and only the regressor (and physics) stages run.
     """
     cfg = config or PipelineConfig()
+    if torch.device(device).type != "cpu" and (cfg.augment_noise or cfg.augment_background):
+        raise ValueError(f"--augment-noise/--augment-background draw their noise on the CPU: train on {device} "
+                         "without them, or on the CPU (--device cpu)")
     grid = simulated.grid
     material, experiment = spectrum_material(simulated, "simulated data set"), spectrum_experiment(simulated)
     x, keep = spectra_tensor(simulated, None, "simulated data set")
@@ -87,12 +100,20 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
                       "set for theirs")
         xm, keep_m = spectra_tensor(measured, grid, "measured set for fine-tuning")
     wd = None if workdir is None else Path(workdir)
+    writes = distributed.is_main()  # under torchrun, rank 0 alone writes logs and checkpoints
     if wd is not None:
         wd.mkdir(parents=True, exist_ok=True)
     tr, va = split_indices(x.shape[0], cfg.pretrain.val_fraction, cfg.seed)
     torch.manual_seed(cfg.seed)
-    ae = build_autoencoder(cfg.family, grid.mask, cfg.latent_dim, cfg.kl_weight,
-                           background_degree=cfg.background_degree)
+    shared = autoencoder is not None
+    if shared and not np.array_equal(autoencoder.mask.numpy(), grid.mask):
+        raise ValueError("the shared feature extractor was trained on another mask than this data set's grid: put "
+                         "every set on the common mask first (learn.mixed)")
+    ae = autoencoder if shared else build_autoencoder(cfg.family, grid.mask, cfg.latent_dim, cfg.kl_weight,
+                                                      background_degree=cfg.background_degree)
+    x_pre = x if extractor_data is None else extractor_data
+    tr_pre, va_pre = (tr, va) if extractor_data is None else \
+        split_indices(x_pre.shape[0], cfg.pretrain.val_fraction, cfg.seed)
     history: list[dict[str, Any]] = []
     seconds: dict[str, float] = {}
     sig = {"family": cfg.family, "latent_dim": cfg.latent_dim, "kl_weight": cfg.kl_weight, "seed": cfg.seed,
@@ -100,6 +121,8 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
            "background_degree": cfg.background_degree, "targets": list(targets.names),
            "grid": grid.mask_hash(), "n_data": int(x.shape[0]),
            "data_checksum": float(np.nansum(x[: min(64, x.shape[0])].numpy(), dtype=np.float64))}
+    if extractor_data is not None:
+        sig["extractor_data"] = [int(x_pre.shape[0]), float(np.nansum(x_pre[:64].numpy(), dtype=np.float64))]
 
     # settings that change only the regressor's stages (a resume of the autoencoder stages stays valid)
     reg_sig = {**sig, "regressor_temperature": bool(cfg.regressor_temperature),
@@ -108,19 +131,19 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
 
     def after(rec: dict[str, Any]) -> None:
         history.append(rec)
-        if wd is not None:
+        if wd is not None and writes:
             write_log(history, wd / "training_log.jsonl")
         if on_epoch is not None:
             on_epoch(rec)
 
     def run_stage(name: str, model: torch.nn.Module, loss_fn: LossFn, train, val, scfg: StageConfig,
-                  lr: float, offset: int) -> FitResult:
+                  lr: float, offset: int, stage_device: str = "cpu") -> FitResult:
         t0 = time.perf_counter()
         ck = None if wd is None else wd / f"{name}.pt"
         n_before = len(history)
         res = fit(model, loss_fn, train, val, scfg, lr, stage=name, seed=cfg.seed * 1000 + offset,
                   checkpoint=ck, resume=resume, signature=sig if name in AUTOENCODER_STAGES else reg_sig,
-                  on_epoch=after, progress=progress)
+                  on_epoch=after, progress=progress, device=stage_device)
         del history[n_before:]   # the stage's own history is authoritative (it includes resumed epochs)
         history.extend(res.history)
         seconds[name] = time.perf_counter() - t0
@@ -129,17 +152,18 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
     xv = (x[va],) if va.size else None
     sim_loss = augmented_autoencoder_loss(cfg.augment_noise, cfg.augment_background, grid.mask, grid.energy)
     pre_train = (simulator_source(simulated, int(cfg.on_the_fly), cfg.seed, material, experiment)
-                 if cfg.on_the_fly else (x[tr],))
-    if cfg.pretrain.epochs > 0:
-        run_stage("pretrain", ae, sim_loss, pre_train, xv, cfg.pretrain,
-                  cfg.pretrain.learning_rate(cfg.family), 1)
-    if xm is not None and cfg.finetune_epochs > 0:
+                 if cfg.on_the_fly else (x_pre[tr_pre],))
+    if cfg.pretrain.epochs > 0 and not shared:
+        run_stage("pretrain", ae, sim_loss, pre_train, (x_pre[va_pre],) if va_pre.size else None, cfg.pretrain,
+                  cfg.pretrain.learning_rate(cfg.family), 1, device)
+    if xm is not None and cfg.finetune_epochs > 0 and not shared:
         fcfg = cfg.finetune_stage(cfg.finetune_epochs)
         fcfg = replace(fcfg, batch_size=min(fcfg.batch_size, xm.shape[0]))
-        run_stage("finetune", ae, autoencoder_loss, (xm,), None, fcfg, fcfg.learning_rate(cfg.family), 2)
+        run_stage("finetune", ae, autoencoder_loss, (xm,), None, fcfg, fcfg.learning_rate(cfg.family), 2, device)
         if cfg.extended_epochs > 0:
             ecfg = cfg.finetune_stage(cfg.extended_epochs)
-            run_stage("extended", ae, sim_loss, (x[tr],), xv, ecfg, ecfg.learning_rate(cfg.family), 3)
+            run_stage("extended", ae, sim_loss, (x[tr],), xv, ecfg, ecfg.learning_rate(cfg.family), 3, device)
+    ae.to("cpu")
     for p in ae.parameters():
         p.requires_grad_(False)
     ae.eval()
@@ -183,7 +207,7 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
     for p in reg.parameters():
         p.requires_grad_(False)
     metrics = evaluate(ae, reg, x, y, y_mean, y_std, tr, va, targets, temps)
-    if wd is not None:
+    if wd is not None and writes:
         write_log(history, wd / "training_log.jsonl")
         plot_history(history, wd / "loss_curve.png")
     return TrainingResult(ae, reg, y_mean, y_std, history, metrics, cfg, seconds, targets, material, experiment)

@@ -17,6 +17,8 @@ from typing import Any
 
 from phonon_ml_core.data.fileio import check_bundle_output
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.data.validation import check_device
+from phonon_ml_core.learn import distributed
 from phonon_ml_core.learn.bundle import Bundle, bundle_from_training
 from phonon_ml_core.learn.bundle_metadata import file_info
 from phonon_ml_core.learn.configs import PipelineConfig, StageConfig, study_stage_config
@@ -129,40 +131,50 @@ def train_to_bundle(data: str | os.PathLike, output: str | os.PathLike, options:
                     measured_provenance: Sequence[dict[str, Any]] | None = None, *, overwrite: bool = False,
                     weights_dtype: str = "float32", checkpoint_dir: str | os.PathLike | None = None,
                     resume: bool = False, progress: bool = True, overwrite_hint: str = "pass --overwrite",
-                    on_epoch: Callable[[dict[str, Any]], None] | None = None) -> tuple[Bundle, TrainingResult]:
+                    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+                    device: str = "cpu") -> tuple[Bundle, TrainingResult]:
     """Train on the simulated set ``data`` (+ ``measured`` spectra for fine-tuning) and write the bundle ``output``.
 
     ``options``: option values by argparse name (:func:`pipeline_config`). ``measured_provenance``: one record per
     measured input for the bundle's metadata (default: their names). ``checkpoint_dir``: stage checkpoints, kept
     after an interruption for ``resume`` and removed after success; None = a private temporary folder beside the
-    output, always removed. Every check runs before training starts.
+    output, always removed. ``device``: torch device of the autoencoder stages (``cuda`` under torchrun: each
+    process's own GPU). Under torchrun every process trains its share and rank 0 alone writes
+    (:mod:`phonon_ml_core.learn.distributed`). Every check runs before training starts.
     """
+    check_device(device, "device")
     out = check_bundle_output(output, overwrite, overwrite_hint=overwrite_hint)
     cfg = pipeline_config(options)
     simulated = read_training_set(data)
     meas = fine_tuning_set(simulated, measured, measured_names)
-    private = checkpoint_dir is None
-    ckdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".checkpoints", dir=out.parent)) if private \
-        else Path(checkpoint_dir)
-    if not resume and not private and ckdir.exists():
-        for f in ckdir.glob("*.pt"):
-            f.unlink()
-    try:
-        result = train_pipeline(simulated, cfg, measured=meas, workdir=ckdir, resume=resume, progress=progress,
-                                on_epoch=on_epoch)
-        provenance = list(measured_provenance) if measured_provenance is not None else \
-            [{"name": n} for n in measured_names]
-        meta = {"simulated": {**file_info(data), "n_spectra": simulated.n_spectra, "metadata": simulated.metadata},
-                "finetune": provenance}
-        ranges = simulated.metadata.get("sampling_ranges") or simulated.metadata.get("sampling")
-        bundle = bundle_from_training(result, simulated.grid, data=meta,
-                                      sampling_ranges=ranges if isinstance(ranges, dict) else None,
-                                      quantity=simulated.quantity)
-        bundle.save(out, overwrite=overwrite, weights_dtype=weights_dtype,
-                    extra_files={"training_log.jsonl": ckdir / "training_log.jsonl",
-                                 "loss_curve.png": ckdir / "loss_curve.png"})
-    finally:
-        if private:
+    with distributed.process_group(device):  # under torchrun: all processes train, rank 0 writes (learn.distributed)
+        writes = distributed.is_main()
+        private = checkpoint_dir is None
+        ckdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".checkpoints", dir=out.parent)) if private \
+            else Path(checkpoint_dir)
+        if writes and not resume and not private and ckdir.exists():
+            for f in ckdir.glob("*.pt"):
+                f.unlink()
+        distributed.barrier()
+        try:
+            result = train_pipeline(simulated, cfg, measured=meas, workdir=ckdir, resume=resume, progress=progress,
+                                    on_epoch=on_epoch, device=distributed.process_device(device))
+            provenance = list(measured_provenance) if measured_provenance is not None else \
+                [{"name": n} for n in measured_names]
+            meta = {"simulated": {**file_info(data), "n_spectra": simulated.n_spectra, "metadata": simulated.metadata},
+                    "finetune": provenance, "processes": distributed.world_size()}
+            ranges = simulated.metadata.get("sampling_ranges") or simulated.metadata.get("sampling")
+            bundle = bundle_from_training(result, simulated.grid, data=meta,
+                                          sampling_ranges=ranges if isinstance(ranges, dict) else None,
+                                          quantity=simulated.quantity)
+            if writes:
+                bundle.save(out, overwrite=overwrite, weights_dtype=weights_dtype,
+                            extra_files={"training_log.jsonl": ckdir / "training_log.jsonl",
+                                         "loss_curve.png": ckdir / "loss_curve.png"})
+        finally:
+            if private:
+                shutil.rmtree(ckdir, ignore_errors=True)
+        distributed.barrier()
+        if writes:
             shutil.rmtree(ckdir, ignore_errors=True)
-    shutil.rmtree(ckdir, ignore_errors=True)
     return bundle, result

@@ -23,10 +23,11 @@ from pathlib import Path
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from phonon_ml_core.mantid_support.checks import (bundle_grid_description, bundle_path_or_default,  # noqa: F401
-                                                  check_grid_matches_bundle, check_members_for_bundle,
-                                                  check_output_bundle, check_output_file, default_bundle_path,
-                                                  group_members, member_without_temperature)
+from phonon_ml_core.mantid_support.checks import (DEVICE_CHOICES, bundle_grid_description,  # noqa: F401
+                                                  bundle_path_or_default, check_grid_matches_bundle,
+                                                  check_members_for_bundle, check_output_bundle, check_output_file,
+                                                  default_bundle_path, device_problem, group_members,
+                                                  member_without_temperature)
 from phonon_ml_core.mantid_support.logs import (EI_LOGS, TEMPERATURE_LOGS, find_log, incident_energy,  # noqa: F401
                                                 instrument_name, sample_temperature)
 from phonon_ml_core.mantid_support.phonopy_io import force_constants_from_phonopy  # noqa: F401
@@ -76,11 +77,12 @@ def check_training_file(path: str | os.PathLike) -> str | None:
 
 
 def train_bundle(args: dict[str, Any], measured: Sequence[Any] = (), measured_names: Sequence[str] = (),
-                 on_epoch: Callable[[dict], None] | None = None) -> Path:
+                 on_epoch: Callable[[dict], None] | None = None, device: str = "cpu") -> Path:
     """Train and write a bundle exactly as ``phonon-ml train`` does
     (:func:`phonon_ml_core.learn.setup.train_to_bundle`), from in-memory measured spectra instead of files.
     ``args`` holds option values by their argparse names (data, output, overwrite, family, latent_dim, epochs, …;
-    absent ones take the core's defaults). Returns the bundle path.
+    absent ones take the core's defaults). ``device``: torch device of the autoencoder stages. Returns the bundle
+    path.
     """
     from phonon_ml_core.learn.setup import train_to_bundle
 
@@ -88,5 +90,5 @@ def train_bundle(args: dict[str, Any], measured: Sequence[Any] = (), measured_na
     options = {k: v for k, v in args.items() if k not in ("data", "output", "overwrite")}
     train_to_bundle(args["data"], args["output"], options, measured, names, [{"workspace": n} for n in names],
                     overwrite=bool(args.get("overwrite", False)), progress=False, overwrite_hint="set Overwrite",
-                    on_epoch=on_epoch)
+                    on_epoch=on_epoch, device=device)
     return Path(args["output"])

@@ -12,6 +12,22 @@ from phonon_ml_core.mantid_support.logs import sample_temperature
 from phonon_ml_core.mantid_support.workspaces import check_sqw_workspace, sqw_layout
 
 
+#: The values of the Device property of the algorithms (a CUDA device must also exist: :func:`device_problem`).
+DEVICE_CHOICES = ("cpu", "cuda")
+
+
+def device_problem(device: str) -> str | None:
+    """The problem with ``device`` as the Device property (no CUDA on this machine, …), or None
+    (:func:`phonon_ml_core.data.validation.check_device`, the one home of that check)."""
+    from phonon_ml_core.data.validation import check_device
+
+    try:
+        check_device(device, "Device")
+    except ValueError as exc:
+        return str(exc).replace("--device cpu", "Device=cpu")
+    return None
+
+
 def check_output_file(path: str, overwrite: bool) -> str | None:
     """The problem with writing ``path`` (exists without overwrite, missing or read-only folder), or None."""
     from phonon_ml_core.data.fileio import check_output_path

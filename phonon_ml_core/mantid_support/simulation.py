@@ -9,7 +9,7 @@ from phonon_ml_core.specs import Experiment, Material
 
 def simulate_for(material: Material, experiment: Experiment, force_constants: Any, temperature: float,
                  settings: dict[str, Any], lattice_parameter: float | None = None,
-                 linewidth: float | None = None):
+                 linewidth: float | None = None, device: str = "cpu"):
     """A :class:`Spectrum` of ``material`` at ``temperature`` (K) on ``experiment``'s grid and resolution.
 
     Args:
@@ -17,9 +17,10 @@ def simulate_for(material: Material, experiment: Experiment, force_constants: An
         settings: :class:`SimulationSettings` fields (quantity, normalize, multiphonon, mesh_density).
         lattice_parameter: Å; default the material's a(T).
         linewidth: γ (HWHM = γ·E) or None.
+        device: torch device of the simulation (``cpu``, ``cuda``).
     """
     from phonon_ml_core.report.simulation import simulate_for as simulate
     from phonon_ml_core.simulator import SimulationSettings
 
     return simulate(material, experiment, force_constants, temperature, settings=SimulationSettings(**settings),
-                    lattice_parameter=lattice_parameter, linewidth=linewidth)
+                    lattice_parameter=lattice_parameter, linewidth=linewidth, device=device)

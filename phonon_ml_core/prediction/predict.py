@@ -15,7 +15,7 @@ from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.data.jsonio import to_jsonable, write_json
 from phonon_ml_core.data.normalization import nmse
 from phonon_ml_core.data.spectrum import Spectrum
-from phonon_ml_core.data.validation import check_number, check_spectrum_values
+from phonon_ml_core.data.validation import check_device, check_number, check_spectrum_values
 from phonon_ml_core.fitting.frequencies import frequency_fields
 from phonon_ml_core.fitting.problem import LINEWIDTH
 from phonon_ml_core.fitting.residual_background import profiled_nmse
@@ -95,7 +95,7 @@ def read_inputs_on_grid(paths: Sequence[str | os.PathLike], grid: Grid, temperat
 
 
 def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 10000, seed: int = 0,
-                    simulate: bool = True) -> list[dict[str, Any]]:
+                    simulate: bool = True, device: str = "cpu") -> list[dict[str, Any]]:
     """Force constants for each spectrum (on the bundle grid) from a loaded bundle.
 
     Per spectrum: ``force_constants`` (mean over ``n_samples`` latent draws, N/m, in the order of ``names``, the
@@ -105,8 +105,10 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
     is known, ``reconstruction`` (the spectrum simulated from the constants and γ) and its ``nmse`` against the
     input, plus ``nmse_background_slope`` with the best residual background slope ``background_slope`` (per meV,
     :mod:`.residual_background`) added: the nuisance model of ``phonon-ml fit``, to compare with its NMSE.
-    A spectrum that records another material than the bundle's is refused.
+    A spectrum that records another material than the bundle's is refused. ``device``: torch device of the
+    simulated reconstructions (the networks' latent draws run on the CPU).
     """
+    check_device(device, "device")
     material, experiment = bundle_material(bundle), bundle_experiment(bundle)
     if isinstance(spectra, Spectrum):
         spectra = list(spectra)
@@ -135,7 +137,7 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
         entry.update(frequency_fields(material, fc, std=pred["std"]))
         if simulate and t is not None and np.isfinite(t):
             sim = get_simulator(material, experiment, grid=bundle.grid,
-                                quantity=s.quantity, dtype=torch.float32)
+                                quantity=s.quantity, dtype=torch.float32, device=device)
             with torch.no_grad():
                 y = sim(np.asarray(fc, dtype=float)[None], float(t), linewidth=entry[LINEWIDTH])[0].cpu().numpy()
             rec = Spectrum(intensity=y.astype(np.float64), grid=bundle.grid, temperature=float(t),

@@ -56,7 +56,6 @@ def run_workflow(inputs: Sequence[Path], out_dir: Path, truth: np.ndarray | None
     ``material`` None: aluminium with the legacy physics (the default demo, unchanged); ``bundle``: the model to
     predict with (default the shipped one).
     """
-    from phonon_ml_core.fitting.spectrum_fit import fit_spectrum
     from phonon_ml_core.prediction.predict import predict_spectra, resolve_bundle
     from phonon_ml_core.preprocess.measurement import read_measured
     from phonon_ml_core.preprocess.pipeline import preprocess_with_report
@@ -65,7 +64,7 @@ def run_workflow(inputs: Sequence[Path], out_dir: Path, truth: np.ndarray | None
     notes = [] if notes is None else notes
     if predict and bundle is None:
         bundle = resolve_bundle(None)
-    records = []
+    records, ready_spectra = [], []
     for path in inputs:
         raw = read_measured(path)
         for k, one in enumerate(raw):
@@ -78,23 +77,80 @@ def run_workflow(inputs: Sequence[Path], out_dir: Path, truth: np.ndarray | None
             rec = DemoRecord(name=name, temperature=float(ready.temperature),
                              preprocess_note=", ".join(report.steps))
             log(f"{name}: preprocessed ({rec.preprocess_note}); {report.n_valid} valid pixels")
-            if bundle is not None:
+            records.append(rec)
+            ready_spectra.append(ready)
+    fit_kw = [{} if material is None else {"material": material, "experiment": r.experiment} for r in ready_spectra]
+    tasks = [(ready, method, kw) for ready, kw in zip(ready_spectra, fit_kw) for method in methods]
+    with DemoFits(tasks) as fits:   # the fits start in worker processes; the predictions run meanwhile
+        if bundle is not None:
+            for rec, ready in zip(records, ready_spectra):
                 e = predict_spectra(bundle, [ready], n_samples=n_samples)[0]
                 rec.predicted = {"force_constants": e["force_constants"].tolist(), "std": e["std"].tolist(),
                                  "nmse": e["nmse"]}
-                log(f"  predicted {np.round(e['force_constants'], 2).tolist()} N/m, NMSE {e['nmse']:.3f}")
-            fit_kw = {} if material is None else {"material": material, "experiment": ready.experiment}
-            for method in methods:
-                r = fit_spectrum(ready, method=method, fit_linewidth=True, fit_background=True, **fit_kw)
-                rec.fits[method] = {"force_constants": r.force_constants.tolist(), "std": r.std.tolist(),
-                                    "nmse": r.nmse, "seconds": r.seconds, "evaluations": r.evaluations,
-                                    "converged": r.converged}
-                log(f"  {method}: {np.round(r.force_constants, 2).tolist()} N/m, NMSE {r.nmse:.3f}, "
-                    f"{r.seconds:.1f} s, {r.evaluations} simulator calls")
-                if method == methods[0]:
-                    plot_spectrum(ready, out_dir / f"{name}_fit.png", title="preprocessed", compare=r.simulated)
-            records.append(rec)
+                log(f"{rec.name}: predicted {np.round(e['force_constants'], 2).tolist()} N/m, NMSE {e['nmse']:.3f}")
+        results = iter(fits.results())
+    for rec, ready in zip(records, ready_spectra):
+        for method in methods:
+            r = next(results)
+            rec.fits[method] = {"force_constants": r.force_constants.tolist(), "std": r.std.tolist(),
+                                "nmse": r.nmse, "seconds": r.seconds, "evaluations": r.evaluations,
+                                "converged": r.converged}
+            log(f"{rec.name}, {method}: {np.round(r.force_constants, 2).tolist()} N/m, NMSE {r.nmse:.3f}, "
+                f"{r.seconds:.1f} s, {r.evaluations} simulator calls")
+            if method == methods[0]:
+                plot_spectrum(ready, out_dir / f"{rec.name}_fit.png", title="preprocessed", compare=r.simulated)
     return records
+
+
+def _fit_task(task: tuple) -> Any:
+    """One demo fit (as `phonon-ml fit`: γ and a background slope free) of ``(spectrum, method, keywords)``."""
+    from phonon_ml_core.fitting.spectrum_fit import fit_spectrum
+
+    spectrum, method, kw = task
+    return fit_spectrum(spectrum, method=method, fit_linewidth=True, fit_background=True, **kw)
+
+
+class DemoFits:
+    """The demo's fits (``(spectrum, method, keywords)`` tasks), started on entering and collected in task order by
+    :meth:`results`. Each fit uses one core (its simulator calls are small), so with two or more cores they run in
+    that many forked worker processes, the long Nelder–Mead fits first, while the caller does other work; results are
+    the same as one after another (each fit is deterministic). Where processes cannot be forked (Windows, macOS
+    default) or ``workers`` < 2 they run one after another in :meth:`results`."""
+
+    def __init__(self, tasks: Sequence[tuple], workers: int | None = None):
+        import multiprocessing
+        import os
+
+        self.tasks = list(tasks)
+        workers = min(len(self.tasks), os.cpu_count() or 1) if workers is None else workers
+        self.workers = workers if "fork" in multiprocessing.get_all_start_methods() else 1
+        self._pool, self._futures = None, {}
+
+    def __enter__(self) -> DemoFits:
+        if self.workers >= 2:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("fork"))
+            for i in sorted(range(len(self.tasks)), key=lambda i: self.tasks[i][1] != "nelder-mead"):
+                self._futures[i] = self._pool.submit(_fit_task, self.tasks[i])
+        return self
+
+    def results(self) -> list:
+        """The fit results, in task order (waits for the workers)."""
+        if self._pool is None:
+            return [_fit_task(t) for t in self.tasks]
+        return [self._futures[i].result() for i in range(len(self.tasks))]
+
+    def __exit__(self, *exc) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def fit_all(tasks: Sequence[tuple], workers: int | None = None) -> list:
+    """The demo's fits in task order (:class:`DemoFits`)."""
+    with DemoFits(tasks, workers) as fits:
+        return fits.results()
 
 
 def _require_bundle() -> None:

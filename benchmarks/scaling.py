@@ -1,0 +1,171 @@
+"""Scale-out figures (issue 17, docs/scaling.md): the Dask executor against the serial run, and torchrun training
+on several CPU processes against one process.
+
+1. Data set: ``phonon-ml simulate --count N`` serially (one process, torch's default threads = the machine's
+   cores) and with ``--executor dask`` (a LocalCluster of one single-threaded worker per core); wall times,
+   their ratio and whether the two files are identical (every dataset, bit for bit). Target: on two cores, Dask no
+   slower than serial at N = 100,000, and identical.
+2. Training: ``phonon-ml train`` on one process and under ``torchrun --nproc_per_node P`` (gloo, CPU) on the same
+   set and seed; wall times and the best validation losses of the autoencoder and the regressor. Target: the
+   P-process validation loss within 5 % of the one-process loss.
+3. With ``--device cuda`` (when a GPU is present): simulator throughput and training time on the GPU beside the CPU.
+
+Run: ``python benchmarks/scaling.py [--count 100000] [--train-count 4000] [--epochs 60] [--processes 2]
+[--skip-dask] [--skip-train] [--device cuda] [--workdir DIR]``. The machine's load changes absolute times: compare
+the ratios printed in one run.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, "-c", "import sys; from phonon_ml_core.cli import main; sys.exit(main())"]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+
+
+def _run(cmd: list[str], **kw) -> float:
+    """Wall time (s) of a command; its output is shown only when it fails."""
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, **kw)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[:6])} … failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return time.perf_counter() - t0
+
+
+def same_file(a: Path, b: Path) -> tuple[bool, float]:
+    """(every dataset equal bit for bit, the largest |difference| of the intensities)."""
+    with h5py.File(a, "r") as fa, h5py.File(b, "r") as fb:
+        same = sorted(fa) == sorted(fb) and all(
+            np.array_equal(fa[k][()], fb[k][()], equal_nan=fa[k].dtype.kind == "f") for k in fa)
+        diff = float(np.nanmax(np.abs(fa["intensity"][()] - fb["intensity"][()])))
+    return same, diff
+
+
+def dask_vs_serial(work: Path, count: int, workers: int, batch_size: int) -> dict:
+    common = ["simulate", "--count", str(count), "--seed", "11", "--temperature-range", "20,600",
+              "--batch-size", str(batch_size), "--no-progress"]
+    serial, dask = work / "serial.h5", work / "dask.h5"
+    t_serial = _run([*CLI, *common, "--output", str(serial)])
+    t_dask = _run([*CLI, *common, "--output", str(dask), "--executor", "dask", "--workers", str(workers)])
+    same, diff = same_file(serial, dask)
+    one = work / "serial_1thread.h5"
+    t_one = _run(["env", "OMP_NUM_THREADS=1", *CLI, *common, "--output", str(one)]) if not same else float("nan")
+    same_one = same_file(one, dask)[0] if not same else True
+    return {"count": count, "workers": workers, "serial_s": t_serial, "dask_s": t_dask,
+            "dask_over_serial": t_dask / t_serial, "identical": same, "max_abs_difference": diff,
+            "identical_to_one_thread_serial": same_one, "serial_1thread_s": t_one}
+
+
+def _losses(bundle: Path) -> dict[str, float]:
+    rows = [json.loads(x) for x in (bundle / "training_log.jsonl").read_text().splitlines()]
+    out = {}
+    for stage in ("pretrain", "regressor"):
+        vals = [r["val_loss"] for r in rows if r["stage"] == stage and r.get("val_loss") is not None]
+        out[stage] = min(vals) if vals else float("nan")
+    meta = json.loads((bundle / "metadata.json").read_text())
+    r2 = (meta.get("metrics", {}).get("validation") or {}).get("r2", {})
+    out["r2"] = r2
+    return out
+
+
+def torchrun_vs_one(work: Path, count: int, epochs: int, processes: int, device: str) -> dict:
+    data = work / "train_set.h5"
+    _run([*CLI, "simulate", "--count", str(count), "--seed", "5", "--temperature-range", "20,600",
+          "--output", str(data), "--no-progress", "--executor", "dask", "--workers", str(os.cpu_count() or 1)])
+    train = ["train", "--data", str(data), "--epochs", str(epochs), "--regressor-epochs", str(epochs),
+             "--physics-steps", "0", "--no-progress", "--seed", "3", "--device", device]
+    t_one = _run([*CLI, *train, "--output", str(work / "one")])
+    script = work / "cli.py"
+    script.write_text("import sys\nfrom phonon_ml_core.cli import main\nsys.exit(main())\n")
+    t_many = _run(["torchrun", "--standalone", "--nproc_per_node", str(processes), str(script), *train,
+                   "--output", str(work / "many")])
+    one, many = _losses(work / "one"), _losses(work / "many")
+    return {"count": count, "epochs": epochs, "processes": processes, "device": device, "one_process_s": t_one,
+            "torchrun_s": t_many, "val_loss_one": one, "val_loss_torchrun": many,
+            "relative_difference": {k: (many[k] - one[k]) / one[k] for k in ("pretrain", "regressor")}}
+
+
+def gpu_throughput(count: int, batch_size: int) -> dict:
+    """Spectra per second of the simulator (float32, default settings) on the CPU and on CUDA."""
+    from phonon_ml_core.simulator.dataset import SamplingConfig, sample_parameters
+    from phonon_ml_core.simulator.factory import get_simulator
+    from phonon_ml_core.specs import ALUMINIUM
+
+    p = sample_parameters(count, SamplingConfig(seed=1, temperature_range=(20.0, 600.0)), material=ALUMINIUM)
+    out = {}
+    for dev in ("cpu", "cuda"):
+        sim = get_simulator(ALUMINIUM, None, dtype=torch.float32, device=dev)
+        sim(p.force_constants[:batch_size], p.temperature[:batch_size])  # warm-up
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            for i in range(0, count, batch_size):
+                sim(p.force_constants[i:i + batch_size], p.temperature[i:i + batch_size])
+        if dev == "cuda":
+            torch.cuda.synchronize()
+        out[f"{dev}_spectra_per_s"] = count / (time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=100_000, help="spectra of the Dask vs serial data set")
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="Dask workers (default: cores)")
+    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--train-count", type=int, default=4000, help="spectra of the training comparison")
+    ap.add_argument("--epochs", type=int, default=60)
+    ap.add_argument("--processes", type=int, default=2, help="torchrun processes")
+    ap.add_argument("--device", default="cpu", help="cuda: also the GPU figures (training on the GPU)")
+    ap.add_argument("--skip-dask", action="store_true")
+    ap.add_argument("--skip-train", action="store_true")
+    ap.add_argument("--workdir", default=None, help="keep the files here (default: a temporary folder)")
+    args = ap.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="phonon-scaling-"))
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}; "
+          f"CUDA {'yes: ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}")
+    results = {}
+    try:
+        if not args.skip_dask:
+            r = results["dask"] = dask_vs_serial(work, args.count, args.workers, args.batch_size)
+            print(f"data set, {r['count']} spectra: serial {r['serial_s']:.1f} s, Dask ({r['workers']} workers) "
+                  f"{r['dask_s']:.1f} s, Dask/serial {r['dask_over_serial']:.2f} (target ≤ 1); identical: "
+                  f"{r['identical']} (max |Δ| {r['max_abs_difference']:.2g}); identical to a one-thread serial run: "
+                  f"{r['identical_to_one_thread_serial']}")
+        if not args.skip_train:
+            r = results["train"] = torchrun_vs_one(work, args.train_count, args.epochs, args.processes, args.device)
+            print(f"training, {r['count']} spectra, {r['epochs']} epochs on {r['device']}: one process "
+                  f"{r['one_process_s']:.0f} s, torchrun × {r['processes']} {r['torchrun_s']:.0f} s; best validation "
+                  f"loss autoencoder {r['val_loss_one']['pretrain']:.4g} vs {r['val_loss_torchrun']['pretrain']:.4g} "
+                  f"({100 * r['relative_difference']['pretrain']:+.1f} %, target within ±5 %), regressor "
+                  f"{r['val_loss_one']['regressor']:.4g} vs {r['val_loss_torchrun']['regressor']:.4g} "
+                  f"({100 * r['relative_difference']['regressor']:+.1f} %)")
+            print(f"  validation R² one process {r['val_loss_one']['r2']}\n  torchrun {r['val_loss_torchrun']['r2']}")
+        if torch.cuda.is_available():
+            r = results["gpu"] = gpu_throughput(min(args.count, 4096), 64)
+            print(f"simulator throughput (batches of 64): CPU {r['cpu_spectra_per_s']:.0f} spectra/s, CUDA "
+                  f"{r['cuda_spectra_per_s']:.0f} spectra/s")
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(results, default=float))
+
+
+if __name__ == "__main__":
+    main()
