@@ -85,16 +85,14 @@ def deposit(energy: torch.Tensor, amp: torch.Tensor, n_g: int, step: float) -> t
     return out.view(b, n_g, n_bins)
 
 
-def dho_kernel(gamma: torch.Tensor, g_energy: torch.Tensor, fine: torch.Tensor, f_sign: torch.Tensor,
-               step: float) -> torch.Tensor:
-    """M[b, g, f]: fraction of a damped-harmonic-oscillator line of a mode at E_g (HWHM Γ_b(E_g)) in cell f.
+def dho_line_parameters(gamma: torch.Tensor, g_energy: torch.Tensor,
+                        step: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(c, 1/d, norm) of the damped-harmonic-oscillator line of each mode on G, each (B, n_G, 1).
 
-    ``gamma`` (B,): Γ = γ·E_g (dimensionless γ); or (B, 2): Γ = γ0 + γ1·E_g with columns (γ0 in meV, γ1), an
-    energy-dependent linewidth. Γ is kept below 0.99·E_g (a line still centred near its mode).
-
-    χ''_DHO(E) = (2E₀/π)·2EΓ/((E₀² − E²)² + 4E²Γ²) (unit weight; odd in E) integrated exactly over each
-    cell [F_f − h/2, F_f + h/2]: with x = E², c = E₀² − 2Γ², d = 2Γ√(E₀² − Γ²), the antiderivative is
-    (E₀/(π√(E₀² − Γ²))) atan((x − c)/d). Exact for any Γ, so Γ → 0 recovers the undamped line.
+    ``gamma`` (B,): Γ = γ·E_g (dimensionless γ); or (B, 2): Γ = γ0 + γ1·E_g with columns (γ0 in meV, γ1).
+    Γ is kept below 0.99·E_g (a line still centred near its mode) and above 10⁻⁶·``step`` meV. With x = E²
+    (meV²) the line's antiderivative is norm·atan((x − c)/d): c = E₀² − 2Γ², d = 2Γ√(E₀² − Γ²) (meV²),
+    norm = E₀/(π√(E₀² − Γ²)).
     """
     e0 = g_energy[None, :, None]
     if gamma.dim() == 2:  # (γ0 meV, γ1): Γ = γ0 + γ1·E
@@ -102,13 +100,59 @@ def dho_kernel(gamma: torch.Tensor, g_energy: torch.Tensor, fine: torch.Tensor, 
         gam = torch.minimum(gam, 0.99 * e0).clamp_min(1e-6 * step)
     else:
         gam = (gamma[:, None, None].clamp(0.0, 0.99) * e0).clamp_min(1e-6 * step)
-    root = torch.sqrt(e0 ** 2 - gam ** 2)
-    c = e0 ** 2 - 2 * gam ** 2
-    d = 2 * gam * root
+    e0_sq, gam_sq = e0 * e0, gam * gam
+    root = torch.sqrt(e0_sq - gam_sq)
+    return e0_sq - 2 * gam_sq, 1.0 / (2 * gam * root), e0 / (math.pi * root)
+
+
+def dho_kernel(gamma: torch.Tensor, g_energy: torch.Tensor, fine: torch.Tensor, f_sign: torch.Tensor,
+               step: float) -> torch.Tensor:
+    """M[b, g, f]: fraction of a damped-harmonic-oscillator line of a mode at E_g (HWHM Γ_b(E_g)) in cell f.
+
+    ``gamma`` as :func:`dho_line_parameters`; ``fine`` (n_F,) any cell centres (meV), ``f_sign`` their signs.
+
+    χ''_DHO(E) = (2E₀/π)·2EΓ/((E₀² − E²)² + 4E²Γ²) (unit weight; odd in E) integrated exactly over each
+    cell [F_f − h/2, F_f + h/2]: with x = E², c = E₀² − 2Γ², d = 2Γ√(E₀² − Γ²), the antiderivative is
+    (E₀/(π√(E₀² − Γ²))) atan((x − c)/d). Exact for any Γ, so Γ → 0 recovers the undamped line. The simulator
+    itself uses the cheaper, equal :func:`dho_broaden` on its contiguous cells.
+    """
+    c, inv_d, norm = dho_line_parameters(gamma, g_energy, step)
     lo = (fine.abs() - 0.5 * step)[None, None, :]
     hi = (fine.abs() + 0.5 * step)[None, None, :]
-    mass = (e0 / (math.pi * root)) * (torch.atan((hi ** 2 - c) / d) - torch.atan((lo ** 2 - c) / d))
+    mass = norm * (torch.atan((hi ** 2 - c) * inv_d) - torch.atan((lo ** 2 - c) * inv_d))
     return mass * f_sign
+
+
+def contiguous_cells(fine: np.ndarray, step: float) -> tuple[np.ndarray, np.ndarray]:
+    """The |E| cells of a window of cell centres ±(i+½)·``step`` (meV): their edges (n_C + 1,) meV, contiguous
+    multiples of ``step``, and the cell of each centre (n_F,) as an index into them."""
+    cell = np.round(np.abs(fine) / step - 0.5).astype(int)
+    if not np.allclose(np.abs(fine), (cell + 0.5) * step, rtol=0, atol=1e-6 * step):
+        raise ValueError("the fine energy window must hold cell centres ±(i+½)·step")
+    first, last = int(cell.min()), int(cell.max())
+    return np.arange(first, last + 2) * step, cell - first
+
+
+def dho_broaden(chi_g: torch.Tensor, gamma: torch.Tensor, g_energy: torch.Tensor, edges_sq: torch.Tensor,
+                f_cell: torch.Tensor | None, f_sign: torch.Tensor | None, step: float) -> torch.Tensor:
+    """χ''(F) (B, n_F, n_bins) of the sticks ``chi_g`` (B, n_G, n_bins) on G, each broadened into its DHO line.
+
+    Equal to ``bmm(dho_kernel(...)ᵀ, chi_g)`` to rounding, at a fraction of the cost: atan once per cell edge
+    (``edges_sq`` (n_C + 1,) meV², contiguous cells, see :func:`contiguous_cells`) instead of twice per cell, the
+    line's norm folded into the sticks and the edge difference taken after the product, the sign and the
+    duplicate ±E cells applied to the output (``f_cell``/``f_sign`` None: the cells are the window, all E > 0),
+    and only the modes up to the last non-zero stick (rows of zeros add exactly nothing).
+    """
+    nonzero = torch.nonzero(chi_g.detach().abs().amax((0, 2)))
+    n_used = min(int(nonzero.max()) + 2, chi_g.shape[1]) if len(nonzero) else 1
+    c, inv_d, norm = dho_line_parameters(gamma, g_energy[:n_used], step)
+    # atan((x − c)/d) at every edge: (B, n_used, n_C + 1)
+    cumulative = torch.atan(torch.addcmul(-c * inv_d, edges_sq, inv_d))
+    mass = cumulative[..., 1:] - cumulative[..., :-1]  # per cell, before the product (no cancellation across g)
+    cells = torch.bmm(mass.transpose(1, 2), chi_g[:, :n_used] * norm)  # (B, n_C, n_bins)
+    if f_cell is not None:
+        cells = cells[:, f_cell] * f_sign[:, None]
+    return cells
 
 
 class ShellTensors:
