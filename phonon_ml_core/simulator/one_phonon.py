@@ -158,7 +158,8 @@ def dho_broaden(chi_g: torch.Tensor, gamma: torch.Tensor, g_energy: torch.Tensor
 class ShellTensors:
     """⟨QQᵀ⟩ per irreducible q and |Q| bin at a lattice parameter, cached (LRU) per rounded a (Å).
 
-    Calling with a returns (N_q, 6, 2·n_bins) packed tensors [⟨QQᵀ⟩ | ⟨(Q² − Q̄²) QQᵀ⟩] and Q̄² (n_bins,).
+    Calling with a returns (N_q, 12, n_bins) packed tensors [⟨QQᵀ⟩ ; ⟨(Q² − Q̄²) QQᵀ⟩] (6 + 6 packed components
+    stacked) and Q̄² (n_bins,).
     """
 
     def __init__(self, mesh: ShellMesh, q_edges: np.ndarray, q_bins: np.ndarray, a_range: tuple[float, float],
@@ -198,7 +199,7 @@ class ShellTensors:
         t1 = t1 - t0 * torch.as_tensor(q2bar, dtype=rows.dtype)[:, None]
         t0 = t0.view(-1, n_q, 6).permute(1, 0, 2)  # (N_q, n_bins, 6)
         t1 = t1.view(-1, n_q, 6).permute(1, 0, 2)
-        both = torch.cat((t0, t1), 1).permute(0, 2, 1).contiguous()  # (N_q, 6, 2·n_bins)
+        both = torch.cat((t0, t1), 2).permute(0, 2, 1).contiguous()  # (N_q, 12, n_bins)
         self._cache[key] = (both.to(self.dtype).to(self.device),
                             torch.as_tensor(q2bar, dtype=self.dtype, device=self.device))
         return self._cache[key]
@@ -210,7 +211,7 @@ def one_phonon_mesh(dyn: torch.Tensor, a: torch.Tensor, msd: torch.Tensor, shell
 
     ``dyn``: packed D/M (B, N_q, 6) meV² at the irreducible mesh points; ``a`` (B,) Å; ``msd`` (B,) Å² (zeros
     without the Debye–Waller factor); ``recoil`` ħ²/2M (meV Å²). The linear-deposition fractions are folded
-    into P_j so the big (q, mode, bin) weight array comes from one batched matrix product per deposition side.
+    into P_j so the big (q, mode, bin) weight array comes from one batched matrix product for both deposition sides.
     """
     b = dyn.shape[0]
     lam = eigvalsh3(dyn)
@@ -229,18 +230,19 @@ def one_phonon_mesh(dyn: torch.Tensor, a: torch.Tensor, msd: torch.Tensor, shell
     keys = [float(x) for x in a_key]
     shared = len(set(keys)) == 1
     tens = shells(keys[0])[0] if shared else torch.stack([shells(k)[0] for k in keys])
-    u = msd[:, None, None, None]
-    for idx, frac in ((i0, 1.0 - t), (i0 + 1, t)):
-        ok = (idx >= 0) & (idx < n_g)
-        pj = proj * (frac * ok)[..., None]  # (B, N_q, 3, 6)
-        if shared:
-            tr = torch.bmm(pj.permute(1, 0, 2, 3).reshape(n_q, -1, 6), tens)
-            tr = tr.view(n_q, b, 3, 2 * n_bins).transpose(0, 1)  # (B, N_q, 3, 2K)
-        else:
-            tr = torch.bmm(pj.reshape(b * n_q, 3, 6), tens.reshape(b * n_q, 6, -1)).view(b, n_q, 3, -1)
-        w = torch.addcmul(tr[..., :n_bins], u, tr[..., n_bins:], value=-1.0)
-        flat = (base + idx.clamp(0, n_g - 1)).reshape(-1)
-        out.index_add_(0, flat, w.reshape(-1, n_bins))
+    # both deposition sides in one product, the Debye–Waller term in the contraction:
+    # w = P·⟨QQᵀ⟩ − ⟨u²⟩ P·⟨(Q² − Q̄²)QQᵀ⟩ = [P, −⟨u²⟩P] · [T0; T1], weighted projectors (2, B, N_q, 3, 12)
+    sides = torch.stack((i0, i0 + 1))
+    fracs = torch.stack((1.0 - t, t)) * ((sides >= 0) & (sides < n_g))
+    pj = proj[None] * fracs[..., None]
+    pj = torch.cat((pj, pj * -msd[None, :, None, None, None]), -1)
+    if shared:  # (N_q, 2·B·3, 12) @ (N_q, 12, K)
+        w = torch.bmm(pj.permute(2, 0, 1, 3, 4).reshape(n_q, -1, 12), tens)
+        flat = (base + sides.clamp(0, n_g - 1)).permute(2, 0, 1, 3)  # (N_q, 2, B, 3), w's layout
+    else:  # per spectrum: (B·N_q, 2·3, 12) @ (B·N_q, 12, K)
+        w = torch.bmm(pj.permute(1, 2, 0, 3, 4).reshape(b * n_q, 6, 12), tens.reshape(b * n_q, 12, n_bins))
+        flat = (base + sides.clamp(0, n_g - 1)).permute(1, 2, 0, 3)  # (B, N_q, 2, 3)
+    out.index_add_(0, flat.reshape(-1), w.reshape(-1, n_bins))
     out = out.view(b, n_g, n_bins)
     q2 = torch.stack([shells(k)[1] for k in keys])  # (B, n_bins)
     return out * torch.exp(-q2 * msd[:, None])[:, None, :], bad
