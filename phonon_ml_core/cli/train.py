@@ -2,20 +2,19 @@
 
 A thin front end of :func:`phonon_ml_core.learn.setup.train_to_bundle` (shared with the Mantid algorithm
 TrainPhononVAE); the defaults come from :func:`phonon_ml_core.learn.setup.training_defaults`. The material and
-experiment come from the data set.
+experiment come from the data set. The help's defaults are the torch-free copy in :mod:`phonon_ml_core.cli.choices`.
 """
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from phonon_ml_core.cli.choices import FAMILIES, TRAINING_DEFAULTS
 from phonon_ml_core.cli.options import add_bundle_output_options
-from phonon_ml_core.learn.networks import FAMILIES
-from phonon_ml_core.learn.setup import training_defaults
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    d = training_defaults()
+    d = TRAINING_DEFAULTS
     p = subparsers.add_parser(
         "train", help="train the spectrum autoencoder and the force-constant regressor → model bundle",
         description="Pretrain an autoencoder on simulated spectra, optionally fine-tune it on measured spectra "
@@ -140,7 +139,7 @@ def check_training_set_size(path: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from phonon_ml_core.learn.bundle_metadata import file_info
     from phonon_ml_core.learn.distributed import torchrun_environment
-    from phonon_ml_core.learn.setup import train_to_bundle
+    from phonon_ml_core.learn.setup import train_to_bundle, training_defaults
     from phonon_ml_core.readers import read_spectrum
 
     out = Path(args.output)
