@@ -182,7 +182,8 @@ def fits(spectrum, methods: list[str], repeats: int) -> dict:
                        "same_calls_seconds": same, "ratio_to_same_calls": r.seconds / same,
                        "call_shapes": {f"{b}x{str(d).removeprefix('torch.')}{'+grad' if g else ''}"
                                        f"{'+gamma' if lw else ''}": n for (b, d, g, lw), n in clock.shapes.items()},
-                       "simulator_seconds": inside, "ratio_to_time_in_simulator": r.seconds / inside}
+                       "simulator_seconds": inside, "simulator_forward_seconds": clock.forward,
+                       "backward_seconds": clock.backward, "ratio_to_time_in_simulator": r.seconds / inside}
     return out
 
 
