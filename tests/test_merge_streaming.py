@@ -115,3 +115,21 @@ def test_the_one_batch_plan_orders_by_temperature_and_resumes():
     assert [b.tolist() for b in batch_plan(t, 2, start=2)] == [[0, 2], [4]]
     with pytest.raises(ValueError, match="batch_size"):
         batch_plan(t, 0)
+
+
+def test_shards_with_one_value_for_all_spectra_merge_as_in_memory(tmp_path):
+    """A shard may hold one temperature and one set of constants for all its spectra: broadcast, as stacking does."""
+    from phonon_ml_core.specs import ALUMINIUM, STANDARD_EXPERIMENT
+
+    grid = STANDARD_EXPERIMENT.grid
+    paths = []
+    for i, t in enumerate((100.0, 300.0)):
+        meta = {"n_total": 6, "indices": [3 * i, 3 * i + 3]}
+        s = Spectrum(intensity=np.full((3, *grid.shape), i + 0.5, np.float32), grid=grid, temperature=t,
+                     force_constants=np.asarray(ALUMINIUM.reference_constants) * (1 + i), metadata=meta,
+                     material=ALUMINIUM, experiment=STANDARD_EXPERIMENT)
+        paths.append(tmp_path / f"s{i}.h5")
+        s.to_hdf5(paths[-1])
+    merge_shards(paths, tmp_path / "stream.h5", block_rows=2)
+    in_memory_merge(paths, tmp_path / "reference.h5")
+    assert_same_content(tmp_path / "stream.h5", tmp_path / "reference.h5")

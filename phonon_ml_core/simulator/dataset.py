@@ -94,8 +94,9 @@ def write_dataset_template(f: h5py.File, material: Material, settings: Simulatio
     f.attrs["completed"] = 0
 
 
-#: The datasets of the conventions §4 layout that hold one row per spectrum of a set.
-PER_SPECTRUM = ("intensity", "errors", "temperature", "force_constants", "linewidth")
+#: The datasets of the conventions §4 layout that hold one row per spectrum of a set, with their number of
+#: dimensions in a set (a file may hold one value for all spectra instead: fewer dimensions).
+PER_SPECTRUM = {"intensity": 3, "errors": 3, "temperature": 1, "force_constants": 2, "linewidth": 1}
 
 
 def write_set_layout(f: h5py.Group, head: Spectrum, n: int, values: dict[str, np.ndarray] | None = None) -> None:
@@ -112,7 +113,8 @@ def write_set_layout(f: h5py.Group, head: Spectrum, n: int, values: dict[str, np
         old = f[key]
         dtype, shape, chunks, attrs = old.dtype, old.shape, old.chunks, dict(old.attrs)
         del f[key]
-        new = f.create_dataset(key, shape=(n, *shape[1:]), dtype=dtype, chunks=chunks)
+        row_shape = shape[len(shape) - (PER_SPECTRUM[key] - 1):] if PER_SPECTRUM[key] > 1 else ()
+        new = f.create_dataset(key, shape=(n, *row_shape), dtype=dtype, chunks=chunks)
         new.attrs.update(attrs)
         if values is not None and key in values:
             new[...] = values[key]
@@ -210,8 +212,9 @@ def read_set_head(path: str | os.PathLike) -> tuple[Spectrum, int]:
                              "sets written by generate_dataset / phonon-ml simulate --count")
         for key in src:
             if key in PER_SPECTRUM:
-                d = src[key]
-                head.create_dataset(key, data=d[:1]).attrs.update(dict(d.attrs))
+                d = src[key]  # one row; a value that every spectrum shares (a scalar T, (K,) constants) as it is
+                row = d[:1] if d.ndim == PER_SPECTRUM[key] else d[()]
+                head.create_dataset(key, data=row).attrs.update(dict(d.attrs))
             else:
                 src.copy(src[key], head, name=key)
         head.attrs.update(dict(src.attrs))
@@ -235,8 +238,8 @@ def merge_shards(paths: list[str | os.PathLike], output: str | os.PathLike, over
     """
     if not paths:
         raise ValueError("no shard files to merge")
-    first, sizes = read_set_head(paths[0])
-    sizes, metas, name0 = [sizes], [first.metadata], os.fspath(paths[0])
+    first, size0 = read_set_head(paths[0])
+    sizes, metas, name0 = [size0], [first.metadata], os.fspath(paths[0])
     for path in paths[1:]:  # one head at a time: memory does not grow with the number of shards
         p, size = read_set_head(path)
         for key in _SHARED_KEYS:
@@ -296,4 +299,6 @@ def _copy_rows(path: str | os.PathLike, out: h5py.File, keys: list[str], offset:
         for s in range(0, n, max(1, block_rows)):
             e = min(n, s + block_rows)
             for k in keys:
-                out[k][offset + s:offset + e] = f[k][s:e]
+                d = f[k]
+                rows = d[s:e] if d.ndim == PER_SPECTRUM[k] else np.broadcast_to(d[()], (e - s, *out[k].shape[1:]))
+                out[k][offset + s:offset + e] = rows
