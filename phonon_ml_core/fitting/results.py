@@ -41,6 +41,11 @@ class FitResult:
         background_std: (b0_std, b1_std) (b0_std None: not identifiable), or None.
         background_energy_mean: Ē (meV), the mean energy transfer over the valid pixels, or None.
         material, experiment: the material fitted and the experiment whose resolution was simulated.
+        at_bounds: names of the parameters that ended on a bound of their range.
+        linewidth_offset, linewidth_offset_std: γ0 (meV) of an affine linewidth HWHM = γ0 + γ·E and its std, when
+            fitted (``linewidth_model="affine"``), else None.
+        prior: the Gaussian priors on the constants (:meth:`~phonon_ml_core.fitting.priors.GaussianPrior.to_dict`),
+            or None.
     """
 
     force_constants: np.ndarray
@@ -65,6 +70,9 @@ class FitResult:
     material: Material = ALUMINIUM
     experiment: Experiment | None = None
     at_bounds: tuple[str, ...] = ()
+    linewidth_offset: float | None = None
+    linewidth_offset_std: float | None = None
+    prior: dict | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -101,6 +109,10 @@ class FitResult:
             LINEWIDTH: None if self.linewidth is None else float(self.linewidth),
             "linewidth_std": None if self.linewidth_std is None or not np.isfinite(self.linewidth_std)
             else float(self.linewidth_std),
+            "linewidth_offset": None if self.linewidth_offset is None else float(self.linewidth_offset),
+            "linewidth_offset_std": None if self.linewidth_offset_std is None
+            or not np.isfinite(self.linewidth_offset_std) else float(self.linewidth_offset_std),
+            "prior": self.prior,
             "start": None if self.start is None else [float(x) for x in self.start],
             "covariance": self.covariance,
             "mean_square_frequency_combination": float(msq_combination(self.force_constants, self.material)),

@@ -263,4 +263,6 @@ def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, l
                      linewidth_std=float(std[k]) if fit_linewidth else None, spectra_simulated=prob.spectra,
                      start=x0[:k].copy(), correlation=corr, simulated=simulated, background=background,
                      background_std=background_std, background_energy_mean=prob.energy_mean, material=material,
-                     experiment=experiment, at_bounds=at_bounds)
+                     experiment=experiment, at_bounds=at_bounds, linewidth_offset=offset,
+                     linewidth_offset_std=float(std[k + 1]) if affine else None,
+                     prior=None if prior is None else prior.to_dict())

@@ -1,7 +1,8 @@
 """One-sigma uncertainties of fitted parameters from the Gauss–Newton curvature at the optimum.
 
 J by central finite differences (one batched simulator call), covariance σ²·(JᵀJ)⁻¹ with the residual variance
-σ² = SSR / (n_pixels − n_params); with a fitted background its slope b1 is an explicit extra parameter.
+σ² = SSR / (n_pixels − n_params); with a fitted background its slope b1 is an explicit extra parameter. A prior
+(:mod:`.priors`) enters as its residual rows, with or without the background.
 """
 from __future__ import annotations
 
@@ -32,6 +33,9 @@ def parameter_uncertainty(prob: FitProblem, theta: np.ndarray) -> tuple[np.ndarr
             r = torch.where(bad[:, None], torch.zeros_like(y), prob.model(y, b_hat.expand(len(y))) - prob.x)
             rb = prob.model(y[:1].expand(2, -1), torch.stack([b_hat + hb, b_hat - hb])) - prob.x
             r = torch.cat([r, rb])
+            if prob.prior is not None:  # the prior's rows (b1 does not enter them): as in FitProblem.residuals
+                c = torch.as_tensor(pts[:, :prob.n_constants], dtype=r.dtype)
+                r = torch.cat([r, prob.prior.residual_rows(torch.cat([c, c[:1], c[:1]]), prob.sum_x2)], 1)
             bad = torch.cat([bad, bad[:1], bad[:1]])
             h = np.append(h, hb)
             p += 1
