@@ -2,17 +2,16 @@
 errors answer without importing torch (tests/test_cli_startup.py checks that they equal the core's)."""
 from __future__ import annotations
 
-from phonon_ml_core.fitting.defaults import METHODS as FIT_METHODS   # torch-free, the one home (``fit --method``)
+# torch-free homes (plain data), imported rather than copied
+from phonon_ml_core.fitting.defaults import LINEWIDTH_MODELS, PRIOR_SCOPES, SERIES_MODELS
+from phonon_ml_core.fitting.defaults import METHODS as FIT_METHODS
+from phonon_ml_core.physics.symmetry import DISPERSION_PATHS
 
 __all__ = ["DISPERSION_PATHS", "EVALUATION_STRATEGIES", "FAMILIES", "FIT_METHODS", "LATENT_DELTA", "LATENT_THRESHOLD",
            "LINEWIDTH_MODELS", "MESH_DENSITY", "PRIOR_CHOICES", "SERIES_MODELS", "STANDARD_CHOPPER_FREQUENCY",
            "STANDARD_CHOPPER_PACKAGE", "STANDARD_EI_MEV", "STANDARD_INSTRUMENT", "TRAINING_DEFAULTS"]
-#: ``fit --series-model``: :data:`phonon_ml_core.fitting.joint_model.SERIES_MODELS`.
-SERIES_MODELS = ("linear", "quadratic", "free")
-#: ``fit --linewidth-model``: :data:`phonon_ml_core.fitting.linewidth.LINEWIDTH_MODELS`.
-LINEWIDTH_MODELS = ("proportional", "affine")
-#: ``fit --prior``: "none" and :data:`phonon_ml_core.fitting.priors.PRIOR_SCOPES`.
-PRIOR_CHOICES = ("none", "added", "all")
+#: ``fit --prior``: "none" and the prior scopes.
+PRIOR_CHOICES = ("none", *PRIOR_SCOPES)
 
 # The homes below import torch, resins or scipy (or sit in learn/): their values are copied here and
 # tests/test_cli_startup.py::test_cli_choices_are_the_cores checks each against the core's.
@@ -23,9 +22,6 @@ STANDARD_CHOPPER_FREQUENCY = 300
 STANDARD_EI_MEV = 50.0
 #: ``simulate --mesh-density``: ``SimulationSettings.mesh_density`` (phonon_ml_core.simulator.settings, torch).
 MESH_DENSITY = 16
-#: ``dispersion``: :data:`phonon_ml_core.fitting.frequencies.DISPERSION_PATHS` (physics.units imports scipy).
-DISPERSION_PATHS = {"fcc": ("Γ", "X", "W", "L", "Γ", "K"), "bcc": ("Γ", "H", "N", "Γ", "P", "H"),
-                    "sc": ("Γ", "X", "M", "Γ", "R", "X")}
 #: ``train --family``: :data:`phonon_ml_core.learn.networks.FAMILIES`.
 FAMILIES = ("fcvae", "fcae", "cnnae", "cnnvae")
 #: ``train`` defaults by argparse name: :func:`phonon_ml_core.learn.setup.training_defaults`.
