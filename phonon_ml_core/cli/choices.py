@@ -6,6 +6,8 @@ from __future__ import annotations
 from phonon_ml_core.fitting.defaults import LINEWIDTH_MODELS, PRIOR_SCOPES, SERIES_MODELS
 from phonon_ml_core.fitting.defaults import METHODS as FIT_METHODS
 from phonon_ml_core.physics.symmetry import DISPERSION_PATHS
+from phonon_ml_core.specs.standard import (STANDARD_CHOPPER_FREQUENCY, STANDARD_CHOPPER_PACKAGE, STANDARD_EI_MEV,
+                                           STANDARD_INSTRUMENT)
 
 __all__ = ["DISPERSION_PATHS", "EVALUATION_STRATEGIES", "FAMILIES", "FIT_METHODS", "LATENT_DELTA", "LATENT_THRESHOLD",
            "LINEWIDTH_MODELS", "MESH_DENSITY", "PRIOR_CHOICES", "SERIES_MODELS", "STANDARD_CHOPPER_FREQUENCY",
@@ -13,13 +15,8 @@ __all__ = ["DISPERSION_PATHS", "EVALUATION_STRATEGIES", "FAMILIES", "FIT_METHODS
 #: ``fit --prior``: "none" and the prior scopes.
 PRIOR_CHOICES = ("none", *PRIOR_SCOPES)
 
-# The homes below import torch, resins or scipy (or sit in learn/): their values are copied here and
+# The homes below import torch or sit in learn/ and report/: their values are copied here and
 # tests/test_cli_startup.py::test_cli_choices_are_the_cores checks each against the core's.
-#: :data:`phonon_ml_core.specs.STANDARD_EXPERIMENT` (building it imports resins): ``simulate`` help.
-STANDARD_INSTRUMENT = "ARCS"
-STANDARD_CHOPPER_PACKAGE = "ARCS-100-1.5-AST"
-STANDARD_CHOPPER_FREQUENCY = 300
-STANDARD_EI_MEV = 50.0
 #: ``simulate --mesh-density``: ``SimulationSettings.mesh_density`` (phonon_ml_core.simulator.settings, torch).
 MESH_DENSITY = 16
 #: ``train --family``: :data:`phonon_ml_core.learn.networks.FAMILIES`.
