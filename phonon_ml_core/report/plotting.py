@@ -1,8 +1,8 @@
 """Figures people look at: spectrum maps, measured-vs-simulated comparisons, the figure of one fit (matplotlib)."""
 from __future__ import annotations
 
-import warnings
 import os
+import warnings
 
 import numpy as np
 
