@@ -2,17 +2,20 @@
 on several CPU processes against one process.
 
 1. Data set: ``phonon-ml simulate --count N`` serially (one process, torch's default threads = the machine's
-   cores) and with ``--executor dask`` (a LocalCluster of one single-threaded worker per core); wall times,
-   their ratio and whether the two files are identical (every dataset, bit for bit). Target: on two cores, Dask no
-   slower than serial at N = 100,000, and identical.
+   cores, or ``--serial-threads``), serially with one torch thread (``OMP_NUM_THREADS=1``), and with
+   ``--executor dask`` (a LocalCluster of one single-threaded worker per core); wall times, their ratios and
+   whether the files are identical (every dataset, bit for bit). Target: on two cores, Dask no slower than the
+   serial run at N = 100,000, and identical to it (PASS/MISS printed).
 2. Training: ``phonon-ml train`` on one process and under ``torchrun --nproc_per_node P`` (gloo, CPU) on the same
    set and seed; wall times and the best validation losses of the autoencoder and the regressor. Target: the
-   P-process validation loss within 5 % of the one-process loss.
+   P-process validation loss within 5 % of the one-process loss (PASS/MISS printed). torchrun gives each process
+   one torch thread (it sets OMP_NUM_THREADS=1); the one-process run uses torch's default threads, or
+   ``--serial-threads``. The thread settings are printed with the figures.
 3. With ``--device cuda`` (when a GPU is present): simulator throughput and training time on the GPU beside the CPU.
 
 Run: ``python benchmarks/scaling.py [--count 100000] [--train-count 4000] [--epochs 60] [--processes 2]
-[--skip-dask] [--skip-train] [--device cuda] [--workdir DIR]``. The machine's load changes absolute times: compare
-the ratios printed in one run.
+[--serial-threads T] [--skip-dask] [--skip-train] [--device cuda] [--workdir DIR]``. The machine's load changes
+absolute times: compare the ratios printed in one run.
 """
 from __future__ import annotations
 
@@ -34,14 +37,22 @@ REPO = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-c", "import sys; from phonon_ml_core.cli import main; sys.exit(main())"]
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+def _env(threads: int | None = None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p)}
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
 
 
-def _run(cmd: list[str], **kw) -> float:
-    """Wall time (s) of a command; its output is shown only when it fails."""
+def default_threads() -> int:
+    """torch's intra-op threads in a child process without OMP_NUM_THREADS set by us (the machine's default)."""
+    return int(os.environ.get("OMP_NUM_THREADS") or torch.get_num_threads())
+
+
+def _run(cmd: list[str], threads: int | None = None, **kw) -> float:
+    """Wall time (s) of a command (``threads``: its OMP_NUM_THREADS); its output is shown only when it fails."""
     t0 = time.perf_counter()
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, **kw)
+    done = subprocess.run(cmd, env=_env(threads), capture_output=True, text=True, **kw)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:6])} … failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
     return time.perf_counter() - t0
@@ -56,19 +67,19 @@ def same_file(a: Path, b: Path) -> tuple[bool, float]:
     return same, diff
 
 
-def dask_vs_serial(work: Path, count: int, workers: int, batch_size: int) -> dict:
+def dask_vs_serial(work: Path, count: int, workers: int, batch_size: int, serial_threads: int | None) -> dict:
     common = ["simulate", "--count", str(count), "--seed", "11", "--temperature-range", "20,600",
               "--batch-size", str(batch_size), "--no-progress"]
-    serial, dask = work / "serial.h5", work / "dask.h5"
-    t_serial = _run([*CLI, *common, "--output", str(serial)])
+    serial, dask, one = work / "serial.h5", work / "dask.h5", work / "serial_1thread.h5"
+    t_serial = _run([*CLI, *common, "--output", str(serial)], threads=serial_threads)
+    t_one = _run([*CLI, *common, "--output", str(one)], threads=1)
     t_dask = _run([*CLI, *common, "--output", str(dask), "--executor", "dask", "--workers", str(workers)])
     same, diff = same_file(serial, dask)
-    one = work / "serial_1thread.h5"
-    t_one = _run(["env", "OMP_NUM_THREADS=1", *CLI, *common, "--output", str(one)]) if not same else float("nan")
-    same_one = same_file(one, dask)[0] if not same else True
-    return {"count": count, "workers": workers, "serial_s": t_serial, "dask_s": t_dask,
-            "dask_over_serial": t_dask / t_serial, "identical": same, "max_abs_difference": diff,
-            "identical_to_one_thread_serial": same_one, "serial_1thread_s": t_one}
+    return {"count": count, "workers": workers, "serial_threads": serial_threads or default_threads(),
+            "serial_s": t_serial, "serial_1thread_s": t_one, "dask_s": t_dask, "dask_over_serial": t_dask / t_serial,
+            "dask_over_serial_1thread": t_dask / t_one, "identical": same, "max_abs_difference": diff,
+            "identical_to_one_thread_serial": same_file(one, dask)[0],
+            "pass": bool(same and t_dask <= t_serial)}
 
 
 def _losses(bundle: Path) -> dict[str, float]:
@@ -83,21 +94,24 @@ def _losses(bundle: Path) -> dict[str, float]:
     return out
 
 
-def torchrun_vs_one(work: Path, count: int, epochs: int, processes: int, device: str) -> dict:
+def torchrun_vs_one(work: Path, count: int, epochs: int, processes: int, device: str,
+                    serial_threads: int | None) -> dict:
     data = work / "train_set.h5"
     _run([*CLI, "simulate", "--count", str(count), "--seed", "5", "--temperature-range", "20,600",
           "--output", str(data), "--no-progress", "--executor", "dask", "--workers", str(os.cpu_count() or 1)])
     train = ["train", "--data", str(data), "--epochs", str(epochs), "--regressor-epochs", str(epochs),
              "--physics-steps", "0", "--no-progress", "--seed", "3", "--device", device]
-    t_one = _run([*CLI, *train, "--output", str(work / "one")])
+    t_one = _run([*CLI, *train, "--output", str(work / "one")], threads=serial_threads)
     script = work / "cli.py"
     script.write_text("import sys\nfrom phonon_ml_core.cli import main\nsys.exit(main())\n")
     t_many = _run(["torchrun", "--standalone", "--nproc_per_node", str(processes), str(script), *train,
                    "--output", str(work / "many")])
     one, many = _losses(work / "one"), _losses(work / "many")
+    rel = {k: (many[k] - one[k]) / one[k] for k in ("pretrain", "regressor")}
     return {"count": count, "epochs": epochs, "processes": processes, "device": device, "one_process_s": t_one,
-            "torchrun_s": t_many, "val_loss_one": one, "val_loss_torchrun": many,
-            "relative_difference": {k: (many[k] - one[k]) / one[k] for k in ("pretrain", "regressor")}}
+            "one_process_threads": serial_threads or default_threads(), "torchrun_threads_per_process": 1,
+            "torchrun_s": t_many, "val_loss_one": one, "val_loss_torchrun": many, "relative_difference": rel,
+            "pass": bool(all(abs(v) <= 0.05 for v in rel.values()))}
 
 
 def gpu_throughput(count: int, batch_size: int) -> dict:
@@ -107,7 +121,7 @@ def gpu_throughput(count: int, batch_size: int) -> dict:
     from phonon_ml_core.specs import ALUMINIUM
 
     p = sample_parameters(count, SamplingConfig(seed=1, temperature_range=(20.0, 600.0)), material=ALUMINIUM)
-    out = {}
+    out = {"cpu_threads": torch.get_num_threads()}
     for dev in ("cpu", "cuda"):
         sim = get_simulator(ALUMINIUM, None, dtype=torch.float32, device=dev)
         sim(p.force_constants[:batch_size], p.temperature[:batch_size])  # warm-up
@@ -132,6 +146,8 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--processes", type=int, default=2, help="torchrun processes")
     ap.add_argument("--device", default="cpu", help="cuda: also the GPU figures (training on the GPU)")
+    ap.add_argument("--serial-threads", type=int, default=None,
+                    help="OMP_NUM_THREADS of the serial / one-process runs (default: torch's default, the cores)")
     ap.add_argument("--skip-dask", action="store_true")
     ap.add_argument("--skip-train", action="store_true")
     ap.add_argument("--workdir", default=None, help="keep the files here (default: a temporary folder)")
@@ -143,23 +159,31 @@ def main() -> None:
     results = {}
     try:
         if not args.skip_dask:
-            r = results["dask"] = dask_vs_serial(work, args.count, args.workers, args.batch_size)
-            print(f"data set, {r['count']} spectra: serial {r['serial_s']:.1f} s, Dask ({r['workers']} workers) "
-                  f"{r['dask_s']:.1f} s, Dask/serial {r['dask_over_serial']:.2f} (target ≤ 1); identical: "
-                  f"{r['identical']} (max |Δ| {r['max_abs_difference']:.2g}); identical to a one-thread serial run: "
-                  f"{r['identical_to_one_thread_serial']}")
+            r = results["dask"] = dask_vs_serial(work, args.count, args.workers, args.batch_size, args.serial_threads)
+            print(f"data set, {r['count']} spectra: serial ({r['serial_threads']} torch threads) "
+                  f"{r['serial_s']:.1f} s, serial (1 thread) {r['serial_1thread_s']:.1f} s, "
+                  f"Dask ({r['workers']} workers × 1 thread) "
+                  f"{r['dask_s']:.1f} s; Dask/serial {r['dask_over_serial']:.2f} (target ≤ 1), Dask/serial-1-thread "
+                  f"{r['dask_over_serial_1thread']:.2f}; identical to the serial file: "
+                  f"{'yes' if r['identical'] else 'no'} (max |Δ| {r['max_abs_difference']:.2g}), to the one-thread "
+                  f"serial file: {'yes' if r['identical_to_one_thread_serial'] else 'no'} — "
+                  f"{'PASS' if r['pass'] else 'MISS'}")
         if not args.skip_train:
-            r = results["train"] = torchrun_vs_one(work, args.train_count, args.epochs, args.processes, args.device)
+            r = results["train"] = torchrun_vs_one(work, args.train_count, args.epochs, args.processes, args.device,
+                                                   args.serial_threads)
             print(f"training, {r['count']} spectra, {r['epochs']} epochs on {r['device']}: one process "
-                  f"{r['one_process_s']:.0f} s, torchrun × {r['processes']} {r['torchrun_s']:.0f} s; best validation "
-                  f"loss autoencoder {r['val_loss_one']['pretrain']:.4g} vs {r['val_loss_torchrun']['pretrain']:.4g} "
-                  f"({100 * r['relative_difference']['pretrain']:+.1f} %, target within ±5 %), regressor "
+                  f"({r['one_process_threads']} torch threads) {r['one_process_s']:.0f} s, torchrun × "
+                  f"{r['processes']} (1 thread each) {r['torchrun_s']:.0f} s; best validation loss autoencoder "
+                  f"{r['val_loss_one']['pretrain']:.4g} vs {r['val_loss_torchrun']['pretrain']:.4g} "
+                  f"({100 * r['relative_difference']['pretrain']:+.1f} %), regressor "
                   f"{r['val_loss_one']['regressor']:.4g} vs {r['val_loss_torchrun']['regressor']:.4g} "
-                  f"({100 * r['relative_difference']['regressor']:+.1f} %)")
+                  f"({100 * r['relative_difference']['regressor']:+.1f} %); target within ±5 % — "
+                  f"{'PASS' if r['pass'] else 'MISS'}")
             print(f"  validation R² one process {r['val_loss_one']['r2']}\n  torchrun {r['val_loss_torchrun']['r2']}")
         if torch.cuda.is_available():
             r = results["gpu"] = gpu_throughput(min(args.count, 4096), 64)
-            print(f"simulator throughput (batches of 64): CPU {r['cpu_spectra_per_s']:.0f} spectra/s, CUDA "
+            print(f"simulator throughput (batches of 64): CPU ({r['cpu_threads']} threads) "
+                  f"{r['cpu_spectra_per_s']:.0f} spectra/s, CUDA "
                   f"{r['cuda_spectra_per_s']:.0f} spectra/s")
     finally:
         if args.workdir is None:

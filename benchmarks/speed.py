@@ -59,13 +59,15 @@ def the_spectrum(temperature: float):
 
 
 class SimulatorClock:
-    """Seconds spent inside the simulator's forward calls and in backward passes while installed."""
+    """Seconds spent inside the simulator's forward calls and in backward passes while installed, and the shape of
+    every call: (batch size, float dtype, whether it builds a graph, whether it carries γ) → count."""
 
     def __init__(self):
         from phonon_ml_core.simulator.powder import PowderSimulator
 
         self.cls, self.forward, self.backward = PowderSimulator, 0.0, 0.0
         self._forward, self._backward = PowderSimulator.forward, torch.Tensor.backward
+        self.shapes: dict[tuple[int, torch.dtype, bool, bool], int] = {}
 
     def __enter__(self):
         clock = self
@@ -73,9 +75,13 @@ class SimulatorClock:
         def forward(sim, *a, **k):
             t0 = time.perf_counter()
             try:
-                return clock._forward(sim, *a, **k)
+                out = clock._forward(sim, *a, **k)
             finally:
                 clock.forward += time.perf_counter() - t0
+            lw = k.get("linewidth", a[3] if len(a) > 3 else None)
+            key = (int(out.shape[0]), sim.dtype, bool(out.requires_grad), lw is not None)
+            clock.shapes[key] = clock.shapes.get(key, 0) + 1
+            return out
 
         def backward(t, *a, **k):
             t0 = time.perf_counter()
@@ -89,6 +95,32 @@ class SimulatorClock:
 
     def __exit__(self, *exc):
         self.cls.forward, torch.Tensor.backward = self._forward, self._backward
+
+
+def same_calls_seconds(spectrum, shapes: dict, repeats: int) -> float:
+    """Seconds the simulator alone takes for the calls a fit made (``SimulatorClock.shapes``): each shape (batch
+    size, precision, forward or forward + backward of constants and γ, with or without γ) timed on its own
+    (median) and multiplied by how often the fit made it — the honest reference of a fit whose calls carry several
+    spectra."""
+    from phonon_ml_core.simulator.factory import get_simulator
+    from phonon_ml_core.specs import ALUMINIUM
+
+    t = float(spectrum.temperatures()[0])
+    total = 0.0
+    for (b, dtype, grad, gamma), count in shapes.items():
+        sim = get_simulator(grid=spectrum.grid, dtype=dtype)
+        fc = torch.as_tensor(np.asarray(ALUMINIUM.reference_constants)[None], dtype=dtype).repeat(b, 1)
+
+        def call(sim=sim, fc=fc, b=b, dtype=dtype, grad=grad, gamma=gamma):
+            x = fc.clone().requires_grad_(grad)
+            lw = torch.full((b,), 0.03, dtype=dtype, requires_grad=grad) if gamma else None
+            with torch.set_grad_enabled(grad):
+                y = sim(x, t, linewidth=lw)
+                if grad:
+                    torch.nan_to_num(y).square().sum().backward()
+
+        total += count * median_time(call, max(3, repeats // 2))
+    return total
 
 
 def simulator_calls(spectrum, repeats: int, only: str | None = None):
@@ -140,13 +172,18 @@ def fits(spectrum, methods: list[str], repeats: int) -> dict:
         with SimulatorClock() as clock:
             r = fit_spectrum(spectrum, method=method, fit_linewidth=True, fit_background=True)
         ref = 0.5 * (before + simulator_calls(spectrum, repeats, only=key))
+        same = same_calls_seconds(spectrum, clock.shapes, repeats)
         per_call = 1e3 * r.seconds / r.evaluations
         inside = clock.forward + clock.backward
         out[method] = {"seconds": r.seconds, "calls": r.evaluations, "spectra": r.spectra_simulated,
                        "nmse": r.nmse, "force_constants": r.force_constants.tolist(), "ms_per_call": per_call,
                        "reference_call_ms": ref, "ratio_to_call": per_call / ref, "reference_call": label,
                        "ratio_per_spectrum": 1e3 * r.seconds / r.spectra_simulated / ref,
-                       "simulator_seconds": inside, "ratio_to_time_in_simulator": r.seconds / inside}
+                       "same_calls_seconds": same, "ratio_to_same_calls": r.seconds / same,
+                       "call_shapes": {f"{b}x{str(d).removeprefix('torch.')}{'+grad' if g else ''}"
+                                       f"{'+gamma' if lw else ''}": n for (b, d, g, lw), n in clock.shapes.items()},
+                       "simulator_seconds": inside, "simulator_forward_seconds": clock.forward,
+                       "backward_seconds": clock.backward, "ratio_to_time_in_simulator": r.seconds / inside}
     return out
 
 
@@ -182,16 +219,21 @@ def dataset(count: int, threads: int) -> dict:
 
 
 def startup(repeats: int = 3) -> dict:
-    """Wall time of `phonon-ml --help` and `phonon-ml fit --help` in a fresh interpreter (median)."""
+    """Wall time of `phonon-ml --help` and of every `phonon-ml COMMAND --help` in a fresh interpreter (median)."""
+    from phonon_ml_core.cli.app import command_summaries
+
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = {}
-    for key, argv in (("help", ["--help"]), ("fit_help", ["fit", "--help"])):
+    argvs = [("help", ["--help"])] + [(name, [name, "--help"]) for name, _ in command_summaries().values()]
+    for key, argv in argvs:
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
             subprocess.run([sys.executable, "-c", CLI, *argv], check=True, env=env, capture_output=True)
             times.append(time.perf_counter() - t0)
         out[f"{key}_seconds"] = statistics.median(times)
+    slowest = max((k for k in out if k != "help_seconds"), key=out.get)
+    out["slowest_command_help"], out["slowest_command_help_seconds"] = slowest.removesuffix("_seconds"), out[slowest]
     return out
 
 
@@ -219,6 +261,29 @@ def euphonic(spectrum, npts: int, calls: dict) -> dict:
     seconds = time.perf_counter() - t0
     return {"euphonic_seconds": seconds, "npts": npts,
             "ratio_to_forward": 1e3 * seconds / calls["float64_forward_1_no_gamma_ms"]}
+
+
+#: (figure, target, unit) of issue 19, in the order printed.
+TARGETS = (("fit nelder-mead: seconds per aluminium spectrum", 10.0, "s"),
+           ("fit gradient: seconds per aluminium spectrum", 5.0, "s"),
+           ("fit nelder-mead: time per call / the simulator's call", 1.5, "×"),
+           ("fit gradient: time per call / the same calls alone", 1.5, "×"),
+           ("fit gradient: time per call / single-spectrum fwd+bwd", 1.5, "×"),
+           ("`phonon-ml --help`", 0.5, "s"),
+           ("slowest `phonon-ml COMMAND --help`", 0.5, "s"),
+           ("`phonon-ml simulate --count N` / batched physics", 1.2, "×"),
+           ("`phonon-ml demo`", 60.0, "s"))
+
+
+def targets(report: dict) -> list[tuple[str, float, float, str, bool]]:
+    """Each measured figure the issue's targets name, with its target: (name, value, target, unit, passed)."""
+    fits_, s = report.get("fits", {}), report["startup"]
+    values = [fits_.get("nelder-mead", {}).get("seconds"), fits_.get("gradient", {}).get("seconds"),
+              fits_.get("nelder-mead", {}).get("ratio_to_call"), fits_.get("gradient", {}).get("ratio_to_same_calls"),
+              fits_.get("gradient", {}).get("ratio_to_call"), s["help_seconds"], s["slowest_command_help_seconds"],
+              report.get("dataset", {}).get("cli_ratio"), report.get("demo", {}).get("demo_seconds")]
+    return [(name, value, limit, unit, value <= limit) for (name, limit, unit), value in zip(TARGETS, values)
+            if value is not None]
 
 
 def main() -> None:
@@ -251,9 +316,11 @@ def main() -> None:
     report["fits"] = fits(spectrum, args.methods.split(","), args.repeats)
     for method, f in report["fits"].items():
         print(f"fit {method:12s}: {f['seconds']:6.1f} s, {f['calls']:4d} calls ({f['spectra']} spectra), "
-              f"{f['ms_per_call']:6.1f} ms/call = {f['ratio_to_call']:.2f} × the simulator's {f['reference_call']} "
-              f"call ({f['reference_call_ms']:.1f} ms around the fit; {f['ratio_per_spectrum']:.2f} × per simulated "
-              f"spectrum); {f['ratio_to_time_in_simulator']:.2f} × "
+              f"{f['ms_per_call']:6.1f} ms/call = {f['ratio_to_call']:.2f} × the simulator's single-spectrum "
+              f"{f['reference_call']} call ({f['reference_call_ms']:.1f} ms around the fit; "
+              f"{f['ratio_per_spectrum']:.2f} × per simulated spectrum); "
+              f"{f['ratio_to_same_calls']:.2f} × the same calls made alone "
+              f"({f['same_calls_seconds']:.1f} s: {f['call_shapes']}); {f['ratio_to_time_in_simulator']:.2f} × "
               f"its time inside the simulator; NMSE {f['nmse']:.4f}")
     if not args.skip_dataset:
         d = report["dataset"] = dataset(args.count, args.threads)
@@ -261,8 +328,8 @@ def main() -> None:
               f"{d['api_seconds']:.1f} s ({d['spectra_per_second']:.0f} spectra/s) = {d['api_ratio']:.2f} × physics; "
               f"`phonon-ml simulate --count {d['count']}` {d['cli_seconds']:.1f} s = {d['cli_ratio']:.2f} × physics")
     s = report["startup"] = startup()
-    print(f"start-up: `phonon-ml --help` {s['help_seconds']:.2f} s, "
-          f"`phonon-ml fit --help` {s['fit_help_seconds']:.2f} s")
+    print(f"start-up: `phonon-ml --help` {s['help_seconds']:.2f} s; slowest `phonon-ml COMMAND --help`: "
+          f"{s['slowest_command_help']} {s['slowest_command_help_seconds']:.2f} s")
     if not args.skip_euphonic:
         try:
             e = report["euphonic"] = euphonic(spectrum, args.npts, calls)
@@ -276,6 +343,10 @@ def main() -> None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     report["load_average_end"] = load
     print(f"load average {load:.2f} at the end")
+    report["targets"] = targets(report)
+    print("targets of issue 19 (idle 2-core machine; this run's load is printed above):")
+    for name, value, limit, unit, ok in report["targets"]:
+        print(f"  {name:58s} {value:8.2f} {unit:2s} (target ≤ {limit:g}) {'PASS' if ok else 'MISS'}")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
 

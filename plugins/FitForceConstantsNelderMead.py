@@ -16,12 +16,6 @@ def _core():
     return mantid_adapter
 
 
-def _optional(alg, name, cast):
-    """The property's value, or None while it holds its (EMPTY_*) default."""
-    prop = alg.getProperty(name)
-    return None if prop.isDefault else cast(prop.value)
-
-
 class FitForceConstantsNelderMead(PythonAlgorithm):
     def category(self):
         return "Inelastic\\PhononML"
@@ -64,19 +58,17 @@ class FitForceConstantsNelderMead(PythonAlgorithm):
         self.declareProperty("Temperature", Property.EMPTY_DBL, positive,
                              doc="K (default: the TemperatureLog sample log or fallbacks)")
         self.declareProperty("TemperatureLog", ma.TEMPERATURE_LOGS[0], doc="sample log holding the temperature")
-        self.declareProperty("Ei", Property.EMPTY_DBL, positive, doc="incident energy, meV (default: the Ei log)")
-        self.declareProperty("Instrument", "", StringListValidator([""] + ma.instrument_choices()),
-                             doc="instrument for the resolution (default: the workspace's instrument or recorded "
-                                 f"experiment, else {ma.DEFAULT_INSTRUMENT})")
-        self.declareProperty("ChopperPackage", "", StringListValidator(ma.chopper_choices()),
-                             doc="chopper package as resins names it (empty: the recorded one, else the instrument's)")
-        self.declareProperty("ChopperFrequency", Property.EMPTY_INT, IntBoundedValidator(lower=1),
-                             doc="chopper frequency, Hz (default: the recorded one, else the instrument's)")
+        ma.declare_experiment_properties(
+            self, instrument_doc="instrument for the resolution (default: the workspace's instrument or recorded "
+                                 f"experiment, else {ma.DEFAULT_INSTRUMENT})",
+            chopper_doc="chopper package as resins names it (empty: the recorded one, else the instrument's)",
+            frequency_doc="chopper frequency, Hz (default: the recorded one, else the instrument's)")
         self.declareProperty("LatticeParameter", Property.EMPTY_DBL, positive,
                              doc="Angstrom (default: the material's a(T))")
         self.declareProperty("MaxEvaluations", 0, IntBoundedValidator(lower=0),
                              doc="simulator-call budget (0: fit_spectrum's default budget for the method)")
         self.declareProperty("Seed", 0, IntBoundedValidator(lower=0), doc="seed of the gradient fit's extra starts")
+        ma.declare_device(self, doc="torch device of the simulator: cpu, or cuda for the GPU (it must exist here)")
         self.declareProperty(ITableWorkspaceProperty("OutputWorkspace", "", direction=Direction.Output),
                              doc="table: Input, Index, Name (the material's constants), Value, Std, Units, NMSE, "
                                  "Evaluations, Seconds, Temperature, Converged, Linewidth")
@@ -90,8 +82,7 @@ class FitForceConstantsNelderMead(PythonAlgorithm):
                                  "empty: none)")
 
     def _settings(self):
-        return (self.getPropertyValue("Instrument"), _optional(self, "Ei", float),
-                self.getPropertyValue("ChopperPackage"), _optional(self, "ChopperFrequency", int))
+        return _core().experiment_properties(self)
 
     def _material(self, ma, ws):
         return ma.material_for(ws, self.getPropertyValue("Material"), not self.getProperty("Material").isDefault)
@@ -112,6 +103,9 @@ class FitForceConstantsNelderMead(PythonAlgorithm):
             return {"Material": problem}
         material = self._material(ma, ws)
         issues = {}
+        problem = ma.device_problem(self.getPropertyValue("Device"))
+        if problem:
+            issues["Device"] = problem
         if self.getProperty("Temperature").isDefault and \
                 ma.sample_temperature(ws, self.getPropertyValue("TemperatureLog"))[1] is None:
             issues["Temperature"] = ("the sample temperature is unknown (no SampleTemp or fallback log): set "
@@ -145,8 +139,8 @@ class FitForceConstantsNelderMead(PythonAlgorithm):
         ws = self.getProperty("InputWorkspace").value
         material = self._material(ma, ws)
         settings = ma.experiment_settings(ws, *self._settings())
-        s = ma.workspace_to_spectrum(ws, temperature=_optional(self, "Temperature", float), ei_mev=settings["ei_mev"],
-                                     temperature_log=self.getPropertyValue("TemperatureLog"))
+        s = ma.workspace_to_spectrum(ws, temperature=ma.optional(self, "Temperature", float),
+                                     ei_mev=settings["ei_mev"], temperature_log=self.getPropertyValue("TemperatureLog"))
         experiment = ma.make_experiment(settings, grid=s.grid)
         s = replace(s, material=material, experiment=experiment)
         start = self.getProperty("StartValues").value
@@ -159,9 +153,10 @@ class FitForceConstantsNelderMead(PythonAlgorithm):
                          bounds=bounds, fit_linewidth=bool(self.getProperty("FitLinewidth").value),
                          fit_background=bool(self.getProperty("FitBackground").value),
                          linewidth=lw if lw > 0 else None,
-                         lattice_parameter=_optional(self, "LatticeParameter", float),
+                         lattice_parameter=ma.optional(self, "LatticeParameter", float),
                          seed=int(self.getProperty("Seed").value),
-                         max_evaluations=int(self.getProperty("MaxEvaluations").value) or None)
+                         max_evaluations=int(self.getProperty("MaxEvaluations").value) or None,
+                         device=self.getPropertyValue("Device"))
         self.log().notice(f"FitForceConstantsNelderMead: {material.name}, NMSE {r.nmse:.4f}, {r.evaluations} "
                           f"evaluations, {r.seconds:.1f} s; {r.message}")
         progress.report("writing the results")

@@ -2,7 +2,7 @@
 # simulator for the NMSE (docs/mantid.md). Heavy imports (torch, phonon_ml_core) happen inside validateInputs/PyExec.
 from mantid.api import (AlgorithmFactory, ITableWorkspaceProperty, MatrixWorkspaceProperty, Progress, PropertyMode,
                         PythonAlgorithm, WorkspaceProperty)
-from mantid.kernel import Direction, FloatBoundedValidator, IntBoundedValidator, Property, StringListValidator
+from mantid.kernel import Direction, FloatBoundedValidator, IntBoundedValidator, Property
 
 
 def _core():
@@ -46,8 +46,8 @@ class PredictForceConstants(PythonAlgorithm):
                              doc="K, for the NMSE simulation and for temperature-conditioned bundles (default: the "
                                  "TemperatureLog log or fallbacks)")
         self.declareProperty("TemperatureLog", ma.TEMPERATURE_LOGS[0], doc="sample log holding the temperature")
-        self.declareProperty("Device", "cpu", StringListValidator(list(ma.DEVICE_CHOICES)),
-                             doc="torch device of the NMSE simulation: cpu, or cuda for the GPU (it must exist here)")
+        ma.declare_device(self, doc="torch device of the NMSE simulation: cpu, or cuda for the GPU (it must exist "
+                                    "here)")
         self.declareProperty(ITableWorkspaceProperty("OutputWorkspace", "", direction=Direction.Output),
                              doc="table: Input, Index, Name (the bundle material's constants), Value, Std, Units, "
                                  "NMSE, NMSEBackgroundSlope, Temperature, Linewidth per constant")

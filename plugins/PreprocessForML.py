@@ -3,7 +3,7 @@
 # the preprocessing (torch) is imported in PyExec. A WorkspaceGroup input is processed member by member by Mantid.
 from mantid.api import (AlgorithmFactory, CommonBinsValidator, HistogramValidator, MatrixWorkspaceProperty, Progress,
                         PythonAlgorithm)
-from mantid.kernel import (CompositeValidator, Direction, FloatBoundedValidator, IntBoundedValidator, Property,
+from mantid.kernel import (CompositeValidator, Direction, FloatBoundedValidator, Property,
                            StringListValidator)
 
 #: = sorted(phonon_ml_core.preprocess.background.ESTIMATORS), default first (a literal: that module imports torch,
@@ -18,12 +18,6 @@ def _core():
         raise RuntimeError(f"phonon-ml is not importable in Mantid's Python ({exc}): install it with "
                            "`pip install phonon-ml` in the Mantid environment") from exc
     return mantid_adapter
-
-
-def _optional(alg, name, cast):
-    """The property's value, or None while it holds its (EMPTY_*) default."""
-    prop = alg.getProperty(name)
-    return None if prop.isDefault else cast(prop.value)
 
 
 class PreprocessForML(PythonAlgorithm):
@@ -57,14 +51,9 @@ class PreprocessForML(PythonAlgorithm):
         self.declareProperty("TemperatureLog", ma.TEMPERATURE_LOGS[0],
                              doc="sample log holding the temperature (time series are averaged); "
                                  + ", ".join(ma.TEMPERATURE_LOGS[:7]) + "... are tried after it")
-        self.declareProperty("Ei", Property.EMPTY_DBL, positive, doc="incident energy, meV (default: the Ei log)")
-        self.declareProperty("Instrument", "", StringListValidator([""] + ma.instrument_choices()),
-                             doc="instrument (default: the workspace's instrument or recorded experiment, else "
+        ma.declare_experiment_properties(
+            self, instrument_doc="instrument (default: the workspace's instrument or recorded experiment, else "
                                  f"{ma.DEFAULT_INSTRUMENT}); sets the default grid and the 2theta range")
-        self.declareProperty("ChopperPackage", "", StringListValidator(ma.chopper_choices()),
-                             doc="chopper package as resins names it (empty: the instrument's default)")
-        self.declareProperty("ChopperFrequency", Property.EMPTY_INT, IntBoundedValidator(lower=1),
-                             doc="chopper frequency, Hz (default: the instrument's)")
         self.declareProperty("ModelBundle", "",
                              doc="model bundle directory whose grid is the target (default: the default grid for the "
                                  "data's Ei and instrument; ARCS at 50 meV: 70 energies x 101 |Q|)")
@@ -77,8 +66,7 @@ class PreprocessForML(PythonAlgorithm):
                                  "grid's mask")
 
     def _settings(self):
-        return (self.getPropertyValue("Instrument"), _optional(self, "Ei", float),
-                self.getPropertyValue("ChopperPackage"), _optional(self, "ChopperFrequency", int))
+        return _core().experiment_properties(self)
 
     def validateInputs(self):
         ma = _core()
@@ -124,7 +112,7 @@ class PreprocessForML(PythonAlgorithm):
 
         progress = Progress(self, 0.0, 1.0, 3)
         ws = self.getProperty("InputWorkspace").value
-        t = _optional(self, "Temperature", float)
+        t = _core().optional(self, "Temperature", float)
         settings = ma.experiment_settings(ws, *self._settings())
         material = ma.material_for(ws, self.getPropertyValue("Material"), not self.getProperty("Material").isDefault)
         spectrum = ma.workspace_to_spectrum(ws, temperature=t, ei_mev=settings["ei_mev"],

@@ -15,12 +15,6 @@ def _core():
     return mantid_adapter
 
 
-def _optional(alg, name, cast):
-    """The property's value, or None while it holds its (EMPTY_*) default."""
-    prop = alg.getProperty(name)
-    return None if prop.isDefault else cast(prop.value)
-
-
 class SimulatePowderINS(PythonAlgorithm):
     def category(self):
         return "Inelastic\\PhononML"
@@ -47,16 +41,10 @@ class SimulatePowderINS(PythonAlgorithm):
         self.declareProperty("Temperature", 300.0, positive, doc="sample temperature, K")
         self.declareProperty("LatticeParameter", Property.EMPTY_DBL, positive,
                              doc="lattice parameter, Angstrom (default: the material's a(T))")
-        self.declareProperty("Instrument", ma.DEFAULT_INSTRUMENT, StringListValidator(ma.instrument_choices()),
-                             doc="direct-geometry instrument (resolution via resins, detector 2theta range for the "
-                                 "mask)")
-        self.declareProperty("Ei", Property.EMPTY_DBL, positive,
-                             doc="incident energy, meV (default: the instrument's standard Ei; ARCS 50 meV gives the "
-                                 "standard grid)")
-        self.declareProperty("ChopperPackage", "", StringListValidator(ma.chopper_choices()),
-                             doc="chopper package as resins names it (empty: the instrument's default)")
-        self.declareProperty("ChopperFrequency", Property.EMPTY_INT, IntBoundedValidator(lower=1),
-                             doc="chopper frequency, Hz (default: the instrument's)")
+        ma.declare_experiment_properties(
+            self, instrument_default=ma.DEFAULT_INSTRUMENT,
+            instrument_doc="direct-geometry instrument (resolution via resins, detector 2theta range for the mask)",
+            ei_doc="incident energy, meV (default: the instrument's standard Ei; ARCS 50 meV gives the standard grid)")
         self.declareProperty("Quantity", "chi''", StringListValidator(["chi''", "S"]),
                              doc="dynamical susceptibility chi'' or scattering function S")
         self.declareProperty("Normalize", True, doc="mean-normalise on the valid pixels")
@@ -65,14 +53,12 @@ class SimulatePowderINS(PythonAlgorithm):
                              doc="intrinsic linewidth gamma (HWHM = gamma * E); 0 = none")
         self.declareProperty("MeshDensity", 16, IntBoundedValidator(lower=2, upper=64),
                              doc="reciprocal-space points per 2pi/a (accuracy against speed)")
-        self.declareProperty("Device", "cpu", StringListValidator(list(ma.DEVICE_CHOICES)),
-                             doc="torch device of the simulation: cpu, or cuda for the GPU (it must exist here)")
+        ma.declare_device(self, doc="torch device of the simulation: cpu, or cuda for the GPU (it must exist here)")
         self.declareProperty(MatrixWorkspaceProperty("OutputWorkspace", "", direction=Direction.Output),
                              doc="S(|Q|,E)-layout workspace: DeltaE X bin edges, |Q| bin-edge vertical axis")
 
     def _settings(self):
-        return (self.getPropertyValue("Instrument"), _optional(self, "Ei", float),
-                self.getPropertyValue("ChopperPackage"), _optional(self, "ChopperFrequency", int))
+        return _core().experiment_properties(self)
 
     def validateInputs(self):
         ma = _core()
@@ -123,7 +109,7 @@ class SimulatePowderINS(PythonAlgorithm):
                     "mesh_density": int(self.getProperty("MeshDensity").value)}
         lw = float(self.getProperty("Linewidth").value) or None
         spectrum = simulate_for(material, experiment, fc, float(self.getProperty("Temperature").value), settings,
-                                lattice_parameter=_optional(self, "LatticeParameter", float), linewidth=lw,
+                                lattice_parameter=_core().optional(self, "LatticeParameter", float), linewidth=lw,
                                 device=self.getPropertyValue("Device"))
         progress.report("writing the workspace")
         ws = ma.spectrum_to_workspace(spectrum, title=f"simulated {spectrum.quantity} of {material.name}, constants "

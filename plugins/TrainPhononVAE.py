@@ -67,8 +67,8 @@ class TrainPhononVAE(PythonAlgorithm):
         self.declareProperty("RegressorCodes", "sample", StringListValidator(["sample", "mean"]),
                              doc="train the regressor on sampled latent codes or posterior means")
         self.declareProperty("Seed", 0, IntBoundedValidator(lower=0), doc="random seed")
-        self.declareProperty("Device", "cpu", StringListValidator(list(_core().DEVICE_CHOICES)),
-                             doc="torch device of the autoencoder stages: cpu, or cuda for the GPU (it must exist)")
+        _core().declare_device(self, doc="torch device of the autoencoder and regressor stages: cpu, or cuda for the "
+                                         "GPU (it must exist)")
         self.declareProperty("BundleDirectory", "", direction=Direction.Output, doc="the bundle written")
 
     def validateInputs(self):

@@ -99,3 +99,81 @@ def test_demo_fits_in_worker_processes_equal_fits_in_turn():
     alone, together = fit_all(tasks, workers=1), fit_all(tasks, workers=2)
     for a, b in zip(alone, together):
         assert a.method == b.method and np.array_equal(a.force_constants, b.force_constants) and a.nmse == b.nmse
+
+
+def _dho_kernel_direct(gamma, g_energy, fine, f_sign, step):
+    """The DHO cell kernel as first written: two atans per cell, (x − c)/d divided out (the reference)."""
+    e0 = g_energy[None, :, None]
+    if gamma.dim() == 2:
+        gam = gamma[:, 0, None, None].clamp_min(0.0) + gamma[:, 1, None, None].clamp_min(0.0) * e0
+        gam = torch.minimum(gam, 0.99 * e0).clamp_min(1e-6 * step)
+    else:
+        gam = (gamma[:, None, None].clamp(0.0, 0.99) * e0).clamp_min(1e-6 * step)
+    root = torch.sqrt(e0 ** 2 - gam ** 2)
+    c, d = e0 ** 2 - 2 * gam ** 2, 2 * gam * root
+    lo, hi = (fine.abs() - 0.5 * step)[None, None, :], (fine.abs() + 0.5 * step)[None, None, :]
+    return (e0 / (math.pi * root)) * (torch.atan((hi ** 2 - c) / d) - torch.atan((lo ** 2 - c) / d)) * f_sign
+
+
+@pytest.mark.parametrize("window", [(4.0, 51.0), (-20.0, 35.0)])
+def test_dho_broaden_equals_the_direct_kernel(window):
+    """One atan per cell edge, norm folded into the sticks, ±E cells shared and trailing zero modes skipped: the
+    same χ''(F) as the direct two-atan kernel's product (float64 to 1e-12, float32 no worse than the direct kernel
+    in float32), values and gradients (γ and the sticks), proportional and affine γ, and γ → 0."""
+    from phonon_ml_core.simulator.one_phonon import contiguous_cells, dho_broaden, dho_kernel
+
+    step = 0.1
+    fine_np = (np.arange(math.floor(window[0] / step), math.ceil(window[1] / step)) + 0.5) * step
+    edges, f_cell = contiguous_cells(fine_np, step)
+    g_np = (np.arange(700) + 0.5) * step
+    gen = torch.Generator().manual_seed(1)
+    sticks = torch.rand(3, len(g_np), 7, generator=gen, dtype=torch.float64)
+    sticks[:, 450:] = 0.0  # no modes above 45 meV
+    for gamma in (torch.tensor([0.03, 0.2, 1e-9], dtype=torch.float64),
+                  torch.tensor([[0.5, 0.02], [0.0, 0.1], [2.0, 0.0]], dtype=torch.float64)):
+        fine, sign, g = (torch.as_tensor(x) for x in (fine_np, np.sign(fine_np), g_np))
+        ref_in = [gamma.clone().requires_grad_(True), sticks.clone().requires_grad_(True)]
+        ref = torch.bmm(_dho_kernel_direct(ref_in[0], g, fine, sign, step).transpose(1, 2), ref_in[1])
+        new_in = [gamma.clone().requires_grad_(True), sticks.clone().requires_grad_(True)]
+        new = dho_broaden(new_in[1], new_in[0], g, torch.as_tensor(edges ** 2), torch.as_tensor(f_cell), sign, step)
+        scale = ref.abs().max()
+        assert (new - ref).abs().max() <= 1e-12 * scale
+        weights = torch.rand(ref.shape, generator=gen, dtype=torch.float64)
+        (ga, sa), (gb, sb) = (torch.autograd.grad((y * weights).sum(), x) for y, x in ((ref, ref_in), (new, new_in)))
+        assert (ga - gb).abs().max() <= 1e-10 * ga.abs().max()
+        # the sticks' gradient up to the first rows of trailing zeros (which the simulator's deposits never reach)
+        assert (sa[:, :451] - sb[:, :451]).abs().max() <= 1e-10 * sa.abs().max()
+        # the public kernel is still the direct one
+        assert torch.allclose(dho_kernel(gamma, g, fine, sign, step), _dho_kernel_direct(gamma, g, fine, sign, step),
+                              rtol=1e-12, atol=1e-15)
+        # float32: within the direct float32 kernel's own rounding
+        f32 = [x.float() for x in (gamma, sticks, g, fine, sign)]
+        new32 = dho_broaden(f32[1], f32[0], f32[2], torch.as_tensor(edges ** 2, dtype=torch.float32),
+                            torch.as_tensor(f_cell), f32[4], step)
+        old32 = torch.bmm(_dho_kernel_direct(f32[0], f32[2], f32[3], f32[4], step).transpose(1, 2), f32[1])
+        assert (new32.double() - ref).abs().max() <= max(2 * (old32.double() - ref).abs().max(), 1e-6 * scale)
+
+
+def test_simulator_linewidth_path_equals_the_direct_kernel():
+    """The simulator's γ path (dho_broaden on its cells) gives the spectrum of the direct kernel's product."""
+    from phonon_ml_core.simulator import powder
+
+    grid = Grid.from_axes(np.arange(1.0, 8.01, 0.5), np.linspace(10.0, 45.0, 16))
+    sim = get_simulator(grid=grid, settings=SimulationSettings(mesh_density=12, bz_grid=6), dtype=torch.float64)
+    fc = torch.as_tensor(np.asarray(ALUMINIUM.reference_constants))[None]
+
+    def direct(chi_g, gamma, g, edges_sq, f_cell, f_sign, step):
+        return torch.bmm(_dho_kernel_direct(gamma, g, sim.fine_t, sim.f_sign, step).transpose(1, 2), chi_g)
+
+    with torch.no_grad():
+        for lw in ([0.03], [[0.4, 0.02]]):
+            fast = sim(fc, 120.0, linewidth=torch.tensor(lw, dtype=torch.float64))
+            original = powder.dho_broaden
+            powder.dho_broaden = direct
+            try:
+                slow = sim(fc, 120.0, linewidth=torch.tensor(lw, dtype=torch.float64))
+            finally:
+                powder.dho_broaden = original
+            ok = torch.isfinite(slow)
+            assert torch.equal(ok, torch.isfinite(fast))
+            assert (fast[ok] - slow[ok]).abs().max() <= 1e-12 * slow[ok].abs().max()

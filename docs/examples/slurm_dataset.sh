@@ -24,9 +24,10 @@ array_id=$(sbatch --parsable \
             --output $WORK/shard_\$(printf %05d \$SLURM_ARRAY_TASK_ID).h5 --no-progress")
 
 # 2. the merge: after every array task succeeded (afterok), checks that the shards belong together and writes
-#    one file atomically; the shards can be deleted afterwards
+#    one file atomically, copying rows shard by shard (memory does not grow with the set); the shards can be
+#    deleted afterwards
 sbatch --job-name=phonon-merge --dependency=afterok:"$array_id" \
-    --cpus-per-task=1 --mem=64G --time=02:00:00 \
+    --cpus-per-task=1 --mem=4G --time=02:00:00 \
     --output="$WORK/logs/merge_%j.out" \
     --wrap="phonon-ml merge --input $WORK/shard_*.h5 --output $WORK/set.h5"
 

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from phonon_ml_core.cli.choices import DISPERSION_PATHS
 from phonon_ml_core.data.fileio import atomic_path, check_output_path
-from phonon_ml_core.fitting.frequencies import DISPERSION_PATHS, dispersion
-from phonon_ml_core.physics.units import MEV_PER_THZ
 from phonon_ml_core.specs import ALUMINIUM, Material, get_material
 
 
@@ -81,6 +80,9 @@ FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def run(args: argparse.Namespace) -> int:
+    from phonon_ml_core.fitting.frequencies import dispersion
+    from phonon_ml_core.physics.units import MEV_PER_THZ
+
     check_output_path(args.output, args.overwrite)
     if Path(args.output).suffix.lower() not in FIGURE_SUFFIXES:
         raise ValueError(f"--output {args.output}: the dispersion is a figure; give a file name ending in "
@@ -122,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _plot(d: dict, material: Material, fc: np.ndarray, path: str) -> None:
+    from phonon_ml_core.physics.units import MEV_PER_THZ
     from phonon_ml_core.report.plotting import _plt, save_figure
 
     plt = _plt()

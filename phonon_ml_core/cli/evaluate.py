@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from phonon_ml_core.cli.choices import EVALUATION_STRATEGIES
+
 
 def _list(text: str | None, cast=str):
     if text is None:
@@ -16,8 +18,6 @@ def _list(text: str | None, cast=str):
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from phonon_ml_core.report.evaluation import STRATEGIES
-
     p = sub.add_parser(
         "evaluate", help="reproduce the study's comparison: models vs fit on measured spectra → report.html",
         description="Simulate (or load) a labelled training set, train every family × latent size × strategy "
@@ -39,7 +39,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "(default per budget)")
     p.add_argument("--latent-dims", nargs="+", help="latent sizes, space-separated, e.g. --latent-dims 30 10 3 "
                    "(default per budget)")
-    p.add_argument("--strategies", nargs="+", help=f"subset of {','.join(STRATEGIES)} (default all)")
+    p.add_argument("--strategies", nargs="+", help=f"subset of {','.join(EVALUATION_STRATEGIES)} (default all)")
     p.add_argument("--n-simulated", type=int, help="simulated spectra to generate (overrides the budget)")
     p.add_argument("--epochs", type=int, help="pretraining epochs (overrides the budget)")
     p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs (overrides the budget)")

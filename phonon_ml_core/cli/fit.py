@@ -119,6 +119,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "shells beyond two (use with --material M --shells 4), 'all' on every constant; widths: half "
                         "the material's sampling range (docs/fitting.md, 'Nuisance model')")
     p.add_argument("--prior-width-scale", type=float, default=1.0, help="multiply the prior widths (default 1)")
+    p.add_argument("--device", default="cpu",
+                   help="torch device of the simulator, e.g. cuda (default cpu; not with --joint)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     return p
 
@@ -176,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--series-model, --smoothness and --compare-independent need --joint")
     if args.joint and args.smoothness is not None and args.series_model != "free":
         raise ValueError("--smoothness needs --series-model free")
+    if args.joint and args.device.strip().lower() != "cpu":
+        raise ValueError("--joint runs on the CPU: omit --device (or fit the spectra one by one with --device)")
     if args.joint and args.lattice_parameter is not None:
         raise ValueError("--lattice-parameter cannot be used with --joint: the joint fit takes a(T) from the "
                          "material at each temperature")
@@ -212,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     results = [fit_spectrum(s, method=args.method, start=start, fit_linewidth=args.fit_linewidth,
                             fit_background=args.fit_background, seed=args.seed, max_evaluations=args.max_evaluations,
                             lattice_parameter=args.lattice_parameter, material=m, experiment=e,
-                            linewidth_model=args.linewidth_model, prior=prior)
+                            linewidth_model=args.linewidth_model, prior=prior, device=args.device)
                for s, m, e in zip(items, materials, experiments)]
     series = series_of(results) if len(results) > 1 else None
     if args.plot:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from phonon_ml_core.report.latent import DEFAULT_DELTA, DEFAULT_THRESHOLD
+from phonon_ml_core.cli.choices import LATENT_DELTA, LATENT_THRESHOLD
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -19,10 +19,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--data", "-i", nargs="+", required=True,
                    help="spectra on the bundle's grid (our .h5; sets or single spectra, concatenated)")
     p.add_argument("--output-dir", "-o", required=True, help="folder for the tables and figures (created)")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
-                   help=f"mean KL (nats) above which a dimension is active (default {DEFAULT_THRESHOLD})")
-    p.add_argument("--delta", type=float, default=DEFAULT_DELTA,
-                   help=f"step along each latent dimension for the sensitivity (default ±{DEFAULT_DELTA})")
+    p.add_argument("--threshold", type=float, default=LATENT_THRESHOLD,
+                   help=f"mean KL (nats) above which a dimension is active (default {LATENT_THRESHOLD})")
+    p.add_argument("--delta", type=float, default=LATENT_DELTA,
+                   help=f"step along each latent dimension for the sensitivity (default ±{LATENT_DELTA})")
     p.add_argument("--max-spectra", type=int, default=None, help="use at most this many spectra (the first ones)")
     p.add_argument("--prefix", default="latent", help="file-name prefix (default 'latent')")
     p.add_argument("--no-figures", action="store_true", help="tables and JSON only")

@@ -34,6 +34,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--series-compare", nargs="+", metavar="RESULT.json", default=None,
                    help="with --series-plot: RESULT.json files of `phonon-ml fit` (independent, or --joint "
                         "[--compare-independent]) drawn beside the predictions")
+    p.add_argument("--device", default="cpu",
+                   help="torch device of the simulated reconstructions, e.g. cuda (default cpu)")
     p.add_argument("--overwrite", action="store_true")
     return p
 
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         check_spectrum_values(s, name)
     if args.series_plot and len(spectra) < 2:
         raise ValueError(f"--series-plot needs a temperature series (≥ 2 spectra), got {len(spectra)}")
-    entries = predict_spectra(bundle, spectra, n_samples=args.samples, seed=args.seed)
+    entries = predict_spectra(bundle, spectra, n_samples=args.samples, seed=args.seed, device=args.device)
     records = result_records(entries, names, material, bundle_experiment(bundle))
     write_results(args.output, records, overwrite=args.overwrite)
     if args.series_plot:

@@ -6,8 +6,6 @@ import argparse
 from phonon_ml_core.data.fileio import check_output_path
 from phonon_ml_core.data.rebin import HALF_AREA_COVERAGE
 from phonon_ml_core.preprocess.background import DEFAULT_BACKGROUND, ESTIMATORS
-from phonon_ml_core.preprocess.measurement import read_measured
-from phonon_ml_core.preprocess.pipeline import preprocess_with_report, with_specs
 from phonon_ml_core.specs import ALUMINIUM, get_material
 
 
@@ -42,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from phonon_ml_core.preprocess.measurement import read_measured
+    from phonon_ml_core.preprocess.pipeline import preprocess_with_report, with_specs
+
     check_output_path(args.output, args.overwrite)
     if args.temperature is not None and not args.temperature > 0:
         raise ValueError(f"--temperature must be a positive number of kelvin, got {args.temperature}")

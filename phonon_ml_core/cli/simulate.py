@@ -10,14 +10,17 @@ import argparse
 import logging
 from dataclasses import replace
 
+from typing import TYPE_CHECKING
+
+from phonon_ml_core.cli import choices
 from phonon_ml_core.cli.parsing import parse_floats
 from phonon_ml_core.data.fileio import check_output_path
 from phonon_ml_core.data.validation import check_interval, check_memory
-from phonon_ml_core.specs.grid import Grid, standard_grid
-from phonon_ml_core.report.simulation import dataset_for, sampling_for, simulate_for
-from phonon_ml_core.simulator import SimulationSettings
-from phonon_ml_core.simulator.dataset import parse_shard
-from phonon_ml_core.specs import ALUMINIUM, STANDARD_EXPERIMENT, Experiment, Material, get_material
+from phonon_ml_core.specs import ALUMINIUM, get_material
+
+if TYPE_CHECKING:  # the heavy modules (torch, resins) load in run(), so --help answers without them
+    from phonon_ml_core.simulator import SimulationSettings
+    from phonon_ml_core.specs import Experiment, Material
 
 __all__ = ["experiment_from_args", "material_from_args", "parse_constant_ranges", "parse_floats", "register", "run"]
 
@@ -35,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="built-in material (element symbol, e.g. Fe) or a material file (default Al)")
     p.add_argument("--shells", type=int, default=None, help="number of neighbour shells (default: the material's)")
     p.add_argument("--instrument", default=None,
-                   help=f"instrument (default {STANDARD_EXPERIMENT.instrument}); sets the default grid for --ei")
+                   help=f"instrument (default {choices.STANDARD_INSTRUMENT}); sets the default grid for --ei")
     p.add_argument("--force-constants", metavar="F1,...,Fn",
                    help="one spectrum from these constants, N/m, in the material's order (Al: "
                         f"{','.join(ALUMINIUM.names)}; see `phonon-ml materials`)")
@@ -59,15 +62,15 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-multiphonon", action="store_true", help="one-phonon scattering only")
     p.add_argument("--no-debye-waller", action="store_true", help="omit the Debye–Waller factor")
     p.add_argument("--ei", type=float, default=None,
-                   help=f"incident energy, meV (default: the instrument's; {STANDARD_EXPERIMENT.ei_mev:g} on "
-                        f"{STANDARD_EXPERIMENT.instrument})")
+                   help=f"incident energy, meV (default: the instrument's; {choices.STANDARD_EI_MEV:g} on "
+                        f"{choices.STANDARD_INSTRUMENT})")
     p.add_argument("--chopper", default=None,
-                   help=f"resins chopper package (default: the instrument's; {STANDARD_EXPERIMENT.chopper_package} "
-                        f"on {STANDARD_EXPERIMENT.instrument})")
+                   help=f"resins chopper package (default: the instrument's; {choices.STANDARD_CHOPPER_PACKAGE} "
+                        f"on {choices.STANDARD_INSTRUMENT})")
     p.add_argument("--chopper-frequency", type=int, default=None,
-                   help=f"chopper frequency, Hz (default: the instrument's; {STANDARD_EXPERIMENT.chopper_frequency} "
-                        f"on {STANDARD_EXPERIMENT.instrument})")
-    p.add_argument("--mesh-density", type=int, default=SimulationSettings.mesh_density,
+                   help=f"chopper frequency, Hz (default: the instrument's; {choices.STANDARD_CHOPPER_FREQUENCY} "
+                        f"on {choices.STANDARD_INSTRUMENT})")
+    p.add_argument("--mesh-density", type=int, default=choices.MESH_DENSITY,
                    help="reciprocal-space points per 2π/a (accuracy; default %(default)s)")
     p.add_argument("--batch-size", type=int, default=8,
                    help="spectra per simulator call (default 8: fits the CPU cache)")
@@ -86,10 +89,11 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return p
 
 
-def parse_constant_ranges(items: list[str], material: Material = ALUMINIUM) -> dict[str, tuple[float, float]]:
-    """``["2YY=-1,1.5", ...]`` → {"2YY": (-1.0, 1.5)}: absolute sampling ranges (N/m) of the material's constants."""
+def parse_constant_ranges(items: list[str], material: Material | None = None) -> dict[str, tuple[float, float]]:
+    """``["2YY=-1,1.5", ...]`` → {"2YY": (-1.0, 1.5)}: absolute sampling ranges (N/m) of the material's constants
+    (default aluminium)."""
     ranges: dict[str, tuple[float, float]] = {}
-    names = material.names
+    names = (ALUMINIUM if material is None else material).names
     for item in items:
         name, sep, values = item.partition("=")
         name = name.strip().upper()
@@ -111,6 +115,9 @@ def _is_legacy(args: argparse.Namespace) -> bool:
 def experiment_from_args(args: argparse.Namespace) -> Experiment:
     """The experiment of the flags: the standard one for the aluminium command (``--ei`` re-masks the standard
     axes for that Ei, as before); otherwise ``Experiment.create`` (instrument defaults, default grid for Ei)."""
+    from phonon_ml_core.specs import STANDARD_EXPERIMENT, Experiment
+    from phonon_ml_core.specs.grid import Grid, standard_grid
+
     if _is_legacy(args):
         grid = standard_grid() if args.ei is None or args.ei == STANDARD_EXPERIMENT.ei_mev else \
             Grid.from_axes(standard_grid().q, standard_grid().energy, ei_mev=args.ei)
@@ -129,6 +136,8 @@ def material_from_args(args: argparse.Namespace) -> Material | None:
 
 
 def _settings(args) -> SimulationSettings:
+    from phonon_ml_core.simulator import SimulationSettings
+
     return SimulationSettings(quantity="chi''" if args.quantity == "chi" else "S", normalize=not args.no_normalize,
                               multiphonon=not args.no_multiphonon, debye_waller=not args.no_debye_waller,
                               mesh_density=args.mesh_density)
@@ -152,6 +161,9 @@ def _check_executor(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from phonon_ml_core.report.simulation import dataset_for, sampling_for, simulate_for
+    from phonon_ml_core.simulator.dataset import parse_shard
+
     if (args.force_constants is None) == (args.count is None):
         raise ValueError("give either --force-constants F1,...,Fn (one spectrum) or --count N (a data set)")
     if args.batch_size < 1:

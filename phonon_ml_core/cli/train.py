@@ -2,7 +2,7 @@
 
 A thin front end of :func:`phonon_ml_core.learn.setup.train_to_bundle` (shared with the Mantid algorithm
 TrainPhononVAE); the defaults come from :func:`phonon_ml_core.learn.setup.training_defaults`. The material and
-experiment come from the data set.
+experiment come from the data set. The help's defaults are the torch-free copy in :mod:`phonon_ml_core.cli.choices`.
 """
 from __future__ import annotations
 
@@ -11,14 +11,12 @@ import contextlib
 from dataclasses import replace
 from pathlib import Path
 
+from phonon_ml_core.cli.choices import FAMILIES, TRAINING_DEFAULTS
 from phonon_ml_core.cli.options import add_bundle_output_options
-from phonon_ml_core.learn.configs import PipelineConfig
-from phonon_ml_core.learn.networks import FAMILIES
-from phonon_ml_core.learn.setup import training_defaults
 
 
 def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    d = training_defaults()
+    d = TRAINING_DEFAULTS
     p = subparsers.add_parser(
         "train", help="train the spectrum autoencoder and the force-constant regressor → model bundle",
         description="Pretrain an autoencoder on simulated spectra, optionally fine-tune it on measured spectra "
@@ -87,7 +85,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="regressor layers trained on the --finetune spectra (default: the output layer only)")
     p.add_argument("--regressor-temperature", action="store_true",
                    help="the regressor also takes the sample temperature (K) as an input; predictions then need it")
-    p.add_argument("--temperature-invariance", type=_non_negative, default=PipelineConfig.temperature_invariance,
+    p.add_argument("--temperature-invariance", type=_non_negative, default=TRAINING_DEFAULTS.get("temperature_invariance", 0.0),
                    metavar="WEIGHT",
                    help="weight of the temperature-invariance penalty in the physics stage on simulated spectra "
                         "(each spectrum's constants simulated again at a second temperature, the difference of the "
@@ -159,7 +157,7 @@ def check_training_set_size(path: str) -> int:
 def run(args: argparse.Namespace) -> int:
     from phonon_ml_core.learn.bundle_metadata import file_info
     from phonon_ml_core.learn.distributed import torchrun_environment
-    from phonon_ml_core.learn.setup import train_to_bundle
+    from phonon_ml_core.learn.setup import train_to_bundle, training_defaults
     from phonon_ml_core.readers import read_spectrum
 
     out = Path(args.output)

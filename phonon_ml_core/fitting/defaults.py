@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["FIT_DEFAULTS", "FitDefaults", "METHODS"]
+__all__ = ["FIT_DEFAULTS", "LINEWIDTH_MODELS", "METHODS", "PRIOR_SCOPES", "SERIES_MODELS", "FitDefaults"]
 
 #: Fit methods, the default first.
 METHODS = ("nelder-mead", "gradient")
+#: Models of the constants against temperature in a joint fit (:mod:`.joint_model`), the default first.
+SERIES_MODELS = ("linear", "quadratic", "free")
+#: Intrinsic linewidth models (:mod:`.linewidth`): HWHM = γ·E, or γ0 + γ1·E; the default first.
+LINEWIDTH_MODELS = ("proportional", "affine")
+#: Which constants get a reference prior (:mod:`.priors`): those of added shells, or all.
+PRIOR_SCOPES = ("added", "all")
 
 
 @dataclass(frozen=True)

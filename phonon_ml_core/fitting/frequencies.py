@@ -15,14 +15,12 @@ from collections.abc import Callable
 import numpy as np
 
 from phonon_ml_core.physics.units import MEV_PER_THZ
+from phonon_ml_core.physics.symmetry import DISPERSION_PATHS
 from phonon_ml_core.specs import Material
 from phonon_ml_core.specs.derive_builtin import ZB_POINTS
 
 #: Zone-boundary points reported in RESULT.json, per lattice (conventions §6).
 RESULT_POINTS = {"fcc": ("X", "L"), "bcc": ("H", "N", "P"), "sc": ("X", "M", "R")}
-#: Dispersion paths (special-point labels), per lattice.
-DISPERSION_PATHS = {"fcc": ("Γ", "X", "W", "L", "Γ", "K"), "bcc": ("Γ", "H", "N", "Γ", "P", "H"),
-                    "sc": ("Γ", "X", "M", "Γ", "R", "X")}
 GAMMA = (0.0, 0.0, 0.0)
 
 

@@ -12,8 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-#: The temperature models of the joint fit.
-SERIES_MODELS = ("linear", "quadratic", "free")
+from phonon_ml_core.fitting.defaults import SERIES_MODELS
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import torch
 
-#: The linewidth models: HWHM = γ·E, or γ0 + γ1·E.
-LINEWIDTH_MODELS = ("proportional", "affine")
+from phonon_ml_core.fitting.defaults import LINEWIDTH_MODELS
+
 #: Name of the constant part γ0 of an affine linewidth (HWHM = γ0 + γ1·E), meV.
 LINEWIDTH_OFFSET = "linewidth_offset"
 #: Default start and bounds of γ0 (meV) when fitted.

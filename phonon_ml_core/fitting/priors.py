@@ -23,14 +23,13 @@ import numpy as np
 import torch
 
 from phonon_ml_core.fitting.calibration import INDEPENDENT_PIXEL_CAP
+from phonon_ml_core.fitting.defaults import PRIOR_SCOPES
 from phonon_ml_core.specs import Material
 
 #: The NMSE floor of the real-data fits (benchmarks/fit.py) that sets the prior weight.
 FLOOR_NMSE = 0.17
 #: Default prior weight, NMSE per σ².
 PRIOR_WEIGHT = FLOOR_NMSE / INDEPENDENT_PIXEL_CAP
-#: Which constants get a prior: only those of shells added beyond the material's default, or all.
-PRIOR_SCOPES = ("added", "all")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from phonon_ml_core.data.spectrum import Spectrum
-from phonon_ml_core.data.validation import check_interval, check_number, check_spectrum_values
+from phonon_ml_core.data.validation import check_device, check_interval, check_number, check_spectrum_values
 from phonon_ml_core.fitting.defaults import FIT_DEFAULTS, METHODS
 from phonon_ml_core.fitting.gradient import fit_gradient
 from phonon_ml_core.fitting.inputs import (
@@ -64,7 +64,7 @@ def fit_spectrum(spectrum: Spectrum, method: str = FIT_DEFAULTS.method, start=No
                  fit_background: bool = FIT_DEFAULTS.fit_background,
                  background_bounds: tuple[float, float] | None = None, material: Material | None = None,
                  experiment: Experiment | None = None, linewidth_model: str = "proportional",
-                 prior: GaussianPrior | None = None) -> FitResult:
+                 prior: GaussianPrior | None = None, device: str = "cpu") -> FitResult:
     """Fit the material's force constants (with the linewidth γ and a background slope by default) to one spectrum.
 
     The defaults are :data:`~phonon_ml_core.fitting.defaults.FIT_DEFAULTS`, the same as ``phonon-ml fit`` and the
@@ -104,17 +104,19 @@ def fit_spectrum(spectrum: Spectrum, method: str = FIT_DEFAULTS.method, start=No
             "linewidth_offset" in meV; needs ``fit_linewidth``), :mod:`.linewidth`.
         prior: Gaussian priors on the constants (:func:`phonon_ml_core.fitting.priors.reference_prior`), added to
             the objective; the reported NMSE is the data's alone.
+        device: torch device of the simulator (``cuda`` for a GPU); the optimiser and the result stay on the CPU.
     """
     affine = check_linewidth_model(linewidth_model) == "affine"
     if affine and not fit_linewidth:
         raise ValueError("linewidth_model='affine' fits HWHM = γ0 + γ·E: it needs fit_linewidth=True")
     check_fit_arguments(spectrum, temperature, max_evaluations, linewidth_bounds, lattice_parameter,
                         linewidth=linewidth, seed=seed, n_starts=n_starts, adam_steps=adam_steps, n_polish=n_polish)
+    device = check_device(device, "device")
     with torch_threads(threads):
         return _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, lattice_parameter, seed,
                              max_evaluations, n_starts, adam_steps, n_polish, linewidth, linewidth_bounds, settings,
                              simulator, uncertainty, fit_background, background_bounds, material, experiment,
-                             affine, prior)
+                             affine, prior, device)
 
 
 def check_fit_arguments(spectrum: Spectrum, temperature: float | None, max_evaluations: int | None,
@@ -150,10 +152,24 @@ def torch_threads(n: int | None):
             torch.set_num_threads(old)
 
 
+class OnHost:
+    """A simulator on an accelerator as the fit sees it: its inputs may be CPU tensors (the simulator moves them,
+    autograd included) and its spectra come back to the CPU; everything else is the simulator's."""
+
+    def __init__(self, sim: PowderSimulator):
+        self.sim = sim
+
+    def __call__(self, *args, **kwargs) -> torch.Tensor:
+        return self.sim(*args, **kwargs).cpu()
+
+    def __getattr__(self, name: str):
+        return getattr(self.sim, name)
+
+
 def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, lattice_parameter, seed,
                   max_evaluations, n_starts, adam_steps, n_polish, linewidth, linewidth_bounds, settings, simulator,
                   uncertainty, fit_background=False, background_bounds=None, material=None, experiment=None,
-                  affine=False, prior=None) -> FitResult:
+                  affine=False, prior=None, device="cpu") -> FitResult:
     method = method.lower().replace("_", "-")
     if method in ("nm", "neldermead"):
         method = "nelder-mead"
@@ -178,7 +194,7 @@ def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, l
             x0, b = np.append(x0, OFFSET_START), np.vstack([b, OFFSET_BOUNDS])
     if simulator is None:
         sim = get_simulator(material, experiment, grid=spectrum.grid, quantity=spectrum.quantity,
-                            settings=settings, dtype=FIT_DTYPES[method])
+                            settings=settings, dtype=FIT_DTYPES[method], device=device)
     else:
         sim = simulator
         if not sim.grid.same_as(spectrum.grid):
@@ -186,6 +202,8 @@ def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, l
         if tuple(sim.model.names) != material.names:
             raise ValueError(f"the given simulator models {', '.join(sim.model.names)} but {material.name} has "
                              f"{', '.join(material.names)}: build it for the material (get_simulator(..., material=))")
+    if torch.device(sim.device).type != "cpu":
+        sim = OnHost(sim)
     prob = FitProblem(sim, spectrum, t, lattice_parameter, b, fit_linewidth, None if fit_linewidth else linewidth,
                       fit_background, background_bounds, names=material.names, linewidth_offset=affine, prior=prior)
     rng = np.random.default_rng(seed)

@@ -37,9 +37,10 @@ def augmented_autoencoder_loss(noise: float, background: float, mask: np.ndarray
         if gen is None:  # validation: the clean loss, so early stopping is deterministic
             return model.loss(x)
         b = x.shape[0]
-        slope = (torch.rand((b, 1, 1), generator=gen) * 2 - 1) * background
-        noisy = x + noise * torch.randn(x.shape, generator=gen) + slope * ramp
-        noisy = mean_normalize(torch.where(m, noisy, torch.full_like(noisy, float("nan"))), np.asarray(mask))
+        slope = (torch.rand((b, 1, 1), generator=gen, device=x.device) * 2 - 1) * background
+        noisy = x + noise * torch.randn(x.shape, generator=gen, device=x.device) + slope * ramp.to(x.device)
+        noisy = mean_normalize(torch.where(m.to(x.device), noisy, torch.full_like(noisy, float("nan"))),
+                               np.asarray(mask))
         return model.loss(noisy, generator=gen, target=x)
     return fn
 
@@ -85,7 +86,7 @@ def regressor_loss(sample: bool) -> LossFn:
         mu, logvar, *cond, y = batch      # (mu, logvar, [T,] y): T (K) for a temperature-conditioned regressor
         z = mu
         if sample and gen is not None:
-            z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen, dtype=mu.dtype)
+            z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=gen, dtype=mu.dtype, device=mu.device)
         return {"loss": torch.mean((model(z, *cond) - y) ** 2)}
     return fn
 

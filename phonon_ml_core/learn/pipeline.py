@@ -70,8 +70,8 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
             fine-tuning and extended stages.
         workdir: folder for checkpoints and logs (created), None = no checkpoints.
         resume: continue from the checkpoints in ``workdir``.
-        device: torch device of the autoencoder stages (the heavy part); the regressor and physics stages and the
-            returned networks are on the CPU.
+        device: torch device of the autoencoder and regressor stages (their random draws included); the physics
+            stages (through the CPU simulator) and the returned networks are on the CPU.
         extractor_data: the spectra the autoencoder is pretrained on instead of ``simulated``'s (N, n_E, n_Q),
             mean-normalised on ``simulated``'s mask: a feature extractor shared by several materials
             (:mod:`.mixed`); the regressor still learns ``simulated``'s constants.
@@ -79,9 +79,6 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
             skipped and only the regressor (and physics) stages run.
     """
     cfg = config or PipelineConfig()
-    if torch.device(device).type != "cpu" and (cfg.augment_noise or cfg.augment_background):
-        raise ValueError(f"--augment-noise/--augment-background draw their noise on the CPU: train on {device} "
-                         "without them, or on the CPU (--device cpu)")
     grid = simulated.grid
     material, experiment = spectrum_material(simulated, "simulated data set"), spectrum_experiment(simulated)
     x, keep = spectra_tensor(simulated, None, "simulated data set")
@@ -180,7 +177,8 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
     cond = (lambda idx: (tt[idx],)) if cfg.regressor_temperature else (lambda idx: ())
     rv = (mu[va], lv[va], *cond(va), ys[va]) if va.size else None
     run_stage("regressor", reg, regressor_loss(cfg.regressor_codes == "sample" and ae.variational),
-              (mu[tr], lv[tr], *cond(tr), ys[tr]), rv, rcfg, rcfg.learning_rate("regressor"), 4)
+              (mu[tr], lv[tr], *cond(tr), ys[tr]), rv, rcfg, rcfg.learning_rate("regressor"), 4, device)
+    reg.to("cpu")  # the physics stages and the bundle: on the CPU
     physics = [("physics", int(cfg.physics_steps), mu[tr], x[tr], temps[tr], 5)]
     if xm is not None and cfg.finetune_epochs > 0 and cfg.physics_finetune_steps > 0:
         tm = measured.temperatures()[keep_m]

@@ -26,7 +26,7 @@ from typing import Any
 from phonon_ml_core.mantid_support.checks import (DEVICE_CHOICES, bundle_grid_description,  # noqa: F401
                                                   bundle_path_or_default, check_grid_matches_bundle,
                                                   check_members_for_bundle, check_output_bundle, check_output_file,
-                                                  default_bundle_path, device_problem, group_members,
+                                                  declare_device, default_bundle_path, device_problem, group_members,
                                                   member_without_temperature)
 from phonon_ml_core.mantid_support.logs import (EI_LOGS, TEMPERATURE_LOGS, find_log, incident_energy,  # noqa: F401
                                                 instrument_name, sample_temperature)
@@ -36,10 +36,12 @@ from phonon_ml_core.mantid_support.registration import (CATEGORY, INSTALLED_PLUG
                                                         plugins_directory)
 from phonon_ml_core.mantid_support.specs_properties import (DEFAULT_INSTRUMENT, DEFAULT_MATERIAL,  # noqa: F401
                                                             EXPERIMENT_LOG, MATERIAL_LOG, chopper_choices,
-                                                            experiment_problems, experiment_settings,
+                                                            declare_experiment_properties, experiment_problems,
+                                                            experiment_properties, experiment_settings,
                                                             instrument_choices, make_experiment, material_for,
-                                                            material_mismatch, material_problem, resolve_material,
-                                                            workspace_experiment, workspace_material)
+                                                            material_mismatch, material_problem, optional,
+                                                            resolve_material, workspace_experiment,
+                                                            workspace_material)
 from phonon_ml_core.mantid_support.tables import TABLE_COLUMNS, force_constants_table  # noqa: F401
 from phonon_ml_core.mantid_support.workspaces import (ENERGY_UNITS, MASK_LOG, NORMALIZATION_LOG,  # noqa: F401
                                                       Q_UNIT, QUANTITY_LOG, check_sqw_workspace, on_grid,

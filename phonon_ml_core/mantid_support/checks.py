@@ -16,6 +16,14 @@ from phonon_ml_core.mantid_support.workspaces import check_sqw_workspace, sqw_la
 DEVICE_CHOICES = ("cpu", "cuda")
 
 
+def declare_device(alg: Any, doc: str) -> None:
+    """Declare the ``Device`` property on ``alg`` (:data:`DEVICE_CHOICES`, default cpu; check it in validateInputs
+    with :func:`device_problem`)."""
+    from mantid.kernel import StringListValidator
+
+    alg.declareProperty("Device", DEVICE_CHOICES[0], StringListValidator(list(DEVICE_CHOICES)), doc=doc)
+
+
 def device_problem(device: str) -> str | None:
     """The problem with ``device`` as the Device property (no CUDA on this machine, …), or None
     (:func:`phonon_ml_core.data.validation.check_device`, the one home of that check)."""

@@ -35,6 +35,36 @@ def chopper_choices() -> list[str]:
     return [""] + sorted(packages)
 
 
+def optional(alg: Any, name: str, cast: Any) -> Any:
+    """The property ``name`` of ``alg`` cast by ``cast``, or None while it holds its (EMPTY_*) default."""
+    prop = alg.getProperty(name)
+    return None if prop.isDefault else cast(prop.value)
+
+
+def declare_experiment_properties(alg: Any, instrument_doc: str, instrument_default: str = "",
+                                  ei_doc: str = "incident energy, meV (default: the Ei log)",
+                                  chopper_doc: str = "chopper package as resins names it (empty: the instrument's "
+                                                     "default)",
+                                  frequency_doc: str = "chopper frequency, Hz (default: the instrument's)") -> None:
+    """Declare the experiment block on ``alg``: ``Ei`` (meV, > 0, unset = EMPTY_DBL), ``Instrument`` (a known
+    instrument; "" = from the workspace unless ``instrument_default`` names one), ``ChopperPackage`` and
+    ``ChopperFrequency`` (Hz, unset = EMPTY_INT). Read back with :func:`experiment_properties`."""
+    from mantid.kernel import FloatBoundedValidator, IntBoundedValidator, Property, StringListValidator
+
+    alg.declareProperty("Ei", Property.EMPTY_DBL, FloatBoundedValidator(lower=0.0, exclusive=True), doc=ei_doc)
+    choices = instrument_choices() if instrument_default else [""] + instrument_choices()
+    alg.declareProperty("Instrument", instrument_default, StringListValidator(choices), doc=instrument_doc)
+    alg.declareProperty("ChopperPackage", "", StringListValidator(chopper_choices()), doc=chopper_doc)
+    alg.declareProperty("ChopperFrequency", Property.EMPTY_INT, IntBoundedValidator(lower=1), doc=frequency_doc)
+
+
+def experiment_properties(alg: Any) -> tuple[str, float | None, str, int | None]:
+    """(Instrument, Ei meV or None, ChopperPackage, ChopperFrequency Hz or None) as declared by
+    :func:`declare_experiment_properties`: the arguments of :func:`experiment_settings` after the workspace."""
+    return (alg.getPropertyValue("Instrument"), optional(alg, "Ei", float), alg.getPropertyValue("ChopperPackage"),
+            optional(alg, "ChopperFrequency", int))
+
+
 def resolve_material(text: str | None) -> Material:
     """The material named by a property value (symbol, case-insensitive, or a material file); "" = Al.
 

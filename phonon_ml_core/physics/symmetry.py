@@ -7,6 +7,10 @@ from functools import cache, lru_cache
 
 import numpy as np
 
+#: Dispersion paths (special-point labels), per lattice.
+DISPERSION_PATHS = {"fcc": ("Γ", "X", "W", "L", "Γ", "K"), "bcc": ("Γ", "H", "N", "Γ", "P", "H"),
+                    "sc": ("Γ", "X", "M", "Γ", "R", "X")}
+
 #: Elementary symmetric 3×3 patterns in the order used to name constants.
 _ELEMENTS = ("XX", "YY", "ZZ", "XY", "XZ", "YZ")
 _ELEMENT_INDEX = {"XX": (0, 0), "YY": (1, 1), "ZZ": (2, 2), "XY": (0, 1), "XZ": (0, 2), "YZ": (1, 2)}

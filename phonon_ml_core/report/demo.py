@@ -59,7 +59,7 @@ def run_workflow(inputs: Sequence[Path], out_dir: Path, truth: np.ndarray | None
     from phonon_ml_core.prediction.predict import predict_spectra, resolve_bundle
     from phonon_ml_core.preprocess.measurement import read_measured
     from phonon_ml_core.preprocess.pipeline import preprocess_with_report
-    from phonon_ml_core.report.plotting import plot_spectrum
+    from phonon_ml_core.report.plotting import plot_fit
 
     notes = [] if notes is None else notes
     if predict and bundle is None:
@@ -98,7 +98,7 @@ def run_workflow(inputs: Sequence[Path], out_dir: Path, truth: np.ndarray | None
             log(f"{rec.name}, {method}: {np.round(r.force_constants, 2).tolist()} N/m, NMSE {r.nmse:.3f}, "
                 f"{r.seconds:.1f} s, {r.evaluations} simulator calls")
             if method == methods[0]:
-                plot_spectrum(ready, out_dir / f"{rec.name}_fit.png", title="preprocessed", compare=r.simulated)
+                plot_fit(r, ready, out_dir / f"{rec.name}_fit.png")  # data, fit, residual maps; bound marks
     return records
 
 

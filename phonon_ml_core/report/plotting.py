@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 
@@ -130,7 +131,8 @@ def plot_fit(result: FitResult, spectrum: Spectrum, path: str | os.PathLike) -> 
     for ax in axes[0]:
         ax.set_xlabel("|Q| (1/Å)")
         ax.set_ylabel("Energy transfer (meV)")
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():  # rows/columns outside the coverage are all NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
         cuts = ((axes[1, 0], g.energy, np.nanmean(x, axis=1), np.nanmean(y, axis=1), "Energy transfer (meV)",
                  f"|Q|-averaged {data.quantity} (mean-normalised)"),
                 (axes[1, 1], g.q, np.nanmean(x, axis=0), np.nanmean(y, axis=0), "|Q| (1/Å)",

@@ -4,10 +4,11 @@ names of the constants).
 """
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import h5py
@@ -18,14 +19,15 @@ from tqdm.auto import tqdm
 from phonon_ml_core.data.fileio import atomic_path, check_output_path
 from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.data.jsonio import json_default
-from phonon_ml_core.data.spectrum import Spectrum, write_spectrum_group
+from phonon_ml_core.data.spectrum import Spectrum, read_spectrum_group, write_spectrum_group
 from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.simulator.sampling import SampledParameters, SamplingConfig, sample_parameters
 from phonon_ml_core.simulator.settings import SimulationSettings
 from phonon_ml_core.specs import ALUMINIUM, Experiment, Material, get_material
 
-__all__ = ["SampledParameters", "SamplingConfig", "generate_dataset", "merge_shards", "parse_shard",
-           "sample_parameters", "shard_slice"]
+__all__ = ["PER_SPECTRUM", "SampledParameters", "SamplingConfig", "batch_plan", "dataset_provenance",
+           "generate_dataset", "merge_shards", "parse_shard", "read_set_head", "sample_parameters", "shard_slice",
+           "write_dataset_template", "write_set_layout"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,75 @@ def shard_slice(n_total: int, shard: tuple[int, int]) -> slice:
     """The contiguous block of global indices that shard (i, n) simulates."""
     i, n = shard
     return slice(i * n_total // n, (i + 1) * n_total // n)
+
+
+def batch_plan(temperature: np.ndarray, batch_size: int, start: int = 0) -> list[np.ndarray]:
+    """The rows of each simulator call of a data set (the ONE batch order, used by ``generate_dataset`` and the
+    Dask executor): spectra in order of temperature (stable, so that neighbouring batches share lattice parameters
+    and the simulator's |Q|-shell tensors), ``batch_size`` at a time from position ``start`` (a resumed run),
+    each batch's rows ascending. Same batches → bit-identical spectra."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    order = np.argsort(np.asarray(temperature), kind="stable")
+    return [np.sort(order[s:s + batch_size]) for s in range(start, order.size, batch_size)]
+
+
+def dataset_provenance(material: Material, config: SamplingConfig, sim, params: SampledParameters,
+                       shard: tuple[int, int], idx: np.ndarray) -> tuple[dict, str]:
+    """The provenance (file metadata) of shard ``shard`` (global rows ``idx``) of a data set, and the signature
+    that a resumed run must match (provenance + material + experiment, as JSON)."""
+    provenance = {"sampling": asdict(config), "sampling_bounds": config.describe_bounds(material),
+                  "n_total": int(params.force_constants.shape[0]), "shard": list(shard),
+                  "indices": [int(idx[0]), int(idx[-1]) + 1], "n_rejected_unstable": params.n_rejected,
+                  "simulator": sim.describe(), "force_constant_names": list(material.names)}
+    signature = json.dumps({**provenance, "material": material.to_dict(), "experiment": sim.experiment.to_dict()},
+                           sort_keys=True, default=json_default)
+    return provenance, signature
+
+
+def write_dataset_template(f: h5py.File, material: Material, settings: SimulationSettings, sim,
+                           params: SampledParameters, idx: np.ndarray, provenance: dict, signature: str) -> None:
+    """Write the file of the data-set rows ``idx`` before any spectrum is simulated: the §4 layout with every
+    parameter, the provenance and the signature, and an intensity dataset of ``len(idx)`` rows still unwritten
+    (zero fill; nothing of the set's size is held in memory). ``completed`` = 0."""
+    head = Spectrum(intensity=np.zeros((1, *sim.grid.shape), dtype=np.float32), grid=sim.grid,
+                    temperature=params.temperature[idx[:1]], quantity=settings.quantity,
+                    normalization="mean" if settings.normalize else "none",
+                    force_constants=params.force_constants[idx[:1]], metadata=provenance,
+                    instrument=sim.experiment.instrument, sample=material.name, material=material,
+                    experiment=sim.experiment)
+    write_set_layout(f, head, idx.size, {"temperature": params.temperature[idx],
+                                         "force_constants": params.force_constants[idx]})
+    f.create_dataset("linewidth", data=params.linewidth[idx]).attrs["meaning"] = "γ, HWHM = γ·E"
+    f.create_dataset("index", data=idx)
+    f.attrs["signature"] = signature
+    f.attrs["completed"] = 0
+
+
+#: The datasets of the conventions §4 layout that hold one row per spectrum of a set, with their number of
+#: dimensions in a set (a file may hold one value for all spectra instead: fewer dimensions).
+PER_SPECTRUM = {"intensity": 3, "errors": 3, "temperature": 1, "force_constants": 2, "linewidth": 1}
+
+
+def write_set_layout(f: h5py.Group, head: Spectrum, n: int, values: dict[str, np.ndarray] | None = None) -> None:
+    """Write the set ``head`` (one row standing for all) into ``f`` as a set of ``n`` spectra: its axes and
+    attributes as ``write_spectrum_group`` writes them, and its per-spectrum datasets (:data:`PER_SPECTRUM`) with
+    the same dtype, chunks and attributes but ``n`` rows — filled from ``values`` where given, else left for the
+    caller to write row by row (zero fill). Memory does not grow with ``n``."""
+    if head.n_spectra != 1 or not head.is_set:
+        raise ValueError("write_set_layout needs a set of one spectrum standing for the rows")
+    write_spectrum_group(f, head)
+    for key in PER_SPECTRUM:
+        if key not in f:
+            continue
+        old = f[key]
+        dtype, shape, chunks, attrs = old.dtype, old.shape, old.chunks, dict(old.attrs)
+        del f[key]
+        row_shape = shape[len(shape) - (PER_SPECTRUM[key] - 1):] if PER_SPECTRUM[key] > 1 else ()
+        new = f.create_dataset(key, shape=(n, *row_shape), dtype=dtype, chunks=chunks)
+        new.attrs.update(attrs)
+        if values is not None and key in values:
+            new[...] = values[key]
 
 
 def generate_dataset(output: str | os.PathLike, n: int, config: SamplingConfig | None = None,
@@ -74,43 +145,26 @@ def generate_dataset(output: str | os.PathLike, n: int, config: SamplingConfig |
                         dtype=torch.float32, device=device, normalize=settings.normalize)
     params = sample_parameters(n, config, material=material)
     idx = np.arange(n)[part]
-    provenance = {"sampling": asdict(config), "sampling_bounds": config.describe_bounds(material),
-                  "n_total": n, "shard": list(shard), "indices": [int(idx[0]), int(idx[-1]) + 1],
-                  "n_rejected_unstable": params.n_rejected, "simulator": sim.describe(),
-                  "force_constant_names": list(material.names)}
-    signature = json.dumps({**provenance, "material": material.to_dict(), "experiment": sim.experiment.to_dict()},
-                           sort_keys=True, default=json_default)
+    provenance, signature = dataset_provenance(material, config, sim, params, shard, idx)
     done = _open_partial(partial, signature, discard_mismatch=overwrite)
     if done is None:
-        template = Spectrum(intensity=np.zeros((idx.size, *sim.grid.shape), dtype=np.float32), grid=sim.grid,
-                            temperature=params.temperature[idx], quantity=settings.quantity,
-                            normalization="mean" if settings.normalize else "none",
-                            force_constants=params.force_constants[idx], metadata=provenance,
-                            instrument=sim.experiment.instrument, sample=material.name, material=material,
-                            experiment=sim.experiment)
         with h5py.File(partial, "w") as f:
-            write_spectrum_group(f, template)
-            f.create_dataset("linewidth", data=params.linewidth[idx]).attrs["meaning"] = "γ, HWHM = γ·E"
-            f.create_dataset("index", data=idx)
-            f.attrs["signature"] = signature
-            f.attrs["completed"] = 0
+            write_dataset_template(f, material, settings, sim, params, idx, provenance, signature)
         done = 0
     log.info("simulating %d %s spectra (%d rejected as unstable while sampling)%s", idx.size, material.name,
              params.n_rejected, f", resuming after {done}" if done else "")
     bar = tqdm(total=idx.size, initial=done, unit="spectra", disable=not progress, desc="simulate")
-    # simulate in order of temperature: neighbouring batches then share lattice parameters (and the
-    # simulator's |Q|-shell tensors); results go to their own rows
-    order = np.argsort(params.temperature[idx], kind="stable")
+    position = done
     with torch.no_grad(), h5py.File(partial, "a") as f:
-        for start in range(done, idx.size, batch_size):
-            rows = np.sort(order[start:start + batch_size])
+        for rows in batch_plan(params.temperature[idx], batch_size, start=done):
             sel = idx[rows]
             lw = params.linewidth[sel] if config.linewidth_range is not None else None
             y = sim(params.force_constants[sel], params.temperature[sel], linewidth=lw)
             f["intensity"][rows] = y.cpu().numpy().astype(np.float32)
-            f.attrs["completed"] = start + len(sel)
+            position += len(rows)
+            f.attrs["completed"] = position
             f.flush()
-            bar.update(len(sel))
+            bar.update(len(rows))
     bar.close()
     os.replace(partial, out)
     return out
@@ -142,17 +196,52 @@ def _open_partial(partial: Path, signature: str, discard_mismatch: bool = False)
 _SHARED_KEYS = ("sampling", "sampling_bounds", "n_total", "simulator", "force_constant_names")
 
 
-def merge_shards(paths: list[str | os.PathLike], output: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Concatenate the shard files of one data set (in index order) into ``output``, atomically.
+def read_set_head(path: str | os.PathLike) -> tuple[Spectrum, int]:
+    """The set in ``path`` cut to its first spectrum (all axes, attributes and metadata, exactly as
+    ``Spectrum.from_hdf5`` reads them) and its number of spectra, without loading the set."""
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise FileNotFoundError(f"{p} does not exist")
+    try:
+        src = h5py.File(p, "r")
+    except OSError as exc:
+        raise ValueError(f"{p} is not a readable HDF5 file (truncated or another format?): {exc}") from exc
+    with src, h5py.File(io.BytesIO(), "w") as head:
+        if "intensity" not in src or src["intensity"].ndim != 3:
+            raise ValueError(f"{p} holds no set of spectra (an intensity of shape (N, n_E, n_Q)): merge data "
+                             "sets written by generate_dataset / phonon-ml simulate --count")
+        for key in src:
+            if key in PER_SPECTRUM:
+                d = src[key]  # one row; a value that every spectrum shares (a scalar T, (K,) constants) as it is
+                row = d[:1] if d.ndim == PER_SPECTRUM[key] else d[()]
+                head.create_dataset(key, data=row).attrs.update(dict(d.attrs))
+            else:
+                src.copy(src[key], head, name=key)
+        head.attrs.update(dict(src.attrs))
+        return read_spectrum_group(head, source=p), int(src["intensity"].shape[0])
+
+
+#: Metadata that every shard of one data set shares.
+_SHARED_KEYS = ("sampling", "sampling_bounds", "n_total", "simulator", "force_constant_names")
+
+#: Most spectra copied at a time by merge_shards (≈ 28 kB each on a default grid).
+MERGE_BLOCK_ROWS = 1024
+
+
+def merge_shards(paths: list[str | os.PathLike], output: str | os.PathLike, overwrite: bool = False,
+                 block_rows: int = MERGE_BLOCK_ROWS) -> Path:
+    """Concatenate the shard files of one data set (in index order) into ``output``, atomically, streaming:
+    rows are copied ``block_rows`` at a time, shard after shard, so memory does not grow with the set's size.
 
     Refused: shards of different material, experiment, seed, sampling or simulator settings, and index gaps
     or overlaps (all shards 0/n … n−1/n must be given).
     """
     if not paths:
         raise ValueError("no shard files to merge")
-    parts = [Spectrum.from_hdf5(p) for p in paths]
-    first, name0 = parts[0], os.fspath(paths[0])
-    for p, path in zip(parts[1:], paths[1:]):
+    first, size0 = read_set_head(paths[0])
+    sizes, metas, name0 = [size0], [first.metadata], os.fspath(paths[0])
+    for path in paths[1:]:  # one head at a time: memory does not grow with the number of shards
+        p, size = read_set_head(path)
         for key in _SHARED_KEYS:
             if p.metadata.get(key) != first.metadata.get(key):
                 raise ValueError(f"{os.fspath(path)} and {name0} are not shards of one data set: their {key} "
@@ -162,7 +251,10 @@ def merge_shards(paths: list[str | os.PathLike], output: str | os.PathLike, over
             if (a is None) != (b is None) or (a is not None and not a.same_as(b)):
                 raise ValueError(f"{os.fspath(path)} and {name0} have different {spec}s: merge shards of one "
                                  f"{spec} only")
-    spans = [tuple(p.metadata.get("indices", (None, None))) for p in parts]
+        Spectrum.stack([first, p])  # the checks of one set: grid, quantity, normalisation
+        sizes.append(size)
+        metas.append(p.metadata)
+    spans = [tuple(m.get("indices", (None, None))) for m in metas]
     if any(s[0] is None for s in spans):
         raise ValueError("a file has no shard indices (metadata 'indices'): merge only files written by "
                          "generate_dataset / phonon-ml simulate --count")
@@ -174,16 +266,39 @@ def merge_shards(paths: list[str | os.PathLike], output: str | os.PathLike, over
             what = "overlaps the previous shard" if start < expect else f"leaves indices {expect}–{start - 1} out"
             raise ValueError(f"{os.fspath(paths[i])} (indices {start}–{stop - 1}) {what}: give each shard once, "
                              "all of them")
+        if sizes[i] != stop - start:
+            raise ValueError(f"{os.fspath(paths[i])} holds {sizes[i]} spectra, not the {stop - start} of its "
+                             "indices: it is damaged or unfinished; simulate that shard again")
         expect = stop
     n_total = first.metadata.get("n_total")
     if n_total is not None and expect != n_total:
         raise ValueError(f"the shards cover indices 0–{expect - 1} of {n_total}: indices {expect}–{n_total - 1} "
                          "are missing; give all shards")
-    merged = Spectrum.stack([parts[i] for i in order])
-    merged.metadata = dict(parts[order[0]].metadata)
-    merged.metadata.pop("indices", None)
-    merged.metadata["merged_from"] = [os.fspath(paths[i]) for i in order]
+    head = first if order[0] == 0 else read_set_head(paths[order[0]])[0]
+    head = replace(head, metadata=dict(head.metadata))
+    head.metadata.pop("indices", None)
+    head.metadata["merged_from"] = [os.fspath(paths[i]) for i in order]
     out = check_output_path(output, overwrite)
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-        write_spectrum_group(f, merged)
+        write_set_layout(f, head, expect)
+        keys = [k for k in PER_SPECTRUM if k in f]
+        for i in order:
+            _copy_rows(paths[i], f, keys, spans[i][0], block_rows)
     return out
+
+
+def _copy_rows(path: str | os.PathLike, out: h5py.File, keys: list[str], offset: int, block_rows: int) -> None:
+    """Copy the per-spectrum datasets ``keys`` of the shard ``path`` into ``out`` from row ``offset`` on,
+    ``block_rows`` rows at a time (values converted to the output's dtypes, as ``Spectrum`` reads them)."""
+    with h5py.File(path, "r") as f:
+        missing = [k for k in keys if k not in f]
+        if missing:
+            raise ValueError(f"{os.fspath(path)} lacks {missing}, which the other shards have: it is not a shard of "
+                             "this data set")
+        n = f["intensity"].shape[0]
+        for s in range(0, n, max(1, block_rows)):
+            e = min(n, s + block_rows)
+            for k in keys:
+                d = f[k]
+                rows = d[s:e] if d.ndim == PER_SPECTRUM[k] else np.broadcast_to(d[()], (e - s, *out[k].shape[1:]))
+                out[k][offset + s:offset + e] = rows

@@ -17,7 +17,6 @@ import math
 import os
 import shutil
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import h5py
@@ -25,15 +24,15 @@ import numpy as np
 import torch
 
 from phonon_ml_core.data.fileio import atomic_path, check_output_path
-from phonon_ml_core.data.jsonio import json_default, write_json
-from phonon_ml_core.data.spectrum import Spectrum, write_spectrum_group
+from phonon_ml_core.data.jsonio import write_json
+from phonon_ml_core.simulator.dataset import batch_plan, dataset_provenance, write_dataset_template
 from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.simulator.sampling import SamplingConfig, sample_parameters
 from phonon_ml_core.simulator.settings import SimulationSettings
 from phonon_ml_core.specs import ALUMINIUM, Experiment, Material, get_material
 from phonon_ml_core.specs.grid import Grid
 
-__all__ = ["DEFAULT_CHUNK_SPECTRA", "batch_plan", "generate_dataset_dask", "work_folder"]
+__all__ = ["DEFAULT_CHUNK_SPECTRA", "generate_dataset_dask", "work_folder"]
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +44,6 @@ MIN_CHUNKS = 16
 
 #: What to install when Dask is missing.
 INSTALL_HINT = 'pip install "phonon-ml[scale]" (or pip install "dask[distributed]")'
-
-
-def batch_plan(temperature: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """The rows of each simulator call of a serial ``generate_dataset`` run: spectra in order of temperature
-    (stable), ``batch_size`` at a time, each batch's rows ascending. Same batches → bit-identical spectra."""
-    order = np.argsort(np.asarray(temperature), kind="stable")
-    return [np.sort(order[s:s + batch_size]) for s in range(0, order.size, batch_size)]
 
 
 def work_folder(output: str | os.PathLike) -> Path:
@@ -126,14 +118,8 @@ def generate_dataset_dask(output: str | os.PathLike, n: int, config: SamplingCon
                 "settings": settings, "dtype": torch.float32, "device": device, "normalize": settings.normalize}
     sim = get_simulator(**sim_args)
     params = sample_parameters(n, config, material=material)
-    idx = np.arange(n)
     # the provenance and signature of a serial, unsharded run: the file is that run's file
-    provenance = {"sampling": asdict(config), "sampling_bounds": config.describe_bounds(material),
-                  "n_total": n, "shard": [0, 1], "indices": [0, n],
-                  "n_rejected_unstable": params.n_rejected, "simulator": sim.describe(),
-                  "force_constant_names": list(material.names)}
-    signature = json.dumps({**provenance, "material": material.to_dict(), "experiment": sim.experiment.to_dict()},
-                           sort_keys=True, default=json_default)
+    provenance, signature = dataset_provenance(material, config, sim, params, (0, 1), np.arange(n))
     batches = batch_plan(params.temperature, batch_size)
     # about 16+ chunks whatever the cluster's size (the plan must not depend on it: a rerun on another cluster
     # reuses the finished chunks), each at most chunk_spectra, whole batches
@@ -146,18 +132,8 @@ def generate_dataset_dask(output: str | os.PathLike, n: int, config: SamplingCon
         log.info("reusing %d finished chunks of %d in %s", len(chunks) - len(todo), len(chunks), work)
     if todo:
         _run_chunks(todo, chunks, paths, params, config, sim_args, scheduler, workers, progress, on_chunk)
-    template = Spectrum(intensity=np.zeros((n, *sim.grid.shape), dtype=np.float32), grid=sim.grid,
-                        temperature=params.temperature, quantity=settings.quantity,
-                        normalization="mean" if settings.normalize else "none",
-                        force_constants=params.force_constants, metadata=provenance,
-                        instrument=sim.experiment.instrument, sample=material.name, material=material,
-                        experiment=sim.experiment)
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-        write_spectrum_group(f, template)
-        f.create_dataset("linewidth", data=params.linewidth).attrs["meaning"] = "γ, HWHM = γ·E"
-        f.create_dataset("index", data=idx)
-        f.attrs["signature"] = signature
-        f.attrs["completed"] = 0
+        write_dataset_template(f, material, settings, sim, params, np.arange(n), provenance, signature)
         for chunk, path in zip(chunks, paths):
             rows = np.concatenate(chunk)
             data = np.load(path)

@@ -34,7 +34,8 @@ from phonon_ml_core.simulator.incoherent import bin_q2_weight, incoherent_densit
 from phonon_ml_core.simulator.mesh import TRACE_WEIGHTS, irreducible_cube_points, shell_mesh
 from phonon_ml_core.simulator.one_phonon import (
     ShellTensors,
-    dho_kernel,
+    contiguous_cells,
+    dho_broaden,
     one_of_each_pair,
     one_phonon_mesh,
     one_phonon_sphere,
@@ -176,6 +177,10 @@ class PowderSimulator(torch.nn.Module):
         self._buffer("f_sign", np.sign(fine))
         self._buffer("fine_t", fine)
         self._buffer("g_t", self.g_energy)
+        edges, f_cell = contiguous_cells(fine, h)  # the |E| cells of F, for the DHO linewidth
+        self._buffer("edges_sq_t", edges ** 2)
+        self._cells_are_window = bool(np.all(fine > 0)) and np.array_equal(f_cell, np.arange(len(fine)))
+        self._buffer("f_cell_t", torch.as_tensor(f_cell, device=self.device))
         sigma = self.resolution.sigma(fine)
         self._buffer("res_kernel_t", binned_gaussian_kernel(fine, sigma, g.energy_edges).T * h)
         self._buffer("e_centres", g.energy)
@@ -269,8 +274,9 @@ class PowderSimulator(torch.nn.Module):
             chi_g = w_coh * chi_g
         # --- map onto the output window F (odd in E), with optional DHO linewidth; layout (B, energy, |Q| bin)
         if inp.linewidth is not None and bool((inp.linewidth > 0).any()):
-            kernel = dho_kernel(inp.linewidth, self.g_t, self.fine_t, self.f_sign, s.energy_step)
-            chi_f = torch.bmm(kernel.transpose(1, 2), chi_g)
+            same = self._cells_are_window
+            chi_f = dho_broaden(chi_g, inp.linewidth, self.g_t, self.edges_sq_t, None if same else self.f_cell_t,
+                                None if same else self.f_sign, s.energy_step)
         else:
             chi_f = chi_g[:, self.f_from_g, :] * self.f_sign[:, None]
         # --- S on F; + multiphonon; resolution and E-bin average

@@ -3,20 +3,29 @@
 ``Material`` (lattice, shells, mass, scattering, a(T), reference constants, sampling ranges, fit bounds) and
 ``Experiment`` (instrument, chopper, Ei, 2θ range, (E, |Q|) grid and mask) round-trip through dicts, JSON and
 YAML files. Built-in materials live in ``specs/materials/*.json`` (derived by ``specs/derive_builtin.py``).
-"""
-from phonon_ml_core.specs._io import SpecError
-from phonon_ml_core.specs.experiment import STANDARD_EXPERIMENT, Experiment, default_grid
-from phonon_ml_core.specs.instruments import InstrumentInfo, get_instrument, list_instruments
-from phonon_ml_core.specs.material import (
-                       ALUMINIUM,
-                       LatticeParameter,
-                       Material,
-                       builtin_materials,
-                       fit_bounds_rule,
-                       get_material,
-                       sampling_rule,
-)
 
-__all__ = ["ALUMINIUM", "STANDARD_EXPERIMENT", "Experiment", "InstrumentInfo", "LatticeParameter", "Material",
-           "SpecError", "builtin_materials", "default_grid", "fit_bounds_rule", "get_instrument", "get_material",
-           "list_instruments", "sampling_rule"]
+The public names load lazily (PEP 562): ``STANDARD_EXPERIMENT`` asks resins (about 2 s to import) for the
+instrument, so ``from phonon_ml_core.specs import ALUMINIUM`` must not build it (the command line's ``--help``).
+"""
+from __future__ import annotations
+
+import importlib
+
+_PUBLIC = {
+    "SpecError": "_io", "STANDARD_EXPERIMENT": "experiment", "Experiment": "experiment", "default_grid": "experiment",
+    "InstrumentInfo": "instruments", "get_instrument": "instruments", "list_instruments": "instruments",
+    "ALUMINIUM": "material", "LatticeParameter": "material", "Material": "material", "builtin_materials": "material",
+    "fit_bounds_rule": "material", "get_material": "material", "sampling_rule": "material",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(f"phonon_ml_core.specs.{_PUBLIC[name]}"), name)
+    raise AttributeError(f"module 'phonon_ml_core.specs' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))

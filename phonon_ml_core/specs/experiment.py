@@ -13,16 +13,18 @@ import numpy as np
 from phonon_ml_core.specs.grid import Grid, centres_to_edges, kinematic_mask, standard_grid
 from phonon_ml_core.specs._io import Serialisable, SpecError, check_keys, require
 from phonon_ml_core.specs.instruments import get_instrument
+from phonon_ml_core.specs.standard import (STANDARD_CHOPPER_FREQUENCY, STANDARD_CHOPPER_PACKAGE, STANDARD_EI_MEV,
+                                           STANDARD_INSTRUMENT)
 
 #: The default grid rule (conventions §7), reproducing standard_grid() for ARCS at 50 meV.
 N_ENERGY = 70
 ENERGY_FRACTIONS = (0.2, 0.9)
 N_Q = 101
 Q_STEP_AT_50_MEV = 0.1
-STANDARD_EI_MEV = 50.0
 
 
-def default_grid(ei_mev: float, instrument: str = "ARCS", two_theta_deg: tuple[float, float] | None = None) -> Grid:
+def default_grid(ei_mev: float, instrument: str = STANDARD_INSTRUMENT,
+                 two_theta_deg: tuple[float, float] | None = None) -> Grid:
     """The default (E, |Q|) grid for incident energy ``ei_mev`` on ``instrument`` — the one home of this rule.
 
     - energy: ``numpy.linspace(0.2·Ei, 0.9·Ei, 70)`` meV;
@@ -41,7 +43,7 @@ def default_grid(ei_mev: float, instrument: str = "ARCS", two_theta_deg: tuple[f
     tt = info.two_theta_deg if two_theta_deg is None else _two_theta(two_theta_deg)
     ei = float(ei_mev)
     std = standard_grid()
-    if info.name == "ARCS" and ei == STANDARD_EI_MEV and tt == std.two_theta_deg:
+    if info.name == STANDARD_INSTRUMENT and ei == STANDARD_EI_MEV and tt == std.two_theta_deg:
         return std
     energy = np.linspace(ENERGY_FRACTIONS[0] * ei, ENERGY_FRACTIONS[1] * ei, N_ENERGY)
     q = np.round(np.arange(N_Q) * (Q_STEP_AT_50_MEV * math.sqrt(ei / STANDARD_EI_MEV)), 10)
@@ -128,10 +130,10 @@ class Experiment(Serialisable):
     The grid carries its own Ei and 2θ range; they must equal the experiment's.
     """
 
-    instrument: str = "ARCS"
-    chopper_package: str = "ARCS-100-1.5-AST"
-    chopper_frequency: int = 300
-    ei_mev: float = 50.0
+    instrument: str = STANDARD_INSTRUMENT
+    chopper_package: str = STANDARD_CHOPPER_PACKAGE
+    chopper_frequency: int = STANDARD_CHOPPER_FREQUENCY
+    ei_mev: float = STANDARD_EI_MEV
     two_theta_deg: tuple[float, float] = (4.5, 137.15)
     grid: Grid = field(default_factory=standard_grid)
 
@@ -157,8 +159,8 @@ class Experiment(Serialisable):
                 f"{self.grid.two_theta_deg} differs from the experiment's {self.two_theta_deg} deg: make them equal")
 
     @classmethod
-    def create(cls, instrument: str = "ARCS", ei_mev: float | None = None, chopper_package: str | None = None,
-               chopper_frequency: int | None = None, grid: Grid | None = None,
+    def create(cls, instrument: str = STANDARD_INSTRUMENT, ei_mev: float | None = None,
+               chopper_package: str | None = None, chopper_frequency: int | None = None, grid: Grid | None = None,
                two_theta_deg: tuple[float, float] | None = None) -> Experiment:
         """A validated experiment; unset values take the instrument's defaults, the grid :func:`default_grid`."""
         info = get_instrument(instrument)

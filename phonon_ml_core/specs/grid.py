@@ -14,10 +14,10 @@ from importlib import resources
 import numpy as np
 
 from phonon_ml_core.physics.units import HBAR2_OVER_2MN_MEV_A2
+from phonon_ml_core.specs.standard import STANDARD_EI_MEV
 
 #: Scattering-angle coverage of ARCS (degrees), conventions §2.
 ARCS_TWO_THETA_RANGE_DEG: tuple[float, float] = (4.5, 137.15)
-STANDARD_EI_MEV: float = 50.0
 
 
 def centres_to_edges(centres: np.ndarray) -> np.ndarray:

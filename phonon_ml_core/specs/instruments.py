@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from phonon_ml_core.specs._io import SpecError
+from phonon_ml_core.specs.standard import STANDARD_CHOPPER_FREQUENCY, STANDARD_CHOPPER_PACKAGE, STANDARD_INSTRUMENT
 
 #: resins keyword of the frequency that sets the resolution, per instrument (Fermi chopper unless noted).
 _FREQUENCY_SETTING = {"CNCS": "resolution_disk_frequency", "LET": "resolution_frequency"}
@@ -43,7 +44,7 @@ _STATIC = {
             "Nucl. Instrum. Methods A 637, 128 (2011); low-angle limit approximate"), 20.0),
 }
 #: Defaults that differ from resins' defaults (the project's standard experiment, conventions §2).
-_DEFAULT_OVERRIDES = {"ARCS": ("ARCS-100-1.5-AST", 300)}
+_DEFAULT_OVERRIDES = {STANDARD_INSTRUMENT: (STANDARD_CHOPPER_PACKAGE, STANDARD_CHOPPER_FREQUENCY)}
 _RESINS_SOURCE = "resins {version}: PyChop model '{model}' (resins/instrument_data/{file}.yaml)"
 
 
