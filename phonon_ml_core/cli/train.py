@@ -85,8 +85,8 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="regressor layers trained on the --finetune spectra (default: the output layer only)")
     p.add_argument("--regressor-temperature", action="store_true",
                    help="the regressor also takes the sample temperature (K) as an input; predictions then need it")
-    p.add_argument("--temperature-invariance", type=_non_negative, default=TRAINING_DEFAULTS.get("temperature_invariance", 0.0),
-                   metavar="WEIGHT",
+    p.add_argument("--temperature-invariance", type=_non_negative, metavar="WEIGHT",
+                   default=TRAINING_DEFAULTS.get("temperature_invariance", 0.0),
                    help="weight of the temperature-invariance penalty in the physics stage on simulated spectra "
                         "(each spectrum's constants simulated again at a second temperature, the difference of the "
                         "predictions penalised; models/README.md; default 0 = off)")
