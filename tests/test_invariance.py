@@ -124,7 +124,6 @@ def test_penalty_is_zero_for_a_regressor_that_ignores_its_input(labelled_set: Sp
 
 def test_cli_flag_reaches_the_pipeline_config() -> None:
     from phonon_ml_core.cli.app import build_parser
-    from phonon_ml_core.cli.train import _temperature_invariance
     from phonon_ml_core.learn import setup
 
     p = build_parser()
@@ -133,6 +132,6 @@ def test_cli_flag_reaches_the_pipeline_config() -> None:
     assert p.parse_args(["train", "--data", "a.h5", "--output", "b"]).temperature_invariance == 0.0
     with pytest.raises(SystemExit):
         p.parse_args(["train", "--data", "a.h5", "--output", "b", "--temperature-invariance", "-1"])
-    with _temperature_invariance(2.5):
-        assert setup.pipeline_config({}).temperature_invariance == 2.5
+    options = {k: v for k, v in vars(args).items() if k in setup.training_defaults()}  # as `train` hands them on
+    assert setup.pipeline_config(options).temperature_invariance == 2.5
     assert setup.pipeline_config({}).temperature_invariance == 0.0

@@ -7,8 +7,6 @@ experiment come from the data set. The help's defaults are the torch-free copy i
 from __future__ import annotations
 
 import argparse
-import contextlib
-from dataclasses import replace
 from pathlib import Path
 
 from phonon_ml_core.cli.choices import FAMILIES, TRAINING_DEFAULTS
@@ -86,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--regressor-temperature", action="store_true",
                    help="the regressor also takes the sample temperature (K) as an input; predictions then need it")
     p.add_argument("--temperature-invariance", type=_non_negative, metavar="WEIGHT",
-                   default=TRAINING_DEFAULTS.get("temperature_invariance", 0.0),
+                   default=d["temperature_invariance"],
                    help="weight of the temperature-invariance penalty in the physics stage on simulated spectra "
                         "(each spectrum's constants simulated again at a second temperature, the difference of the "
                         "predictions penalised; models/README.md; default 0 = off)")
@@ -167,14 +165,13 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and not ckdir.exists():
         print(f"no checkpoints in {ckdir}: starting from scratch")
     options = {k: v for k, v in vars(args).items() if k in training_defaults()}
-    with _temperature_invariance(float(args.temperature_invariance)):
-        if len(args.data) > 1:
-            return _run_mixed(args, options, ckdir)
-        files = list(args.finetune or [])
-        bundle, result = train_to_bundle(args.data[0], out, options, [read_spectrum(f) for f in files], files,
-                                         [file_info(f) for f in files], overwrite=args.overwrite,
-                                         weights_dtype=args.weights_dtype, checkpoint_dir=ckdir, resume=args.resume,
-                                         progress=not args.no_progress, device=args.device)
+    if len(args.data) > 1:
+        return _run_mixed(args, options, ckdir)
+    files = list(args.finetune or [])
+    bundle, result = train_to_bundle(args.data[0], out, options, [read_spectrum(f) for f in files], files,
+                                     [file_info(f) for f in files], overwrite=args.overwrite,
+                                     weights_dtype=args.weights_dtype, checkpoint_dir=ckdir, resume=args.resume,
+                                     progress=not args.no_progress, device=args.device)
     env = torchrun_environment()
     if env is not None and env["rank"] != 0:
         return 0  # under torchrun, rank 0 reports (and wrote the bundle)
@@ -209,20 +206,3 @@ def _run_mixed(args: argparse.Namespace, options: dict, ckdir: Path) -> int:
           f"spectra ({manifest['extractor']['common_valid_pixels']} shared pixels), {len(bundles)} regressors; "
           f"see {Path(args.output) / MANIFEST}")
     return 0
-
-
-@contextlib.contextmanager
-def _temperature_invariance(weight: float):
-    """Until ``learn.setup.training_defaults``/``pipeline_config`` carry ``temperature_invariance`` (a change asked
-    of setup.py's owner), apply the --temperature-invariance weight to the config that ``train_to_bundle`` builds."""
-    from phonon_ml_core.learn import setup
-
-    if "temperature_invariance" in setup.training_defaults() or weight == 0:
-        yield
-        return
-    build = setup.pipeline_config
-    setup.pipeline_config = lambda options: replace(build(options), temperature_invariance=weight)
-    try:
-        yield
-    finally:
-        setup.pipeline_config = build

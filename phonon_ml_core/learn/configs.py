@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from phonon_ml_core.learn.networks import DEFAULT_FAMILY, DEFAULT_KL_WEIGHT, DEFAULT_LATENT_DIM
+from phonon_ml_core.learn.defaults import DEFAULT_FAMILY, DEFAULT_KL_WEIGHT, DEFAULT_LATENT_DIM
 
 STAGES = ("pretrain", "finetune", "extended", "regressor", "physics", "physics-finetune")
 #: The stages that train the autoencoder (the others train the regressor).
@@ -185,3 +185,20 @@ class PipelineConfig:
         return cls(**d)
 
 
+def training_defaults() -> dict[str, Any]:
+    """Default option values of ``phonon-ml train`` / TrainPhononVAE by argparse name (from :class:`PipelineConfig`)."""
+    c = PipelineConfig()
+    return {"family": c.family, "latent_dim": c.latent_dim, "kl_weight": c.kl_weight, "epochs": c.pretrain.epochs,
+            "finetune_epochs": c.finetune_epochs, "extended_epochs": c.extended_epochs,
+            "regressor_epochs": c.regressor.epochs, "optimizer": c.pretrain.optimizer, "lr": c.pretrain.lr,
+            "batch_size": c.pretrain.batch_size, "regressor_batch_size": c.regressor.batch_size,
+            "patience": c.pretrain.patience, "regressor_patience": c.regressor.patience,
+            "regressor_codes": c.regressor_codes, "augment_noise": c.augment_noise,
+            "augment_background": c.augment_background, "on_the_fly": c.on_the_fly,
+            "background_degree": c.background_degree, "predict_linewidth": c.predict_linewidth,
+            "physics_steps": c.physics_steps, "physics_finetune_steps": c.physics_finetune_steps,
+            "physics_batch": c.physics_batch, "physics_lr": c.physics_lr, "physics_finetune_lr": c.physics_finetune_lr,
+            "physics_finetune_layers": c.physics_finetune_layers, "physics_background": c.physics_background,
+            "regressor_temperature": c.regressor_temperature, "temperature_invariance": c.temperature_invariance,
+            "seed": c.seed,
+            "checkpoint_every": c.pretrain.checkpoint_every}

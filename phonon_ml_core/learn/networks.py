@@ -18,13 +18,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from phonon_ml_core.learn.defaults import (  # noqa: F401  (re-exported: networks are built from these)
+    DEFAULT_FAMILY,
+    DEFAULT_KL_WEIGHT,
+    DEFAULT_LATENT_DIM,
+    FAMILIES,
+    LATENT_DIM_RANGE,
+    check_latent_dim,
+)
 from phonon_ml_core.specs import ALUMINIUM
 
-FAMILIES: tuple[str, ...] = ("fcvae", "fcae", "cnnae", "cnnvae")
-DEFAULT_FAMILY = "fcvae"
-DEFAULT_LATENT_DIM = 30
-DEFAULT_KL_WEIGHT = 1e-6
-LATENT_DIM_RANGE: tuple[int, int] = (3, 30)  # the study's range; larger values are allowed
 REGRESSOR_HIDDEN: tuple[int, ...] = (100, 1000, 1000, 100)
 #: Default number of regressor outputs: the default material's constants (aluminium's five).
 N_FORCE_CONSTANTS = ALUMINIUM.n_constants
@@ -54,14 +57,6 @@ def unflatten_valid(v: torch.Tensor, mask: torch.Tensor, fill: float = float("na
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """KL(N(mu, e^logvar) ‖ N(0, 1)) summed over latent dimensions, per sample (closed form), shape (B,)."""
     return -0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
-
-
-def check_latent_dim(latent_dim: int) -> int:
-    """Validate a latent dimension (an integer ≥ 1; the study used 3–30)."""
-    if isinstance(latent_dim, bool) or int(latent_dim) != latent_dim or latent_dim < 1:
-        raise ValueError(f"latent dimension must be a positive integer (the study used "
-                         f"{LATENT_DIM_RANGE[0]}–{LATENT_DIM_RANGE[1]}), got {latent_dim!r}")
-    return int(latent_dim)
 
 
 class SpectrumAutoencoder(nn.Module):

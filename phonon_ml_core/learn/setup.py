@@ -21,29 +21,16 @@ from phonon_ml_core.data.validation import check_device
 from phonon_ml_core.learn import distributed
 from phonon_ml_core.learn.bundle import Bundle, bundle_from_training
 from phonon_ml_core.learn.bundle_metadata import file_info
-from phonon_ml_core.learn.configs import PipelineConfig, StageConfig, study_stage_config
+from phonon_ml_core.learn.configs import (  # noqa: F401  (training_defaults re-exported: its old home)
+    PipelineConfig,
+    StageConfig,
+    study_stage_config,
+    training_defaults,
+)
 from phonon_ml_core.learn.inputs import onto_model_grid
 from phonon_ml_core.learn.matching import check_matches, spectrum_experiment, spectrum_material
 from phonon_ml_core.learn.networks import check_latent_dim
 from phonon_ml_core.learn.pipeline import TrainingResult, train_pipeline
-
-
-def training_defaults() -> dict[str, Any]:
-    """Default option values of ``phonon-ml train`` / TrainPhononVAE by argparse name (from :class:`PipelineConfig`)."""
-    c = PipelineConfig()
-    return {"family": c.family, "latent_dim": c.latent_dim, "kl_weight": c.kl_weight, "epochs": c.pretrain.epochs,
-            "finetune_epochs": c.finetune_epochs, "extended_epochs": c.extended_epochs,
-            "regressor_epochs": c.regressor.epochs, "optimizer": c.pretrain.optimizer, "lr": c.pretrain.lr,
-            "batch_size": c.pretrain.batch_size, "regressor_batch_size": c.regressor.batch_size,
-            "patience": c.pretrain.patience, "regressor_patience": c.regressor.patience,
-            "regressor_codes": c.regressor_codes, "augment_noise": c.augment_noise,
-            "augment_background": c.augment_background, "on_the_fly": c.on_the_fly,
-            "background_degree": c.background_degree, "predict_linewidth": c.predict_linewidth,
-            "physics_steps": c.physics_steps, "physics_finetune_steps": c.physics_finetune_steps,
-            "physics_batch": c.physics_batch, "physics_lr": c.physics_lr, "physics_finetune_lr": c.physics_finetune_lr,
-            "physics_finetune_layers": c.physics_finetune_layers, "physics_background": c.physics_background,
-            "regressor_temperature": c.regressor_temperature, "seed": c.seed,
-            "checkpoint_every": c.pretrain.checkpoint_every}
 
 
 def pipeline_config(options: Mapping[str, Any]) -> PipelineConfig:
@@ -73,7 +60,7 @@ def pipeline_config(options: Mapping[str, Any]) -> PipelineConfig:
         physics_batch=int(o["physics_batch"]), physics_lr=float(o["physics_lr"]),
         physics_finetune_lr=float(o["physics_finetune_lr"]), physics_finetune_layers=o["physics_finetune_layers"],
         physics_background=bool(o["physics_background"]), regressor_temperature=bool(o["regressor_temperature"]),
-        seed=int(o["seed"]))
+        temperature_invariance=float(o["temperature_invariance"]), seed=int(o["seed"]))
 
 
 def check_training_file(path: str | os.PathLike) -> str | None:

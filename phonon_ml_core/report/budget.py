@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from phonon_ml_core.learn.networks import FAMILIES, check_latent_dim
+from phonon_ml_core.learn.defaults import FAMILIES, check_latent_dim
 
 STRATEGIES: tuple[str, ...] = ("sim-only", "fine-tuned", "extended")
 MEASURED_STRATEGIES = ("fine-tuned", "extended")
