@@ -45,6 +45,39 @@ def test_stability_check_flags_known_unstable_constants():
     assert stability_check(sets, model).tolist() == [True, False, False]
 
 
+def test_stability_check_agrees_with_lapack_eigenvalues_near_the_boundary():
+    """Sylvester's criterion (all_eigenvalues_above) against numpy's eigvalsh, on random symmetric matrices around
+    the threshold and on sampled constants that straddle the stability boundary (1ZZ driven very negative)."""
+    import torch
+
+    from phonon_ml_core.physics.bvk import stability_q_points
+    from phonon_ml_core.physics.eigen3 import PACKED, all_eigenvalues_above
+    from phonon_ml_core.physics.units import FC_TO_MEV2
+
+    rng = np.random.default_rng(0)
+    m = rng.standard_normal((4000, 3, 3))
+    a = m @ m.transpose(0, 2, 1) - rng.uniform(0, 2, (4000, 1, 1)) * np.eye(3)
+    for tol in (0.0, 0.3):
+        want = np.linalg.eigvalsh(a).min(1) > tol
+        packed = torch.as_tensor(np.stack([a[:, i, j] for i, j in PACKED], -1))
+        assert np.array_equal(all_eigenvalues_above(packed, tol).numpy(), want)
+        assert 0.05 < want.mean() < 0.95  # both outcomes are represented
+    model = ALUMINIUM.bvk_model(temperature_k=50.0)
+    sets = np.tile(np.asarray(AL_REFERENCE_FC, float), (300, 1))
+    sets[:, 2] = np.linspace(-30.0, 0.0, 300)
+    sets[:, 0] += rng.normal(0, 3, 300)
+    q = stability_q_points(model.lattice, model.lattice_parameter)
+    phase = 1.0 - np.cos(q @ model.bond_vectors.T)
+    dyn = np.einsum("nk,pl,lkij->npij", sets, phase, model.bond_basis) * FC_TO_MEV2 / model.mass  # ω², meV²
+    lapack = np.linalg.eigvalsh(dyn).min((1, 2)) > 1e-6
+    assert 0.1 < lapack.mean() < 0.9
+    born = []
+    for fc in sets:  # Born's long-wavelength criteria from the elastic constants (independent of the q-points)
+        c = ALUMINIUM.bvk_model(force_constants=fc, temperature_k=50.0).elastic_constants()
+        born.append(c["C11"] > abs(c["C12"]) and c["C44"] > 0 and c["C11"] + 2 * c["C12"] > 0)
+    assert np.array_equal(stability_check(sets, model, n_grid=12), lapack & np.array(born))
+
+
 def test_shards_partition_the_indices():
     assert parse_shard("2/5") == (2, 5)
     for bad in ("5/5", "x", "1-2", "-1/3"):
