@@ -5,7 +5,7 @@ The public names load lazily (PEP 562), so ``phonon_ml_core.fitting.defaults`` (
 command line's ``--help`` and the Mantid algorithms' PyInit without importing torch."""
 from __future__ import annotations
 
-import importlib
+from phonon_ml_core._lazy import lazy_exports
 
 _PUBLIC = {
     "METHODS": "spectrum_fit", "fit_spectrum": "spectrum_fit", "FitResult": "results", "JointResult": "joint_result",
@@ -16,11 +16,4 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(f"phonon_ml_core.fitting.{_PUBLIC[name]}"), name)
-    raise AttributeError(f"module 'phonon_ml_core.fitting' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_PUBLIC))
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

@@ -3,7 +3,7 @@
 The public names load lazily (PEP 562), so the torch-free ``preprocess.background`` choices serve ``--help``."""
 from __future__ import annotations
 
-import importlib
+from phonon_ml_core._lazy import lazy_exports
 
 _PUBLIC = {
     "PreprocessReport": "pipeline", "preprocess": "pipeline", "preprocess_with_report": "pipeline",
@@ -12,11 +12,4 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(f"phonon_ml_core.preprocess.{_PUBLIC[name]}"), name)
-    raise AttributeError(f"module 'phonon_ml_core.preprocess' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_PUBLIC))
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

@@ -6,7 +6,7 @@ to powder S(|Q|,E) (:func:`read_nxspe`) and the project's own HDF5 layout (conve
 """
 from __future__ import annotations
 
-import importlib
+from phonon_ml_core._lazy import lazy_exports
 
 _PUBLIC = {
     "FORMATS": "formats", "read_phonon_ml": "formats", "read_spectrum": "formats", "sniff_format": "formats",
@@ -17,11 +17,4 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(f"phonon_ml_core.readers.{_PUBLIC[name]}"), name)
-    raise AttributeError(f"module 'phonon_ml_core.readers' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_PUBLIC))
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

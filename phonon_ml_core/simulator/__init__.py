@@ -4,7 +4,7 @@ The public names load lazily (PEP 562): importing the package does not import to
 """
 from __future__ import annotations
 
-import importlib
+from phonon_ml_core._lazy import lazy_exports
 
 _PUBLIC = {
     "PowderSimulator": "powder", "SimulationSettings": "settings", "UnstableForceConstantsError": "settings",
@@ -14,11 +14,4 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(f"phonon_ml_core.simulator.{_PUBLIC[name]}"), name)
-    raise AttributeError(f"module 'phonon_ml_core.simulator' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_PUBLIC))
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)

@@ -9,7 +9,7 @@ instrument, so ``from phonon_ml_core.specs import ALUMINIUM`` must not build it 
 """
 from __future__ import annotations
 
-import importlib
+from phonon_ml_core._lazy import lazy_exports
 
 _PUBLIC = {
     "SpecError": "_io", "STANDARD_EXPERIMENT": "experiment", "Experiment": "experiment", "default_grid": "experiment",
@@ -21,11 +21,4 @@ _PUBLIC = {
 __all__ = sorted(_PUBLIC)
 
 
-def __getattr__(name: str):
-    if name in _PUBLIC:
-        return getattr(importlib.import_module(f"phonon_ml_core.specs.{_PUBLIC[name]}"), name)
-    raise AttributeError(f"module 'phonon_ml_core.specs' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_PUBLIC))
+__getattr__, __dir__ = lazy_exports(__name__, _PUBLIC)
