@@ -1,7 +1,7 @@
 """Joint fit of the shared aluminium temperature series against independent per-temperature fits.
 
 python benchmarks/joint.py [--data DIR] [--models linear,quadratic,free] [--skip-independent] [--json OUT]
-[--plot PNG] [--shells N] [--prior none|added|all]
+[--plot PNG] [--shells N] [--prior none|added|all] [--profile]
 
 Prints NMSE per temperature and its mean, 1XX and the RMS frequency against T (and whether they fall
 monotonically), seconds of the joint fit against the N independent gradient fits (linewidth and background
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.fitting import fit_spectrum
@@ -37,6 +38,24 @@ def monotonic_falling(t: np.ndarray, y: np.ndarray) -> bool:
     return bool(np.all(np.diff(np.asarray(y)[o]) < 0))
 
 
+def simulator_costs(material, spectrum: Spectrum, batches=(1, 6, 24, 75), repeats: int = 3) -> None:
+    """Seconds per spectrum of one simulator call (no gradient) against the batch size, float64 and float32."""
+    t = float(spectrum.temperatures()[0])
+    for dtype in (torch.float64, torch.float32):
+        sim = get_simulator(material, grid=spectrum.grid, quantity=spectrum.quantity, dtype=dtype)
+        row = []
+        for b in batches:
+            fc = torch.as_tensor(np.tile(material.reference_constants, (b, 1)), dtype=dtype)
+            args = (fc, torch.full((b,), t, dtype=dtype))
+            with torch.no_grad():
+                sim(*args, linewidth=torch.full((b,), 0.03, dtype=dtype), allow_unstable=True)
+                t0 = time.perf_counter()
+                for _ in range(repeats):
+                    sim(*args, linewidth=torch.full((b,), 0.03, dtype=dtype), allow_unstable=True)
+            row.append(f"{b}: {1e3 * (time.perf_counter() - t0) / repeats / b:.1f}")
+        print(f"simulator {str(dtype)[6:]}, ms per spectrum by batch size: " + ", ".join(row))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(DATA))
@@ -46,14 +65,19 @@ def main() -> None:
     ap.add_argument("--plot", default=None)
     ap.add_argument("--shells", type=int, default=None, help="neighbour shells (default: the material's)")
     ap.add_argument("--prior", default="none", help="none, added or all (fitting.priors.reference_prior)")
+    ap.add_argument("--profile", action="store_true",
+                    help="also print the simulator's cost per spectrum against batch size and precision")
     args = ap.parse_args()
     material = ALUMINIUM if args.shells is None else ALUMINIUM.with_shells(args.shells)
     prior = None if args.prior == "none" else reference_prior(material, args.prior)
     extra = {"material": material, "prior": prior}
     paths = sorted(Path(args.data).glob("al_*K.h5"), key=lambda p: int(p.stem.split("_")[1][:-1]))
     spectra = [Spectrum.from_hdf5(p) for p in paths]
-    for s in spectra:  # build the simulator outside the timings
+    for s in spectra:  # build the simulators (and the joint fit's float32 twins) outside the timings
         get_simulator(material, grid=s.grid, quantity=s.quantity)
+        get_simulator(material, grid=s.grid, quantity=s.quantity, dtype=torch.float32)
+    if args.profile:
+        simulator_costs(material, spectra[0])
     out: dict = {"inputs": [str(p) for p in paths]}
     independent = None
     if not args.skip_independent:
@@ -85,6 +109,7 @@ def main() -> None:
                "smoothness": r.series["smoothness"], "evaluations": r.evaluations}
         print(f"joint {model}: {sec:.1f} s, {r.evaluations} batched calls; NMSE "
               + " ".join(f"{v:.4f}" for v in r.nmse) + f"; mean {r.mean_nmse:.4f}")
+        print(f"  {r.message}")
         print("  1XX " + " ".join(f"{v:.2f}" for v in fx) + f" (falling: {res['falling_1XX']}); RMS THz "
               + " ".join(f"{v:.3f}" for v in rms) + f" (falling: {res['falling_rms']})")
         print("  constants at each T ± std (model-error inflation ×{:.2f}, std factor ×{:.2f}):".format(
