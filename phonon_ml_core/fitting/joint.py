@@ -88,10 +88,11 @@ def _wall_residuals(prob: JointProblem, theta: np.ndarray) -> tuple[np.ndarray, 
 
 
 def _levenberg_marquardt(prob: JointProblem, theta: np.ndarray, max_iter: int, max_calls: int,
-                         tol: float = LM_RELATIVE_TOL) -> tuple[np.ndarray, float, str]:
+                         tol: float | None = None) -> tuple[np.ndarray, float, str]:
     """Levenberg–Marquardt on Σ NMSE_i (+ N λ R for the free model) with the cheap per-spectrum Jacobian
     (one batched call of (K + 3) × N spectra in the float32 twins, no gradient): the large steps before the L-BFGS
-    polish; stops when an iteration gains less than ``tol`` of the objective."""
+    polish; stops when an iteration gains less than ``tol`` (default :data:`LM_RELATIVE_TOL`) of the objective."""
+    tol = LM_RELATIVE_TOL if tol is None else tol
     with torch.no_grad():
         _, f = prob.nmse(torch.as_tensor(theta[None]))
     f = float(f[0])
