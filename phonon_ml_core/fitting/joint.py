@@ -3,8 +3,9 @@
 Each force constant is a smooth function of temperature (:mod:`.joint_model`: linear by default, quadratic, or
 free per temperature with a smoothness penalty chosen by leave-one-temperature-out validation), each spectrum has
 its own nuisance (linewidth γ, residual-background slope profiled exactly), and the lattice parameter follows the
-material's a(T). One batched simulator call per grid per step; L-BFGS with autograd gradients in coordinates
-whitened by the Gauss–Newton curvature. Uncertainties: Gauss–Newton covariance inflated for model error
+material's a(T). One batched simulator call per grid per step; Levenberg–Marquardt steps with finite-difference
+Jacobians from float32 twins of the simulators, then L-BFGS with autograd gradients in coordinates whitened by the
+Gauss–Newton curvature. Uncertainties: Gauss–Newton covariance inflated for model error
 (:mod:`.calibration`), identifiability from the Fisher information (:mod:`.identifiability`). docs/fitting.md.
 """
 from __future__ import annotations
@@ -37,7 +38,8 @@ from phonon_ml_core.specs import Experiment, Material
 #: Levenberg–Marquardt hands over to the L-BFGS polish once an iteration gains less than this fraction of the
 #: objective. Each LM iteration costs a Jacobian of (K + 3)·N spectra, each polish evaluation N spectra with their
 #: gradient (about 10× less); the polish, whitened by the Gauss–Newton curvature, finishes the slow tail (on the
-#: shared aluminium series: the same optimum, in 9 instead of 23 LM iterations; docs/fitting.md).
+#: shared aluminium series with four shells: 9 instead of 23 LM iterations to the same optimum with float64
+#: Jacobians; docs/fitting.md, "Speed").
 LM_RELATIVE_TOL = 1e-3
 #: The same for the leave-one-temperature-out fits of the free model, which have no polish.
 LOO_RELATIVE_TOL = 1e-5
@@ -90,8 +92,9 @@ def _wall_residuals(prob: JointProblem, theta: np.ndarray) -> tuple[np.ndarray, 
 def _levenberg_marquardt(prob: JointProblem, theta: np.ndarray, max_iter: int, max_calls: int,
                          tol: float | None = None) -> tuple[np.ndarray, float, str]:
     """Levenberg–Marquardt on Σ NMSE_i (+ N λ R for the free model) with the cheap per-spectrum Jacobian
-    (one batched call of (K + 3) × N spectra in the float32 twins, no gradient): the large steps before the L-BFGS
-    polish; stops when an iteration gains less than ``tol`` (default :data:`LM_RELATIVE_TOL`) of the objective."""
+    (one batched call of (K + 3) × N spectra in the fast twins, float32 by default; no gradient): the large steps
+    before the L-BFGS polish; stops when an iteration gains less than ``tol`` (default :data:`LM_RELATIVE_TOL`) of
+    the objective."""
     tol = LM_RELATIVE_TOL if tol is None else tol
     with torch.no_grad():
         _, f = prob.nmse(torch.as_tensor(theta[None]))
