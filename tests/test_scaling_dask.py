@@ -155,11 +155,12 @@ def test_interrupted_default_run_resumes_to_the_default_serial_file(tmp_path, tw
     with pytest.raises(KeyboardInterrupt):
         generate_dataset_dask(out, 13, CFG13, chunk_spectra=4, on_chunk=_stop, **KW13)
     assert not out.exists() and not list(tmp_path.glob(".set.h5.*"))  # no output, no temporary file left
-    kept = len(list(work_folder(out).glob("chunk-*.npy")))
-    assert 1 <= kept < 4  # 4 chunks (4, 4, 4, 1 spectra); the interruption left some undone
+    kept = {int(p.stem.split("-")[1]) for p in work_folder(out).glob("chunk-*.npy")}
+    assert kept and len(kept) < 4  # 4 chunks (4, 4, 4, 1 spectra); the interruption left some undone
     again: list[int] = []
     generate_dataset_dask(out, 13, CFG13, chunk_spectra=4, on_chunk=again.append, **KW13)
-    assert len(again) == 4 - kept  # only the missing chunks were simulated
+    # only missing chunks were simulated (a task that was running when the client stopped may still have finished)
+    assert again and not kept & set(again)
     assert not work_folder(out).exists()
     generate_dataset(tmp_path / "serial.h5", 13, CFG13, **KW13)
     assert_same_file(tmp_path / "serial.h5", out)

@@ -26,6 +26,7 @@ import math
 import os
 import shutil
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -59,6 +60,10 @@ DEFAULT_LOCAL_WORKERS = 1
 #: torch threads of each task on a remote cluster (``scheduler`` given) unless told otherwise: one per Dask thread.
 REMOTE_TASK_THREADS = 1
 
+#: Variables that Dask's nanny sets in every worker process by default and that a LocalCluster of ours leaves as
+#: they are in this process (``distributed.nanny.pre-spawn-environ``).
+WORKER_ENV_DEFAULTS = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
 #: What to install when Dask is missing.
 INSTALL_HINT = 'pip install "phonon-ml[scale]" (or pip install "dask[distributed]")'
 
@@ -80,22 +85,35 @@ def task_threads(scheduler: str | None, workers: int | None = None, threads_per_
     return max(1, torch.get_num_threads() // (workers or DEFAULT_LOCAL_WORKERS))
 
 
+def _require_dask() -> None:
+    """ValueError naming the install command when Dask's distributed scheduler is missing."""
+    try:
+        import dask.distributed  # noqa: F401
+    except ImportError:
+        raise ValueError(f"--executor dask needs Dask: {INSTALL_HINT}") from None
+
+
 def _client(scheduler: str | None, workers: int | None):
     """A Dask client of the scheduler at ``scheduler``, or of a LocalCluster of ``workers`` worker processes
     (default :data:`DEFAULT_LOCAL_WORKERS`), each running one task at a time; ValueError naming the fix when Dask
     is missing or the scheduler unreachable."""
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError:
-        raise ValueError(f"--executor dask needs Dask: {INSTALL_HINT}") from None
+    _require_dask()
+    from dask.distributed import Client, LocalCluster
+
     if scheduler is not None:
         try:
             return Client(scheduler, timeout="20s")
         except (OSError, TimeoutError) as exc:
             raise ValueError(f"cannot reach the Dask scheduler at {scheduler} ({exc}): start it (`dask scheduler`) "
                              "and its workers, or omit --scheduler for a cluster on this machine") from None
-    cluster = LocalCluster(n_workers=workers or DEFAULT_LOCAL_WORKERS, threads_per_worker=1, processes=True,
-                           dashboard_address=None)
+    import dask
+
+    # the workers get this process's environment as it is: Dask's nanny would otherwise set OMP/MKL/OPENBLAS
+    # threads to 1 and MALLOC_TRIM_THRESHOLD_=65536, which fixes glibc's mmap threshold and makes every large
+    # temporary tensor a fresh mmap: the simulator ran 3.5× slower (13 vs 46 spectra/s, docs/scaling.md)
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{key}": None for key in WORKER_ENV_DEFAULTS}):
+        cluster = LocalCluster(n_workers=workers or DEFAULT_LOCAL_WORKERS, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
     return Client(cluster)
 
 
@@ -149,30 +167,36 @@ def generate_dataset_dask(output: str | os.PathLike, n: int, config: SamplingCon
             raise ValueError(f"{name} must be at least 1, got {value}")
     out = check_output_path(output, overwrite)
     config.bounds(material)  # wrong-length references and unknown names fail here, before any work
+    _require_dask()
     threads = task_threads(scheduler, workers, threads_per_worker)
     sim_args = {"material": material, "experiment": experiment, "grid": grid, "quantity": settings.quantity,
                 "settings": settings, "dtype": torch.float32, "device": device, "normalize": settings.normalize}
-    sim = get_simulator(**sim_args)
-    params = sample_parameters(n, config, material=material)
-    # the provenance and signature of a serial, unsharded run: the file is that run's file
-    provenance, signature = dataset_provenance(material, config, sim, params, (0, 1), np.arange(n))
-    batches = batch_plan(params.temperature, batch_size)
-    # about 16+ chunks whatever the cluster's size (the plan must not depend on it: a rerun on another cluster
-    # reuses the finished chunks), each at most chunk_spectra, whole batches
-    per_chunk = max(1, min(chunk_spectra, math.ceil(n / MIN_CHUNKS)) // batch_size)
-    chunks = [batches[i:i + per_chunk] for i in range(0, len(batches), per_chunk)]
-    plan = {"signature": signature, "batch_size": batch_size, "n_chunks": len(chunks), "torch_threads": threads}
-    work = _prepare_work_folder(work_folder(out.resolve()), plan, overwrite)
-    paths = [work / f"chunk-{i:06d}.npy" for i in range(len(chunks))]
-    todo = [i for i, p in enumerate(paths) if not p.exists()]
-    if len(todo) < len(chunks):
-        log.info("reusing %d finished chunks of %d in %s", len(chunks) - len(todo), len(chunks), work)
-    task = {"params": params, "linewidth": config.linewidth_range is not None, "sim_args": sim_args,
-            "threads": threads}
-    client = _client(scheduler, workers) if todo else None
+    # the cluster starts, and its workers build their simulators, while this process draws the parameters
+    starting = ThreadPoolExecutor(1, thread_name_prefix="dask-start")
+    client_future = starting.submit(_ready_client, scheduler, workers, sim_args, threads)
+    starting.shutdown(wait=False)
+    client = None
     try:
+        sim = get_simulator(**sim_args)
+        params = sample_parameters(n, config, material=material)
+        # the provenance and signature of a serial, unsharded run: the file is that run's file
+        provenance, signature = dataset_provenance(material, config, sim, params, (0, 1), np.arange(n))
+        batches = batch_plan(params.temperature, batch_size)
+        # about 16+ chunks whatever the cluster's size (the plan must not depend on it: a rerun on another cluster
+        # reuses the finished chunks), each at most chunk_spectra, whole batches
+        per_chunk = max(1, min(chunk_spectra, math.ceil(n / MIN_CHUNKS)) // batch_size)
+        chunks = [batches[i:i + per_chunk] for i in range(0, len(batches), per_chunk)]
+        plan = {"signature": signature, "batch_size": batch_size, "n_chunks": len(chunks), "torch_threads": threads}
+        work = _prepare_work_folder(work_folder(out.resolve()), plan, overwrite)
+        paths = [work / f"chunk-{i:06d}.npy" for i in range(len(chunks))]
+        todo = [i for i, p in enumerate(paths) if not p.exists()]
+        if len(todo) < len(chunks):
+            log.info("reusing %d finished chunks of %d in %s", len(chunks) - len(todo), len(chunks), work)
+        task = {"params": params, "linewidth": config.linewidth_range is not None, "sim_args": sim_args,
+                "threads": threads}
+        client = client_future.result()
         with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-            futures = _submit(client, todo, chunks, paths, task)  # the workers start while the template is written
+            futures = _submit(client, todo, chunks, paths, task)  # the workers compute while the template is written
             write_dataset_template(f, material, settings, sim, params, np.arange(n), provenance, signature)
             if threads != torch.get_num_threads():
                 f.attrs["torch_threads"] = threads
@@ -182,10 +206,32 @@ def generate_dataset_dask(output: str | os.PathLike, n: int, config: SamplingCon
             _collect(futures, chunks, paths, copy, progress, on_chunk)
             f.attrs["completed"] = n
     finally:
+        if client is None:  # failed before the cluster was needed: wait for it to start, then close it
+            try:
+                client = client_future.result()
+            except Exception:  # noqa: BLE001 - the first error is the one to report
+                client = None
         if client is not None:
             _close(client, scheduler)
     shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def _ready_client(scheduler: str | None, workers: int | None, sim_args: dict, threads: int):
+    """:func:`_client`, its workers with their simulator built (``get_simulator`` caches it per process)."""
+    client = _client(scheduler, workers)
+    try:
+        client.run(_build_simulator, sim_args, threads)
+    except Exception:
+        _close(client, scheduler)
+        raise
+    return client
+
+
+def _build_simulator(sim_args: dict, threads: int) -> None:
+    """On each worker, before the first chunk: the simulator of the run, built with the run's torch threads."""
+    torch.set_num_threads(threads)
+    get_simulator(**sim_args)
 
 
 def _prepare_work_folder(work: Path, plan: dict, overwrite: bool) -> Path:
