@@ -162,3 +162,18 @@ def test_penalty_limits() -> None:
     assert latent_invariance_loss(autoencoder_loss, 0.0)  # weight 0: the base loss
     with pytest.raises(ValueError, match="≥ 0"):
         latent_invariance_loss(base, -1.0)
+
+
+def test_cli_flag_reaches_the_pipeline_config() -> None:
+    from phonon_ml_core.cli.app import build_parser
+    from phonon_ml_core.learn import setup
+
+    p = build_parser()
+    base = ["train", "--data", "a.h5", "--output", "b"]
+    args = p.parse_args([*base, "--latent-temperature-invariance", "0.01"])
+    assert p.parse_args(base).latent_temperature_invariance == 0.0
+    with pytest.raises(SystemExit):
+        p.parse_args([*base, "--latent-temperature-invariance", "-1"])
+    options = {k: v for k, v in vars(args).items() if k in setup.training_defaults()}  # as `train` hands them on
+    assert setup.pipeline_config(options).latent_temperature_invariance == 0.01
+    assert setup.pipeline_config({}).latent_temperature_invariance == 0.0

@@ -88,6 +88,11 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="weight of the temperature-invariance penalty in the physics stage on simulated spectra "
                         "(each spectrum's constants simulated again at a second temperature, the difference of the "
                         "predictions penalised; models/README.md; default 0 = off)")
+    p.add_argument("--latent-temperature-invariance", type=_non_negative, metavar="WEIGHT",
+                   default=d["latent_temperature_invariance"],
+                   help="weight of the temperature-invariance penalty on the latent code during pretraining (each "
+                        "spectrum's constants and γ simulated again at a second temperature, the change of the "
+                        "latent mean penalised relative to the latent spread; docs/training.md; default 0 = off)")
     p.add_argument("--no-physics-background", dest="physics_background", action="store_false",
                    help="physics stages compare without the profiled residual background slope that the fits use")
     p.add_argument("--seed", type=int, default=d["seed"], help=f"random seed (default {d['seed']})")

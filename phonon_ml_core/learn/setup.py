@@ -60,7 +60,8 @@ def pipeline_config(options: Mapping[str, Any]) -> PipelineConfig:
         physics_batch=int(o["physics_batch"]), physics_lr=float(o["physics_lr"]),
         physics_finetune_lr=float(o["physics_finetune_lr"]), physics_finetune_layers=o["physics_finetune_layers"],
         physics_background=bool(o["physics_background"]), regressor_temperature=bool(o["regressor_temperature"]),
-        temperature_invariance=float(o["temperature_invariance"]), seed=int(o["seed"]))
+        temperature_invariance=float(o["temperature_invariance"]),
+        latent_temperature_invariance=float(o["latent_temperature_invariance"]), seed=int(o["seed"]))
 
 
 def check_training_file(path: str | os.PathLike) -> str | None:
