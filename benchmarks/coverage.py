@@ -26,7 +26,10 @@ from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.fitting import fit_spectrum
 from phonon_ml_core.fitting.calibration import INDEPENDENT_PIXEL_CAP, coverage
 from phonon_ml_core.simulator.factory import get_simulator
-from phonon_ml_core.fitting.uncertainty import model_error_uncertainty
+from phonon_ml_core.fitting.inputs import resolve_start_and_bounds
+from phonon_ml_core.fitting.problem import FitProblem
+from phonon_ml_core.fitting.spectrum_fit import LINEWIDTH_BOUNDS
+from phonon_ml_core.fitting.uncertainty import gauss_newton_jacobian, model_error_uncertainty
 from phonon_ml_core.simulator.powder import SimulationSettings
 from phonon_ml_core.specs import ALUMINIUM, STANDARD_EXPERIMENT
 
@@ -56,6 +59,15 @@ def _truth(rng, kind, sim, sim3, material):
     raise RuntimeError("no stable truth drawn")
 
 
+def _jacobian_dump(sim, sp, result, material) -> dict:
+    """Residuals, Jacobian (constants, γ, b1) and data of a finished fit, for offline studies of the rule."""
+    x0, bounds = resolve_start_and_bounds(None, None, material, [])
+    bounds = np.vstack([bounds, LINEWIDTH_BOUNDS])
+    prob = FitProblem(sim, sp, result.temperature, None, bounds, True, None, True, None, names=material.names)
+    r0, jac, _ = gauss_newton_jacobian(prob, np.append(result.force_constants, result.linewidth))
+    return {"r0": r0, "jac": jac, "x": prob.x.double().numpy()}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=12)
@@ -63,6 +75,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--noise", type=float, default=0.01)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--dump", default=None, help="npz with each fit's Jacobian and residuals (offline rule studies)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     material = ALUMINIUM
@@ -74,7 +87,7 @@ def main() -> None:
     sim = get_simulator(material, STANDARD_EXPERIMENT, grid=grid, settings=settings)
     sim3 = get_simulator(material.with_shells(3), STANDARD_EXPERIMENT, grid=grid, settings=settings)
     rng = np.random.default_rng(args.seed)
-    rows = []
+    rows, dump = [], []
     t0 = time.perf_counter()
     for i in range(args.n):
         kind = MISMATCH[i % len(MISMATCH)]
@@ -85,6 +98,8 @@ def main() -> None:
         sp = Spectrum(intensity=mean_normalize(y, grid.mask), grid=grid, temperature=t, normalization="mean")
         r = fit_spectrum(sp, "gradient", simulator=sim, fit_linewidth=True, fit_background=True, seed=i)
         std_inf, info = model_error_uncertainty(r, sp)
+        if args.dump:
+            dump.append(_jacobian_dump(sim, sp, r, material))
         z = np.abs(r.force_constants - fc) / std_inf
         std_corr = r.std * info["inflation"]
         rows.append({"kind": kind, "temperature": t, "truth": fc.tolist(), "estimate": r.force_constants.tolist(),
@@ -124,6 +139,10 @@ def main() -> None:
                                                    out["per_constant_inflated"].items()))
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=1))
+    if args.dump:
+        np.savez_compressed(args.dump, mask=np.asarray(grid.mask), energy=np.asarray(grid.energy, float),
+                            truth=tru, estimate=est, kinds=np.array([r["kind"] for r in rows]),
+                            **{f"{key}_{i}": d[key] for i, d in enumerate(dump) for key in d})
 
 
 if __name__ == "__main__":

@@ -12,10 +12,11 @@ import torch
 from phonon_ml_core.fitting.problem import FitProblem
 
 
-def parameter_uncertainty(prob: FitProblem, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, str]:
-    """Std of the parameters from the Gauss–Newton curvature at ``theta`` (central differences, one call).
+def gauss_newton_jacobian(prob: FitProblem, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """Residuals r0 (n,) at ``theta`` and their Jacobian J (n, P') by central differences (one batched call).
 
-    Returns (std (P,), correlation (P, P), residual variance σ², note).
+    With a fitted background its slope b1 is an explicit last column (P' = P + 1); prior rows, when present, are
+    the last rows. Returns (r0, J, note); J is NaN where no finite difference exists and the note says why.
     """
     p = prob.n_params
     h = 1e-3 * prob.width
@@ -43,10 +44,7 @@ def parameter_uncertainty(prob: FitProblem, theta: np.ndarray) -> tuple[np.ndarr
             r, bad = prob.residuals(torch.as_tensor(pts, dtype=prob.sim.dtype))
     r = r.double().numpy()
     bad = bad.numpy()
-    n = r.shape[1]
-    ssr = float((r[0] ** 2).sum())
-    sigma2 = ssr / max(n - p, 1)
-    jac = np.empty((n, p))
+    jac = np.empty((r.shape[1], p))
     for i in range(p):
         up, dn = 1 + 2 * i, 2 + 2 * i
         if not bad[up] and not bad[dn]:
@@ -57,8 +55,20 @@ def parameter_uncertainty(prob: FitProblem, theta: np.ndarray) -> tuple[np.ndarr
             jac[:, i] = (r[0] - r[dn]) / h[i]
         else:
             jac[:, i] = np.nan
-    if bad[0] or not np.isfinite(jac).all():
-        return np.full(p, np.nan), np.full((p, p), np.nan), sigma2, "uncertainty unavailable (unstable neighbourhood)"
+    note = "uncertainty unavailable (unstable neighbourhood)" if bad[0] or not np.isfinite(jac).all() else ""
+    return r[0], jac, note
+
+
+def parameter_uncertainty(prob: FitProblem, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """Std of the parameters from the Gauss–Newton curvature at ``theta`` (central differences, one call).
+
+    Returns (std (P,), correlation (P, P), residual variance σ², note).
+    """
+    r0, jac, note = gauss_newton_jacobian(prob, theta)
+    n, p = jac.shape
+    sigma2 = float((r0 ** 2).sum()) / max(n - p, 1)
+    if note:
+        return np.full(p, np.nan), np.full((p, p), np.nan), sigma2, note
     cov, note = covariance_from_curvature(jac.T @ jac, sigma2)
     std = np.sqrt(np.clip(np.diag(cov), 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
