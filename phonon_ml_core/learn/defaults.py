@@ -10,6 +10,10 @@ DEFAULT_LATENT_DIM = 30
 DEFAULT_KL_WEIGHT = 1e-6
 #: The study's range of latent dimensions (larger values are allowed).
 LATENT_DIM_RANGE: tuple[int, int] = (3, 30)
+#: Latent-space analysis (``phonon-ml latent-analysis``, report.latent): mean KL (nats) above which a dimension is
+#: active, and the step (latent units) along each dimension for the decoder sensitivity.
+LATENT_ACTIVE_THRESHOLD = 0.01
+LATENT_SENSITIVITY_DELTA = 0.5
 
 
 def check_latent_dim(latent_dim: int) -> int:

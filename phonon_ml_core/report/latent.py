@@ -31,11 +31,12 @@ import torch
 from phonon_ml_core.data.fileio import atomic_path
 from phonon_ml_core.data.jsonio import write_json
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.learn.defaults import LATENT_ACTIVE_THRESHOLD, LATENT_SENSITIVITY_DELTA
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 0.01
-DEFAULT_DELTA = 0.5
+DEFAULT_THRESHOLD = LATENT_ACTIVE_THRESHOLD
+DEFAULT_DELTA = LATENT_SENSITIVITY_DELTA
 
 
 @dataclass

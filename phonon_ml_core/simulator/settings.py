@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch only in annotations: ``phonon-ml simulate --help`` reads the defaults without it
+    import torch
 
 #: Squared mode energies (meV²) at or below this count as unstable.
 LAM_FLOOR = 1e-6
