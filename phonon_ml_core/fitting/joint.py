@@ -3,8 +3,9 @@
 Each force constant is a smooth function of temperature (:mod:`.joint_model`: linear by default, quadratic, or
 free per temperature with a smoothness penalty chosen by leave-one-temperature-out validation), each spectrum has
 its own nuisance (linewidth γ, residual-background slope profiled exactly), and the lattice parameter follows the
-material's a(T). One batched simulator call per grid per step; L-BFGS with autograd gradients in coordinates
-whitened by the Gauss–Newton curvature. Uncertainties: Gauss–Newton covariance inflated for model error
+material's a(T). One batched simulator call per grid per step; Levenberg–Marquardt steps with finite-difference
+Jacobians from float32 twins of the simulators, then L-BFGS with autograd gradients in coordinates whitened by the
+Gauss–Newton curvature. Uncertainties: Gauss–Newton covariance inflated for model error
 (:mod:`.calibration`), identifiability from the Fisher information (:mod:`.identifiability`). docs/fitting.md.
 """
 from __future__ import annotations
@@ -34,13 +35,22 @@ from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.simulator.powder import SimulationSettings
 from phonon_ml_core.specs import Experiment, Material
 
+#: Levenberg–Marquardt hands over to the L-BFGS polish once an iteration gains less than this fraction of the
+#: objective. Each LM iteration costs a Jacobian of (K + 3)·N spectra, each polish evaluation N spectra with their
+#: gradient (about 10× less); the polish, whitened by the Gauss–Newton curvature, finishes the slow tail (on the
+#: shared aluminium series with four shells: 9 instead of 23 LM iterations to the same optimum with float64
+#: Jacobians; docs/fitting.md, "Speed").
+LM_RELATIVE_TOL = 1e-3
+#: The same for the leave-one-temperature-out fits of the free model, which have no polish.
+LOO_RELATIVE_TOL = 1e-5
 #: Smoothness strengths tried by leave-one-temperature-out validation (free model), mean-NMSE units.
 SMOOTHNESS_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
 
 
 def _whiten(prob: JointProblem, theta: np.ndarray, slopes: list) -> np.ndarray:
     """A (P, P) with Aᵀ H A ≈ 1 for the Gauss–Newton Hessian H of the objective at θ (one batched call)."""
-    jac, _, _ = jacobian(prob, theta, slopes, central=False)
+    with prob.fast_simulation():
+        jac, _, _ = jacobian(prob, theta, slopes, central=False)
     jac = jac[:, :prob.n_params]
     if not np.isfinite(jac).all():
         return np.diag(prob.scale()) * 0.1
@@ -79,10 +89,13 @@ def _wall_residuals(prob: JointProblem, theta: np.ndarray) -> tuple[np.ndarray, 
     return torch.autograd.functional.jacobian(walls, th).numpy(), walls(th).numpy()
 
 
-def _levenberg_marquardt(prob: JointProblem, theta: np.ndarray, max_iter: int, max_calls: int
-                         ) -> tuple[np.ndarray, float, str]:
+def _levenberg_marquardt(prob: JointProblem, theta: np.ndarray, max_iter: int, max_calls: int,
+                         tol: float | None = None) -> tuple[np.ndarray, float, str]:
     """Levenberg–Marquardt on Σ NMSE_i (+ N λ R for the free model) with the cheap per-spectrum Jacobian
-    (one batched call of (K + 3) × N spectra, no gradient): a few large steps before the L-BFGS polish."""
+    (one batched call of (K + 3) × N spectra in the fast twins, float32 by default; no gradient): the large steps
+    before the L-BFGS polish; stops when an iteration gains less than ``tol`` (default :data:`LM_RELATIVE_TOL`) of
+    the objective."""
+    tol = LM_RELATIVE_TOL if tol is None else tol
     with torch.no_grad():
         _, f = prob.nmse(torch.as_tensor(theta[None]))
     f = float(f[0])
@@ -91,7 +104,8 @@ def _levenberg_marquardt(prob: JointProblem, theta: np.ndarray, max_iter: int, m
     while it < max_iter and prob.calls < max_calls:
         it += 1
         slopes = _profiled_slopes(prob, theta)
-        jac, r0, _ = jacobian(prob, theta, slopes, central=False)
+        with prob.fast_simulation():
+            jac, r0, _ = jacobian(prob, theta, slopes, central=False)
         jac = jac[:, :p]
         if not (np.isfinite(jac).all() and np.isfinite(r0).all()):
             break
@@ -113,7 +127,7 @@ def _levenberg_marquardt(prob: JointProblem, theta: np.ndarray, max_iter: int, m
                 theta, f, mu = trial, ft, max(mu / 5, 1e-7)
                 break
             mu *= 8
-        if not improved or rel < 1e-5:
+        if not improved or rel < tol:
             break
     return theta, f, f"Levenberg–Marquardt: {it} iterations, objective {f:.5f}"
 
@@ -155,7 +169,7 @@ def fit_joint(spectra: Spectrum | Sequence[Spectrum], material: Material | None 
               smoothness: float | None = None, smoothness_grid: Sequence[float] = SMOOTHNESS_GRID,
               max_evaluations: int = 400, settings: SimulationSettings | None = None, simulators=None,
               uncertainty: bool = True, threads: int | None = 1, temperatures: Sequence[float] | None = None,
-              prior: GaussianPrior | None = None) -> JointResult:
+              prior: GaussianPrior | None = None, fast_jacobian: bool = True) -> JointResult:
     """Fit all spectra of a temperature series of one material together.
 
     Args:
@@ -176,11 +190,14 @@ def fit_joint(spectra: Spectrum | Sequence[Spectrum], material: Material | None 
         temperatures: override the spectra's temperatures (K).
         prior: Gaussian priors on the constants at every temperature (:func:`.priors.reference_prior`; for extra
             shells, ``material.with_shells(n)``); the covariance is the data's alone.
+        fast_jacobian: the optimiser's finite-difference Jacobians (Levenberg–Marquardt steps, whitening) from
+            float32 twins of the simulators (same factory, about 2× cheaper per spectrum); objective values,
+            gradients and the covariance stay float64. Ignored with ``simulators`` given (they are used for all).
     """
     with torch_threads(threads):
         return _fit_joint(spectra, material, experiment, model, fit_linewidth, fit_background, linewidth,
                           linewidth_bounds, start, bounds, smoothness, smoothness_grid, max_evaluations, settings,
-                          simulators, uncertainty, temperatures, prior)
+                          simulators, uncertainty, temperatures, prior, fast_jacobian)
 
 
 def _inputs(spectra, material, experiment, temperatures, notes):
@@ -209,7 +226,7 @@ def _inputs(spectra, material, experiment, temperatures, notes):
 
 def _fit_joint(spectra, material, experiment, model, fit_linewidth, fit_background, linewidth, linewidth_bounds,
                start, bounds, smoothness, smoothness_grid, max_evaluations, settings, simulators, uncertainty,
-               temperatures, prior=None) -> JointResult:
+               temperatures, prior=None, fast_jacobian=True) -> JointResult:
     if model not in SERIES_MODELS:
         raise ValueError(f"unknown series model {model!r}: choose one of {SERIES_MODELS}")
     notes: list[str] = []
@@ -220,8 +237,11 @@ def _fit_joint(spectra, material, experiment, model, fit_linewidth, fit_backgrou
         prior.check_names(mat.names)
     if simulators is None:
         sims = [get_simulator(mat, e, grid=s.grid, quantity=s.quantity, settings=settings) for s, e in zip(items, exps)]
+        fasts = sims if not fast_jacobian else [
+            get_simulator(mat, e, grid=s.grid, quantity=s.quantity, settings=settings, dtype=torch.float32)
+            for s, e in zip(items, exps)]
     else:
-        sims = list(simulators)
+        sims = fasts = list(simulators)
         if len(sims) != len(items):
             raise ValueError(f"{len(sims)} simulators for {len(items)} spectra")
     g0 = float(np.clip(LINEWIDTH_START if linewidth is None else linewidth, *linewidth_bounds))
@@ -229,9 +249,10 @@ def _fit_joint(spectra, material, experiment, model, fit_linewidth, fit_backgrou
     chosen, validation = smoothness, None
     if model == "free" and smoothness is None:
         chosen, validation = _choose_smoothness(items, sims, temps, x0, b, fit_linewidth, linewidth_bounds,
-                                                linewidth, fit_background, smoothness_grid, g0, max_evaluations, prior)
+                                                linewidth, fit_background, smoothness_grid, g0, max_evaluations, prior,
+                                                fasts)
     prob = JointProblem(items, sims, temps, series, b, fit_linewidth, linewidth_bounds,
-                        None if fit_linewidth else linewidth, fit_background, chosen or 0.0, prior)
+                        None if fit_linewidth else linewidth, fit_background, chosen or 0.0, prior, fasts)
     theta, _, msg_lm = _levenberg_marquardt(prob, prob.start(x0, g0), 25, max_evaluations // 2)
     theta, f, ok, msg = _lbfgs(prob, theta, max_evaluations)
     msg = f"{msg_lm}; {msg}"
@@ -247,7 +268,7 @@ def _fit_joint(spectra, material, experiment, model, fit_linewidth, fit_backgrou
 
 
 def _choose_smoothness(items, sims, temps, x0, b, fit_linewidth, linewidth_bounds, linewidth, fit_background,
-                       grid, g0, max_evaluations, prior=None) -> tuple[float, dict]:
+                       grid, g0, max_evaluations, prior=None, fasts=None) -> tuple[float, dict]:
     """Leave-one-temperature-out choice of λ: for each λ, fit the others, predict the left-out constants by linear
     interpolation in T, score the left-out spectrum's NMSE (its γ chosen from a few values). Returns (λ, scores)."""
     n = len(items)
@@ -258,8 +279,10 @@ def _choose_smoothness(items, sims, temps, x0, b, fit_linewidth, linewidth_bound
             keep = [j for j in range(n) if j != i]
             sub = SeriesModel("free", temps[keep])
             prob = JointProblem([items[j] for j in keep], [sims[j] for j in keep], temps[keep], sub, b, fit_linewidth,
-                                linewidth_bounds, None if fit_linewidth else linewidth, fit_background, lam, prior)
-            th, _, _ = _levenberg_marquardt(prob, prob.start(x0, g0), 12, max(max_evaluations // 3, 6))
+                                linewidth_bounds, None if fit_linewidth else linewidth, fit_background, lam, prior,
+                                None if fasts is None else [fasts[j] for j in keep])
+            th, _, _ = _levenberg_marquardt(prob, prob.start(x0, g0), 12, max(max_evaluations // 3, 6),
+                                            tol=LOO_RELATIVE_TOL)
             fc, lw = prob.unpack(torch.as_tensor(th[None]))
             w = torch.as_tensor(sub.design(np.array([temps[i]])))
             fc_i = (w @ fc[0]).detach()

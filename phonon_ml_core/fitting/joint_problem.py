@@ -9,7 +9,8 @@ material's a(T) inside the simulator. The objective is the mean NMSE over the sp
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,8 +31,9 @@ from phonon_ml_core.simulator.powder import PowderSimulator
 
 #: Objective per (distance outside the bounds in units of the bound width)², NMSE units.
 WALL = 10.0
-#: Most spectra simulated in one call (memory on the full ARCS grid).
-CHUNK = 48
+#: Most spectra simulated in one call: on the ARCS 50 meV grid the cost per spectrum is lowest for batches of about
+#: 4–8 and doubles at 75 (the working set leaves the cache; benchmarks/joint.py --profile).
+CHUNK = 6
 
 
 @dataclass
@@ -39,6 +41,7 @@ class GridGroup:
     """Spectra of the series that share one grid (and so one simulator)."""
 
     sim: PowderSimulator
+    fast: PowderSimulator     # float32 twin for the optimiser's finite-difference Jacobians (or ``sim`` itself)
     index: np.ndarray         # positions in the series
     mask: torch.Tensor        # (n_E, n_Q) bool
     x: torch.Tensor           # (N_g, n_pix) mean-normalised data on the valid pixels
@@ -53,7 +56,7 @@ class JointProblem:
     def __init__(self, spectra: Sequence[Spectrum], simulators: Sequence[PowderSimulator], temperatures: np.ndarray,
                  model: SeriesModel, bounds: np.ndarray, fit_linewidth: bool, linewidth_bounds: tuple[float, float],
                  fixed_linewidth: float | None, fit_background: bool, smoothness: float = 0.0,
-                 prior: GaussianPrior | None = None):
+                 prior: GaussianPrior | None = None, fast_simulators: Sequence[PowderSimulator] | None = None):
         self.model = model
         self.temperature = np.asarray(temperatures, float)
         self.n_spectra = len(spectra)
@@ -71,6 +74,10 @@ class JointProblem:
         self.n_params = self.n_coef + (self.n_spectra if self.fit_linewidth else 0)
         self.calls = 0
         self.spectra_simulated = 0
+        self._fast = False
+        twins = list(simulators) if fast_simulators is None else list(fast_simulators)
+        if len(twins) != len(simulators):
+            raise ValueError(f"{len(twins)} fast simulators for {len(simulators)} simulators")
         self.groups: list[GridGroup] = []
         for sim in dict.fromkeys(simulators):  # one group per distinct simulator, in order of first use
             idx = np.array([i for i, s in enumerate(simulators) if s is sim])
@@ -80,7 +87,8 @@ class JointProblem:
             if self.fit_background:
                 e, _ = centred_energy(spectra[idx[0]].grid)
                 bb = default_slope_bounds(e, SLOPE_LIMIT)
-            self.groups.append(GridGroup(sim, idx, torch.as_tensor(mask_np.copy()), x, (x ** 2).sum(1), e, bb))
+            self.groups.append(GridGroup(sim, twins[idx[0]], idx, torch.as_tensor(mask_np.copy()), x, (x ** 2).sum(1),
+                                         e, bb))
 
     # ------------------------------------------------------------------ parameters
     def start(self, reference: np.ndarray, linewidth: float) -> np.ndarray:
@@ -126,18 +134,31 @@ class JointProblem:
         return self.prior.residual_rows(fc.reshape(-1, self.n_constants), 1.0).reshape(b, -1)
 
     # ------------------------------------------------------------------ simulation
+    @contextlib.contextmanager
+    def fast_simulation(self) -> Iterator[None]:
+        """Within the block, :meth:`simulate` uses each group's fast (float32) twin: for the finite-difference
+        Jacobians that only steer the optimiser (objective values and gradients stay in the simulators' float64)."""
+        old, self._fast = self._fast, True
+        try:
+            yield
+        finally:
+            self._fast = old
+
     def simulate(self, group: GridGroup, fc: torch.Tensor, lw: torch.Tensor | None) -> torch.Tensor:
-        """Valid pixels (B, N_g, n_pix) of the group's spectra for fc (B, N, K), γ (B, N); NaN rows if unstable."""
+        """Valid pixels (B, N_g, n_pix) of the group's spectra for fc (B, N, K), γ (B, N); NaN rows if unstable.
+
+        Returned in fc's dtype whichever simulator (float64, or its float32 twin in :meth:`fast_simulation`) ran."""
         b = fc.shape[0]
+        sim = group.fast if self._fast else group.sim
         idx = torch.as_tensor(group.index)
-        f = fc[:, idx].reshape(-1, self.n_constants)
-        t = torch.as_tensor(self.temperature[group.index], dtype=fc.dtype).repeat(b)
-        g = None if lw is None else lw[:, idx].reshape(-1)
+        f = fc[:, idx].reshape(-1, self.n_constants).to(sim.dtype)
+        t = torch.as_tensor(self.temperature[group.index], dtype=sim.dtype).repeat(b)
+        g = None if lw is None else lw[:, idx].reshape(-1).to(sim.dtype)
         out = []
         for s in range(0, f.shape[0], CHUNK):
-            y = group.sim(f[s:s + CHUNK], t[s:s + CHUNK], linewidth=None if g is None else g[s:s + CHUNK],
-                          allow_unstable=True)
-            out.append(y[:, group.mask])
+            y = sim(f[s:s + CHUNK], t[s:s + CHUNK], linewidth=None if g is None else g[s:s + CHUNK],
+                    allow_unstable=True)
+            out.append(y[:, group.mask].to(fc.dtype))
         self.calls += 1
         self.spectra_simulated += f.shape[0]
         return torch.cat(out).reshape(b, len(group.index), -1)
