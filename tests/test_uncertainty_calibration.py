@@ -178,3 +178,23 @@ def test_calibrated_covariance_reduces_to_gauss_newton_for_white_residuals():
     f = out2["spectra"][0]
     assert np.trace(out2["lack_of_fit"]) > 5 * np.trace(out2["covariance_statistical"])
     assert f["tau_energy"] > 5 and f["tau_q"] < 1.5  # smooth along energy only
+
+
+def test_a_visible_scale_error_is_measured_and_counted_once():
+    rng = np.random.default_rng(5)
+    mask = np.ones((40, 30), bool)
+    n = int(mask.sum())
+    jac = rng.standard_normal((n, 3))
+    model = np.sin(np.linspace(0, 9, n))
+    c = np.linalg.inv(jac.T @ jac)
+    g = c @ jac.T @ model
+    visible = model - jac @ g  # (I − H) m
+    white = 0.01 * rng.standard_normal(n)
+    white -= jac @ (c @ jac.T @ white)  # residuals at an optimum are orthogonal to J
+    plain = calibrated_covariance(jac, white, [slice(0, n)], [mask], [model])
+    scaled = calibrated_covariance(jac, white + 0.05 * visible, [slice(0, n)], [mask], [model])
+    assert scaled["spectra"][0]["span_seen"] == pytest.approx(0.05, abs=0.005)
+    assert np.allclose(scaled["span"], scaled["spectra"][0]["span_rms"] ** 2 * np.outer(g, g))
+    assert scaled["spectra"][0]["span_rms"] >= 0.05
+    # the scale component is removed before the lack-of-fit part: that part is the white one's, not inflated
+    assert np.allclose(scaled["lack_of_fit"], plain["lack_of_fit"], rtol=0.1)

@@ -20,8 +20,11 @@ for model error"):
    the model scaled by 1/(1 + ε), ε the noise's relative contribution to the span (≈ 2–4 % at 1 % noise). The fit
    absorbs that scale into the constants (δθ = −ε (JᵀJ)⁻¹Jᵀm, m the fitted model), an error that does not shrink
    with more pixels and is invisible in the residual. :func:`span_error` gives E[ε²] by drawing white noise of the
-   measured σ_w onto the fitted model (a fixed seed: deterministic). The scale error the data actually carry is
-   also measurable, ε̂ = rᵀu/uᵀu with u = (I − H)m its visible part (reported as "span_seen"; not used).
+   measured σ_w onto the fitted model (a fixed seed: deterministic). The scale error this spectrum actually shows
+   is measured too: ε̂ = rᵀu/uᵀu along u = (I − H)m, the visible part of a scale error (it matches the scale error
+   fitted from the known truth to ±0.01), with variance v/uᵀu. The span term uses max(E[ε²], ε̂² + v/uᵀu) (what
+   the noise implies, or what the data show when larger, e.g. a scale-like model error), and the residual's
+   component along u is removed before part 1, so the scale error is counted once.
 
 :func:`calibrated_covariance` combines both for one spectrum or a joint fit (spectra independent):
 cov = C (Σ_i v_i J_iᵀJ_i + σ²·E) C + Σ_i E[ε_i²] g_i g_iᵀ, C = (JᵀJ + E)⁻¹, g_i = C J_iᵀ m_i, where the rows of J
@@ -178,14 +181,15 @@ def calibrated_covariance(jac: np.ndarray, residual: np.ndarray, blocks: Sequenc
         mask = np.asarray(mask, bool)
         j, m = jac[rows], np.asarray(m, float)
         g = c @ (j.T @ m)
+        visible = m - j @ g  # (I − H) m: the part of a scale error of the data that the fit cannot absorb
+        uu = float(visible @ visible)
+        eps_seen = float(residual[rows] @ visible) / uu if uu > 0 else 0.0
         rmap = np.full(mask.shape, np.nan)
-        rmap[mask] = residual[rows]
+        rmap[mask] = residual[rows] - eps_seen * visible  # the scale error is counted once: by the span term
         field = residual_field(rmap, mask)
         middle += field["pixel_variance"] * (j.T @ j)
         eps2, eps_mean = span_error(m, field["white_variance"])
-        visible = m - j @ g
-        uu = float(visible @ visible)
-        eps_seen = float(residual[rows] @ visible) / uu if uu > 0 else 0.0
+        eps2 = max(eps2, eps_seen ** 2 + (field["pixel_variance"] / uu if uu > 0 else 0.0))
         span_cov += eps2 * np.outer(g, g)
         spectra.append({**field, "span_rms": float(np.sqrt(eps2)), "span_mean": eps_mean, "span_seen": eps_seen})
         v_pix += field["pixel_variance"] * field["n_pixels"]
