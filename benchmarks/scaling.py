@@ -3,8 +3,9 @@ on several CPU processes against one process.
 
 1. Data set: ``phonon-ml simulate --count N`` serially (one process, torch's default threads = the machine's
    cores, or ``--serial-threads``), serially with one torch thread (``OMP_NUM_THREADS=1``), and with
-   ``--executor dask`` (a LocalCluster of one single-threaded worker per core); wall times, their ratios and
-   whether the files are identical (every dataset, bit for bit). Target: on two cores, Dask no slower than the
+   ``--executor dask`` under the same thread setting (its default: a LocalCluster of ONE worker computing with the
+   serial run's torch threads; ``--workers N`` for N workers sharing them); wall times, their ratios and whether
+   the files are identical (every dataset, bit for bit). Target: on two cores, Dask no slower than the default
    serial run at N = 100,000, and identical to it (PASS/MISS printed).
 2. Training: ``phonon-ml train`` on one process and under ``torchrun --nproc_per_node P`` (gloo, CPU) on the same
    set and seed; wall times and the best validation losses of the autoencoder and the regressor. Target: the
@@ -14,7 +15,8 @@ on several CPU processes against one process.
 3. With ``--device cuda`` (when a GPU is present): simulator throughput and training time on the GPU beside the CPU.
 
 Run: ``python benchmarks/scaling.py [--count 100000] [--train-count 4000] [--epochs 60] [--processes 2]
-[--serial-threads T] [--skip-dask] [--skip-train] [--device cuda] [--workdir DIR]``. The machine's load changes
+[--serial-threads T] [--workers N] [--skip-one-thread] [--skip-dask] [--skip-train] [--device cuda]
+[--workdir DIR]``. The machine's load changes
 absolute times: compare the ratios printed in one run.
 """
 from __future__ import annotations
@@ -67,19 +69,40 @@ def same_file(a: Path, b: Path) -> tuple[bool, float]:
     return same, diff
 
 
-def dask_vs_serial(work: Path, count: int, workers: int, batch_size: int, serial_threads: int | None) -> dict:
+def dask_vs_serial(work: Path, count: int, workers: int | None, batch_size: int, serial_threads: int | None,
+                   one_thread: bool = True) -> dict:
+    """The same data set serially and with ``--executor dask`` (default: a LocalCluster of one worker computing
+    with the serial run's threads; ``workers``: that many), both under the same OMP_NUM_THREADS
+    (``serial_threads``, default torch's); optionally also serially with one thread."""
     common = ["simulate", "--count", str(count), "--seed", "11", "--temperature-range", "20,600",
               "--batch-size", str(batch_size), "--no-progress"]
     serial, dask, one = work / "serial.h5", work / "dask.h5", work / "serial_1thread.h5"
     t_serial = _run([*CLI, *common, "--output", str(serial)], threads=serial_threads)
-    t_one = _run([*CLI, *common, "--output", str(one)], threads=1)
-    t_dask = _run([*CLI, *common, "--output", str(dask), "--executor", "dask", "--workers", str(workers)])
+    extra = [] if workers is None else ["--workers", str(workers)]
+    t_dask = _run([*CLI, *common, "--output", str(dask), "--executor", "dask", *extra], threads=serial_threads)
     same, diff = same_file(serial, dask)
-    return {"count": count, "workers": workers, "serial_threads": serial_threads or default_threads(),
-            "serial_s": t_serial, "serial_1thread_s": t_one, "dask_s": t_dask, "dask_over_serial": t_dask / t_serial,
-            "dask_over_serial_1thread": t_dask / t_one, "identical": same, "max_abs_difference": diff,
-            "identical_to_one_thread_serial": same_file(one, dask)[0],
-            "pass": bool(same and t_dask <= t_serial)}
+    threads = serial_threads or default_threads()
+    r = {"count": count, "workers": workers or 1, "serial_threads": threads,
+         "dask_threads_per_worker": max(1, threads // (workers or 1)), "serial_s": t_serial, "dask_s": t_dask,
+         "dask_over_serial": t_dask / t_serial, "identical": same, "max_abs_difference": diff,
+         "pass": bool(same and t_dask <= t_serial)}
+    if one_thread and threads != 1:
+        t_one = _run([*CLI, *common, "--output", str(one)], threads=1)
+        r.update(serial_1thread_s=t_one, dask_over_serial_1thread=t_dask / t_one,
+                 identical_to_one_thread_serial=same_file(one, dask)[0])
+    return r
+
+
+def print_dask(r: dict) -> None:
+    one = (f"; serial (1 thread) {r['serial_1thread_s']:.1f} s, Dask/serial-1-thread "
+           f"{r['dask_over_serial_1thread']:.2f}, identical to it: "
+           f"{'yes' if r['identical_to_one_thread_serial'] else 'no'}") if "serial_1thread_s" in r else ""
+    print(f"data set, {r['count']} spectra: serial ({r['serial_threads']} torch threads) {r['serial_s']:.1f} s, "
+          f"Dask ({r['workers']} worker{'s' if r['workers'] > 1 else ''} × {r['dask_threads_per_worker']} torch "
+          f"thread{'s' if r['dask_threads_per_worker'] > 1 else ''}) {r['dask_s']:.1f} s; Dask/serial "
+          f"{r['dask_over_serial']:.3f} (target ≤ 1); identical to the serial file: "
+          f"{'yes' if r['identical'] else 'no'} (max |Δ| {r['max_abs_difference']:.2g}) — "
+          f"{'PASS' if r['pass'] else 'MISS'}{one}")
 
 
 def _losses(bundle: Path) -> dict[str, float]:
@@ -98,7 +121,7 @@ def torchrun_vs_one(work: Path, count: int, epochs: int, processes: int, device:
                     serial_threads: int | None) -> dict:
     data = work / "train_set.h5"
     _run([*CLI, "simulate", "--count", str(count), "--seed", "5", "--temperature-range", "20,600",
-          "--output", str(data), "--no-progress", "--executor", "dask", "--workers", str(os.cpu_count() or 1)])
+          "--output", str(data), "--no-progress", "--executor", "dask"])
     train = ["train", "--data", str(data), "--epochs", str(epochs), "--regressor-epochs", str(epochs),
              "--physics-steps", "0", "--no-progress", "--seed", "3", "--device", device]
     t_one = _run([*CLI, *train, "--output", str(work / "one")], threads=serial_threads)
@@ -140,7 +163,10 @@ def gpu_throughput(count: int, batch_size: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--count", type=int, default=100_000, help="spectra of the Dask vs serial data set")
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="Dask workers (default: cores)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="Dask LocalCluster workers (default: phonon-ml's default, one worker with all threads)")
+    ap.add_argument("--skip-one-thread", action="store_true",
+                    help="do not also run the serial data set with one torch thread")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--train-count", type=int, default=4000, help="spectra of the training comparison")
     ap.add_argument("--epochs", type=int, default=60)
@@ -159,15 +185,9 @@ def main() -> None:
     results = {}
     try:
         if not args.skip_dask:
-            r = results["dask"] = dask_vs_serial(work, args.count, args.workers, args.batch_size, args.serial_threads)
-            print(f"data set, {r['count']} spectra: serial ({r['serial_threads']} torch threads) "
-                  f"{r['serial_s']:.1f} s, serial (1 thread) {r['serial_1thread_s']:.1f} s, "
-                  f"Dask ({r['workers']} workers × 1 thread) "
-                  f"{r['dask_s']:.1f} s; Dask/serial {r['dask_over_serial']:.2f} (target ≤ 1), Dask/serial-1-thread "
-                  f"{r['dask_over_serial_1thread']:.2f}; identical to the serial file: "
-                  f"{'yes' if r['identical'] else 'no'} (max |Δ| {r['max_abs_difference']:.2g}), to the one-thread "
-                  f"serial file: {'yes' if r['identical_to_one_thread_serial'] else 'no'} — "
-                  f"{'PASS' if r['pass'] else 'MISS'}")
+            r = results["dask"] = dask_vs_serial(work, args.count, args.workers, args.batch_size, args.serial_threads,
+                                                 one_thread=not args.skip_one_thread)
+            print_dask(r)
         if not args.skip_train:
             r = results["train"] = torchrun_vs_one(work, args.train_count, args.epochs, args.processes, args.device,
                                                    args.serial_threads)

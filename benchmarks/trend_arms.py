@@ -8,12 +8,21 @@ No measured spectrum is used. Score the output with ``benchmarks/ml_series.py`` 
 
 Run: ``PYTHONPATH=. python benchmarks/trend_arms.py --data SET.h5 --output OUT [--model BUNDLE] [--steps 20]
 [--invariance 1.0]``.
+
+``--recipe`` instead trains a whole bundle from ``--data`` with the shipped bundle's recipe (models/README.md:
+fcvae, latent 10, 60 epochs, regressor 200 epochs, 150 physics steps, seed 0, float16 weights) plus
+``--regressor-temperature`` and ``--latent-invariance W`` (``PipelineConfig.latent_temperature_invariance``: the
+feature extractor's penalty in pretraining) — the full-size arms of models/README.md. ``--reuse-extractor BUNDLE``
+keeps that bundle's feature extractor and trains only the regressor stages (valid for an arm whose autoencoder
+stages equal that bundle's: same data, seed and settings, no latent penalty).
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import time
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -40,8 +49,14 @@ def main() -> None:
     ap.add_argument("--invariance", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--recipe", action="store_true", help="train a whole bundle with the shipped recipe (above)")
+    ap.add_argument("--regressor-temperature", action="store_true")
+    ap.add_argument("--latent-invariance", type=float, default=0.0)
+    ap.add_argument("--reuse-extractor", default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.recipe:
+        return train_recipe(args)
     bundle = resolve_bundle(args.model)
     data = read_spectrum(args.data)
     bundle.check_data(data, "the simulated set")
@@ -79,6 +94,47 @@ def main() -> None:
           f"loss {h[0]['train_loss']:.4f} → {h[-1]['train_loss']:.4f}; "
           + (f"invariance {np.mean([r['train_invariance'] for r in h[:3]]):.4f} → "
              f"{np.mean([r['train_invariance'] for r in h[-3:]]):.4f}" if inv is not None else ""))
+
+
+#: The shipped bundle's training options (models/README.md, ``al_arcs_ei50_fcvae``).
+SHIPPED_RECIPE = {"family": "fcvae", "latent_dim": 10, "epochs": 60, "regressor_epochs": 200, "physics_steps": 150,
+                  "seed": 0}
+
+
+def train_recipe(args: argparse.Namespace) -> None:
+    """A whole bundle from ``args.data`` with :data:`SHIPPED_RECIPE` + the arm's options, saved to ``args.output``."""
+    from phonon_ml_core.learn.bundle import bundle_from_training
+    from phonon_ml_core.learn.bundle_metadata import file_info
+    from phonon_ml_core.learn.pipeline import train_pipeline
+    from phonon_ml_core.learn.setup import pipeline_config, read_training_set
+
+    cfg = replace(pipeline_config({**SHIPPED_RECIPE, "regressor_temperature": args.regressor_temperature}),
+                  latent_temperature_invariance=args.latent_invariance)
+    simulated = read_training_set(args.data)
+    ae = None
+    if args.reuse_extractor:
+        if args.latent_invariance > 0:
+            raise SystemExit("--reuse-extractor keeps a trained extractor: the latent penalty would not act")
+        ae = copy.deepcopy(resolve_bundle(args.reuse_extractor).autoencoder)
+    work = Path(args.output + ".work")
+    t0 = time.perf_counter()
+
+    def show(rec: dict) -> None:
+        if rec["epoch"] % 10 == 0 or rec["epoch"] == 1:
+            extra = {k: round(v, 6) for k, v in rec.items() if k.startswith(("train_", "val_"))}
+            print(f"[{time.perf_counter() - t0:6.0f} s] {rec['stage']} {rec['epoch']}: {extra}", flush=True)
+    res = train_pipeline(simulated, cfg, workdir=work, progress=False, on_epoch=show, autoencoder=ae)
+    ranges = simulated.metadata.get("sampling_ranges") or simulated.metadata.get("sampling")
+    meta = {"simulated": {**file_info(args.data), "n_spectra": simulated.n_spectra, "metadata": simulated.metadata},
+            "finetune": [], "processes": 1, "recipe": "benchmarks/trend_arms.py --recipe",
+            "reused_extractor": args.reuse_extractor}
+    bundle = bundle_from_training(res, simulated.grid, data=meta, sampling_ranges=ranges if isinstance(ranges, dict)
+                                  else None, quantity=simulated.quantity)
+    bundle.save(args.output, overwrite=True, weights_dtype="float16",
+                extra_files={name: work / name for name in ("training_log.jsonl", "loss_curve.png")})
+    m = res.metrics.get("validation") or res.metrics.get("train", {})
+    print(f"{args.output}: {time.perf_counter() - t0:.0f} s (loaded machine), stages {res.seconds}; validation R² "
+          + ", ".join(f"{k} {v:.3f}" for k, v in m.get("r2", {}).items() if v is not None), flush=True)
 
 
 if __name__ == "__main__":

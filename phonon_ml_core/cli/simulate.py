@@ -80,9 +80,15 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                         "(one output file, identical to the serial one; resumable; docs/scaling.md)")
     p.add_argument("--scheduler", metavar="ADDRESS", default=None,
                    help="--executor dask: address of a running Dask scheduler, e.g. tcp://host:8786 (default: a "
-                        "local cluster of this machine's cores)")
+                        "local cluster on this machine)")
     p.add_argument("--workers", type=int, default=None,
-                   help="--executor dask without --scheduler: worker processes (default: the machine's cores)")
+                   help="--executor dask without --scheduler: worker processes of the local cluster (default 1, "
+                        "computing with torch's default threads: the serial run's arithmetic, so the same file; "
+                        "docs/scaling.md)")
+    p.add_argument("--threads-per-worker", type=int, default=None,
+                   help="--executor dask: torch threads of each task (default: the serial run's threads shared "
+                        "among the local workers; 1 with --scheduler). Another count than the serial run's is "
+                        "recorded in the file (the last float32 bit may depend on it)")
     p.add_argument("--plot", help="one spectrum: also save a PNG of the spectrum")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -144,10 +150,11 @@ def _settings(args) -> SimulationSettings:
 
 
 def _check_executor(args: argparse.Namespace) -> None:
-    """--executor/--scheduler/--workers make sense together, and only for a data set."""
+    """--executor/--scheduler/--workers/--threads-per-worker make sense together, and only for a data set."""
     dask = args.executor == "dask"
-    if not dask and (args.scheduler is not None or args.workers is not None):
-        raise ValueError("--scheduler and --workers belong to --executor dask: add --executor dask or drop them")
+    if not dask and (args.scheduler is not None or args.workers is not None or args.threads_per_worker is not None):
+        raise ValueError("--scheduler, --workers and --threads-per-worker belong to --executor dask: add "
+                         "--executor dask or drop them")
     if dask and args.count is None:
         raise ValueError("--executor dask simulates data sets (--count N); one spectrum needs no cluster")
     if dask and args.shard is not None:
@@ -158,6 +165,8 @@ def _check_executor(args: argparse.Namespace) -> None:
                          "drop one of them")
     if args.workers is not None and args.workers < 1:
         raise ValueError("--workers must be at least 1")
+    if args.threads_per_worker is not None and args.threads_per_worker < 1:
+        raise ValueError("--threads-per-worker must be at least 1")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -202,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
 
             out = generate_dataset_dask(args.output, args.count, config, settings=_settings(args), material=material,
                                         experiment=experiment, scheduler=args.scheduler, workers=args.workers,
-                                        **options)
+                                        threads_per_worker=args.threads_per_worker, **options)
         else:
             out = dataset_for(args.output, args.count, material, experiment, config, _settings(args),
                               shard=parse_shard(args.shard), **options)

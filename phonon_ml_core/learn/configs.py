@@ -117,6 +117,11 @@ class PipelineConfig:
             (:class:`~phonon_ml_core.learn.consistency.TemperatureInvariance`: each training spectrum's constants and
             γ simulated again at a second temperature, the squared difference of the standardised predictions
             penalised; issue 16 item 5); 0 = off (the default; the measurement is in models/README.md).
+        latent_temperature_invariance: weight of the feature extractor's latent temperature-invariance penalty in
+            the ``pretrain`` stage (each training spectrum's constants and γ simulated again at a second
+            temperature, :func:`~phonon_ml_core.learn.consistency.second_temperature_spectra`; the squared
+            difference of the two latent means relative to the latent spread is penalised,
+            :func:`~phonon_ml_core.learn.losses.latent_invariance_loss`; issue 16 item 5); 0 = off (the default).
         seed: seeds the weights, the split, the shuffling and the sampling.
     """
 
@@ -145,6 +150,7 @@ class PipelineConfig:
     physics_background: bool = True
     regressor_temperature: bool = False
     temperature_invariance: float = 0.0
+    latent_temperature_invariance: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -164,6 +170,9 @@ class PipelineConfig:
             raise ValueError(f"physics_finetune_layers must be 'last' or 'all', got {self.physics_finetune_layers!r}")
         if not self.temperature_invariance >= 0:
             raise ValueError(f"temperature_invariance must be ≥ 0 (0 = off), got {self.temperature_invariance}")
+        if not self.latent_temperature_invariance >= 0:
+            raise ValueError("latent_temperature_invariance must be ≥ 0 (0 = off), got "
+                             f"{self.latent_temperature_invariance}")
         if not 0 < self.finetune_lr_factor <= 1:
             raise ValueError(f"finetune_lr_factor must be in (0, 1], got {self.finetune_lr_factor}")
 
@@ -200,5 +209,6 @@ def training_defaults() -> dict[str, Any]:
             "physics_batch": c.physics_batch, "physics_lr": c.physics_lr, "physics_finetune_lr": c.physics_finetune_lr,
             "physics_finetune_layers": c.physics_finetune_layers, "physics_background": c.physics_background,
             "regressor_temperature": c.regressor_temperature, "temperature_invariance": c.temperature_invariance,
+            "latent_temperature_invariance": c.latent_temperature_invariance,
             "seed": c.seed,
             "checkpoint_every": c.pretrain.checkpoint_every}

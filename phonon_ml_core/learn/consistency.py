@@ -29,6 +29,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from phonon_ml_core.data.normalization import mean_normalize
 from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.fitting.residual_background import centred_energy, default_slope_bounds, profile
 from phonon_ml_core.learn.configs import StageConfig
@@ -146,6 +147,35 @@ class TemperatureInvariance:
         t2 = self.second_temperature(gen)
         out2 = model(self.codes_at(labels, t2), torch.full((labels.shape[0],), t2, dtype=out.dtype))
         return ((out - out2) ** 2).mean()
+
+
+def second_temperature_spectra(sim: PowderSimulator, force_constants: np.ndarray, linewidth: np.ndarray | None,
+                               temperature_range: tuple[float, float], seed: int, batch: int = 64) -> torch.Tensor:
+    """The spectra of ``force_constants`` (N, n_constants; N/m) and ``linewidth`` (N,; γ, or None) simulated again,
+    each at a second temperature (K) drawn with ``seed`` from :data:`INVARIANCE_LADDER` temperatures spanning
+    ``temperature_range``: (N, n_E, n_Q) float32, mean-normalised on the grid's mask, NaN outside it (and for
+    unstable constants). The pairs of the feature extractor's latent temperature-invariance penalty
+    (:func:`phonon_ml_core.learn.losses.latent_invariance_loss`); one simulator call per ladder temperature and
+    ``batch`` spectra (the |Q|-shell cache serves each a(T) once)."""
+    lo, hi = float(temperature_range[0]), float(temperature_range[1])
+    if not 0 < lo <= hi:
+        raise ValueError(f"temperature range must be positive and ordered (K), got {temperature_range}")
+    fc = np.asarray(force_constants, float)
+    ladder = np.linspace(lo, hi, INVARIANCE_LADDER if hi > lo else 1)
+    rung = np.random.default_rng(int(seed)).integers(0, len(ladder), fc.shape[0])
+    mask = np.array(sim.grid.mask, dtype=bool)
+    out = torch.full((fc.shape[0], *mask.shape), float("nan"), dtype=torch.float32)
+    with torch.no_grad():
+        for r in np.unique(rung):
+            idx = np.where(rung == r)[0]
+            for i in range(0, idx.size, batch):
+                part = idx[i:i + batch]
+                t = torch.full((part.size,), float(ladder[r]), dtype=sim.dtype)
+                lw = None if linewidth is None else torch.as_tensor(np.asarray(linewidth, float)[part], dtype=sim.dtype)
+                y = sim(torch.as_tensor(fc[part], dtype=sim.dtype), t, linewidth=lw, allow_unstable=True)
+                y = mean_normalize(y, mask)
+                out[torch.as_tensor(part)] = y.float()
+    return out
 
 
 def temperature_window_source(mu: torch.Tensor, x: torch.Tensor, temperature: np.ndarray, batch: int, seed: int,

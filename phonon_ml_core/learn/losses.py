@@ -45,6 +45,37 @@ def augmented_autoencoder_loss(noise: float, background: float, mask: np.ndarray
     return fn
 
 
+def latent_invariance(model: SpectrumAutoencoder, x: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    """Mean over latent dimensions of ‖μ(x) − μ(x2)‖² relative to the latent spread (the variance of μ over the
+    pair of batches, per dimension): 0 when the code ignores what differs between ``x`` and ``x2`` (B, n_E, n_Q),
+    ≈ 2 when it is unrelated to it. Invariant to a rescaling of the code, so it cannot be met by shrinking it.
+    Pairs whose second spectrum is NaN (unstable constants) are left out."""
+    mu, mu2 = model.encode(x)[0], model.encode(x2)[0]
+    ok = torch.isfinite(mu2).all(-1) & torch.isfinite(mu).all(-1)
+    if int(ok.sum()) < 2:
+        return mu.new_zeros(())
+    mu, mu2 = mu[ok], mu2[ok]
+    spread = torch.cat([mu, mu2]).var(0).clamp_min(1e-8)
+    return (((mu - mu2) ** 2) / spread).mean()
+
+
+def latent_invariance_loss(base: LossFn, weight: float) -> LossFn:
+    """``base`` (an autoencoder loss on batch[0]) plus ``weight`` × :func:`latent_invariance` on batches (x, x2) of
+    the same constants and γ at two temperatures (:func:`phonon_ml_core.learn.consistency.second_temperature_spectra`):
+    the feature extractor's code is pulled towards ignoring the temperature nuisance (issue 16, item 5). Batches
+    without a pair (validation) get ``base`` alone; the history shows the penalty as ``latent_invariance``."""
+    if not weight >= 0:
+        raise ValueError(f"the latent temperature-invariance weight must be ≥ 0, got {weight}")
+
+    def fn(model: torch.nn.Module, batch: tuple[torch.Tensor, ...], gen: torch.Generator | None):
+        out = base(model, batch[:1], gen)
+        if len(batch) < 2 or weight == 0:
+            return out
+        pen = latent_invariance(model, batch[0], batch[1])
+        return {**out, "loss": out["loss"] + weight * pen, "latent_invariance": pen.detach()}
+    return fn
+
+
 def simulator_source(simulated: Spectrum, n: int, seed: int, material: Material | None = None,
                      experiment: Experiment | None = None, batch: int = 8) -> Callable[[int], tuple[torch.Tensor]]:
     """Fresh simulated spectra of ``material`` each epoch, drawn like the data set ``simulated`` (its sampling

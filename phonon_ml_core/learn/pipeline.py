@@ -23,11 +23,12 @@ from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.learn.configs import AUTOENCODER_STAGES, PipelineConfig, StageConfig
 from phonon_ml_core.learn import distributed
 from phonon_ml_core.learn.consistency import (TemperatureInvariance, consistency_loss, consistency_simulator,
-                                              consistency_stage, temperature_window_source)
+                                              consistency_stage, second_temperature_spectra,
+                                              temperature_window_source)
 from phonon_ml_core.learn.history import plot_history, write_log
 from phonon_ml_core.learn.inputs import spectra_tensor, split_indices
-from phonon_ml_core.learn.losses import (augmented_autoencoder_loss, autoencoder_loss, encode_all, regressor_loss,
-                                         simulator_source)
+from phonon_ml_core.learn.losses import (augmented_autoencoder_loss, autoencoder_loss, encode_all,
+                                         latent_invariance_loss, regressor_loss, simulator_source)
 from phonon_ml_core.learn.loop import FitResult, LossFn, fit
 from phonon_ml_core.learn.matching import check_matches, spectrum_experiment, spectrum_material
 from phonon_ml_core.learn.metrics import evaluate
@@ -87,6 +88,13 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
     if cfg.regressor_temperature and not np.all(np.isfinite(temps) & (temps > 0)):
         raise ValueError("regressor_temperature needs the temperature of every simulated spectrum; the set lacks "
                          "some (regenerate it with `phonon-ml simulate`)")
+    latent_pairs = cfg.latent_temperature_invariance > 0 and cfg.pretrain.epochs > 0 and autoencoder is None
+    if latent_pairs and (cfg.on_the_fly or extractor_data is not None):
+        raise ValueError("latent_temperature_invariance pairs the training set's own spectra: it cannot be combined "
+                         "with on_the_fly pretraining or a shared extractor_data set (set one of them to off)")
+    if latent_pairs and not (np.all(np.isfinite(temps) & (temps > 0)) and np.ptp(temps) > 0):
+        raise ValueError("latent_temperature_invariance needs a simulated set spanning temperatures (every spectrum's "
+                         "T known; `phonon-ml simulate --temperature-range LO,HI`)")
     if keep.size < simulated.n_spectra:
         log.warning("dropped %d simulated spectra that are NaN everywhere (unstable sets)",
                     simulated.n_spectra - keep.size)
@@ -118,6 +126,8 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
            "background_degree": cfg.background_degree, "targets": list(targets.names),
            "grid": grid.mask_hash(), "n_data": int(x.shape[0]),
            "data_checksum": float(np.nansum(x[: min(64, x.shape[0])].numpy(), dtype=np.float64))}
+    if latent_pairs:
+        sig["latent_temperature_invariance"] = float(cfg.latent_temperature_invariance)
     if extractor_data is not None:
         sig["extractor_data"] = [int(x_pre.shape[0]), float(np.nansum(x_pre[:64].numpy(), dtype=np.float64))]
 
@@ -150,8 +160,17 @@ def train_pipeline(simulated: Spectrum, config: PipelineConfig | None = None, me
     sim_loss = augmented_autoencoder_loss(cfg.augment_noise, cfg.augment_background, grid.mask, grid.energy)
     pre_train = (simulator_source(simulated, int(cfg.on_the_fly), cfg.seed, material, experiment)
                  if cfg.on_the_fly else (x_pre[tr_pre],))
+    pre_loss = sim_loss
+    if latent_pairs:  # the same constants and γ at a second temperature, for the latent invariance penalty
+        t0 = time.perf_counter()
+        fc_all = np.asarray(simulated.force_constants, float).reshape(simulated.n_spectra, -1)[keep][tr]
+        lw = simulated.linewidths()
+        x2 = second_temperature_spectra(physics_simulator(simulated), fc_all, None if lw is None else lw[keep][tr],
+                                        (float(np.min(temps)), float(np.max(temps))), cfg.seed + 11)
+        seconds["latent pairs"] = time.perf_counter() - t0
+        pre_train, pre_loss = (x[tr], x2), latent_invariance_loss(sim_loss, cfg.latent_temperature_invariance)
     if cfg.pretrain.epochs > 0 and not shared:
-        run_stage("pretrain", ae, sim_loss, pre_train, (x_pre[va_pre],) if va_pre.size else None, cfg.pretrain,
+        run_stage("pretrain", ae, pre_loss, pre_train, (x_pre[va_pre],) if va_pre.size else None, cfg.pretrain,
                   cfg.pretrain.learning_rate(cfg.family), 1, device)
     if xm is not None and cfg.finetune_epochs > 0 and not shared:
         fcfg = cfg.finetune_stage(cfg.finetune_epochs)
