@@ -5,8 +5,9 @@ Spectrum i depends only on its own constants fc_i = X_i C, its γ_i and its slop
 from the per-spectrum derivatives ∂r_i/∂(fc_i, γ_i, b1_i) (every spectrum perturbed in the same coordinate at once:
 2(K + 2) + 1 sets of N spectra in one batched call) and the chain rule ∂fc_i/∂C = X_i ⊗ 1. Residuals of each
 spectrum are divided by sqrt(Σx²) so that SSR = Σ NMSE_i. The free model's smoothness penalty enters as a prior
-curvature N·λ·½∇²R; cov = σ² (JᵀJ + N λ ½∇²R)⁻¹ with σ² = SSR / (n − P), then multiplied by the model-error
-inflation² of :func:`phonon_ml_core.fitting.calibration.model_error_inflation` from the residual maps.
+curvature N·λ·½∇²R; the statistical cov = σ² (JᵀJ + N λ ½∇²R)⁻¹ with σ² = SSR / (n − P); the reported one is
+calibrated for model error by :func:`phonon_ml_core.fitting.calibration.calibrated_covariance` (lack of fit from
+each spectrum's residual field, each spectrum's span-normalisation error), as for a single fit.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from phonon_ml_core.fitting.calibration import model_error_inflation
+from phonon_ml_core.fitting.calibration import calibrated_covariance, model_error_inflation
 from phonon_ml_core.fitting.joint_problem import JointProblem
 from phonon_ml_core.fitting.uncertainty import covariance_from_curvature
 
@@ -120,11 +121,24 @@ def joint_covariance(prob: JointProblem, theta: np.ndarray, slopes: list) -> dic
     curv[:prob.n_params, :prob.n_params] += prob.n_spectra * prob.smoothness * roughness_curvature(prob)
     cov, note = covariance_from_curvature(curv, sigma2)
     masks: list = [None] * prob.n_spectra
+    data: list = [None] * prob.n_spectra
     for g in prob.groups:
-        for i in g.index:
+        for a, i in enumerate(g.index):
             masks[i] = g.mask.numpy()
+            data[i] = (g.x[a] / g.sum_x2[a].sqrt()).double().numpy()
+    offs = np.concatenate([[0], np.cumsum([int(m.sum()) for m in masks])])
+    blocks = [slice(int(offs[i]), int(offs[i + 1])) for i in range(prob.n_spectra)]
+    extra = np.zeros((ptot, ptot))
+    extra[:prob.n_params, :prob.n_params] = curv[:prob.n_params, :prob.n_params] - (jac.T @ jac)[:prob.n_params,
+                                                                                                  :prob.n_params]
+    cal = calibrated_covariance(jac, r0, blocks, masks, [r0[b] + x for b, x in zip(blocks, data)], extra)
     infl = model_error_inflation(maps, masks, n_params=ptot)
-    return {"covariance": cov * infl["std_factor"] ** 2, "covariance_statistical": cov, "sigma2": sigma2,
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.diag(cal["covariance"])[:prob.n_params] / np.diag(cov)[:prob.n_params]
+    infl.update({"std_factor": float(np.sqrt(np.nanmean(ratio))), "span_rms": [q["span_rms"] for q in cal["spectra"]],
+                 "white_fraction_per_spectrum": [q["white_fraction"] for q in cal["spectra"]],
+                 "meaning": cal["meaning"]})
+    return {"covariance": cal["covariance"], "covariance_statistical": cov, "sigma2": sigma2,
             "inflation": infl, "note": note, "residual_maps": maps, "n_background": n_b}
 
 

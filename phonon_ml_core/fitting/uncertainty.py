@@ -2,20 +2,28 @@
 
 J by central finite differences (one batched simulator call), covariance σ²·(JᵀJ)⁻¹ with the residual variance
 σ² = SSR / (n_pixels − n_params); with a fitted background its slope b1 is an explicit extra parameter. A prior
-(:mod:`.priors`) enters as its residual rows, with or without the background.
+(:mod:`.priors`) enters as its residual rows, with or without the background. :func:`model_error_uncertainty`
+calibrates a finished fit's std for model error (:mod:`.calibration`).
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from phonon_ml_core.fitting.calibration import STD_MEANING, calibrated_covariance, model_error_inflation
+from phonon_ml_core.fitting.defaults import FIT_DEFAULTS
+from phonon_ml_core.fitting.inputs import resolve_start_and_bounds
+from phonon_ml_core.fitting.linewidth import OFFSET_BOUNDS
+from phonon_ml_core.fitting.priors import GaussianPrior
 from phonon_ml_core.fitting.problem import FitProblem
+from phonon_ml_core.simulator.factory import get_simulator
 
 
-def parameter_uncertainty(prob: FitProblem, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, str]:
-    """Std of the parameters from the Gauss–Newton curvature at ``theta`` (central differences, one call).
+def gauss_newton_jacobian(prob: FitProblem, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """Residuals r0 (n,) at ``theta`` and their Jacobian J (n, P') by central differences (one batched call).
 
-    Returns (std (P,), correlation (P, P), residual variance σ², note).
+    With a fitted background its slope b1 is an explicit last column (P' = P + 1); prior rows, when present, are
+    the last rows. Returns (r0, J, note); J is NaN where no finite difference exists and the note says why.
     """
     p = prob.n_params
     h = 1e-3 * prob.width
@@ -43,10 +51,7 @@ def parameter_uncertainty(prob: FitProblem, theta: np.ndarray) -> tuple[np.ndarr
             r, bad = prob.residuals(torch.as_tensor(pts, dtype=prob.sim.dtype))
     r = r.double().numpy()
     bad = bad.numpy()
-    n = r.shape[1]
-    ssr = float((r[0] ** 2).sum())
-    sigma2 = ssr / max(n - p, 1)
-    jac = np.empty((n, p))
+    jac = np.empty((r.shape[1], p))
     for i in range(p):
         up, dn = 1 + 2 * i, 2 + 2 * i
         if not bad[up] and not bad[dn]:
@@ -57,8 +62,20 @@ def parameter_uncertainty(prob: FitProblem, theta: np.ndarray) -> tuple[np.ndarr
             jac[:, i] = (r[0] - r[dn]) / h[i]
         else:
             jac[:, i] = np.nan
-    if bad[0] or not np.isfinite(jac).all():
-        return np.full(p, np.nan), np.full((p, p), np.nan), sigma2, "uncertainty unavailable (unstable neighbourhood)"
+    note = "uncertainty unavailable (unstable neighbourhood)" if bad[0] or not np.isfinite(jac).all() else ""
+    return r[0], jac, note
+
+
+def parameter_uncertainty(prob: FitProblem, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """Std of the parameters from the Gauss–Newton curvature at ``theta`` (central differences, one call).
+
+    Returns (std (P,), correlation (P, P), residual variance σ², note).
+    """
+    r0, jac, note = gauss_newton_jacobian(prob, theta)
+    n, p = jac.shape
+    sigma2 = float((r0 ** 2).sum()) / max(n - p, 1)
+    if note:
+        return np.full(p, np.nan), np.full((p, p), np.nan), sigma2, note
     cov, note = covariance_from_curvature(jac.T @ jac, sigma2)
     std = np.sqrt(np.clip(np.diag(cov), 0, None))
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -66,22 +83,67 @@ def parameter_uncertainty(prob: FitProblem, theta: np.ndarray) -> tuple[np.ndarr
     return std, corr, sigma2, note
 
 
-def model_error_uncertainty(result, spectrum, cap: float | None = None) -> tuple[np.ndarray, dict]:
-    """Std of a finished single fit (:class:`~phonon_ml_core.fitting.results.FitResult`) inflated for model error.
+def problem_for_result(result, spectrum, simulator=None) -> tuple[FitProblem, np.ndarray]:
+    """The :class:`FitProblem` of a finished single fit and its parameters θ̂ (constants, γ, γ0 as fitted).
 
-    The residual map (model − data on the spectrum's mask) gives the effective number of independent pixels and
-    the calibrated std multiplier ``std_factor`` of :func:`phonon_ml_core.fitting.calibration.model_error_inflation`
-    (``cap``: independent pixels per spectrum at most). Returns (std (K,) N/m, the inflation dict).
-    ``spectrum``: the (mean-normalised) spectrum that was fitted.
+    ``spectrum``: the (mean-normalised) spectrum that was fitted; ``simulator``: the one the fit used (default: the
+    cached factory's for the result's material and experiment on the spectrum's grid). The finite-difference steps
+    use the material's default bounds (the step is 10⁻³ of the width: the uncertainty does not depend on it).
     """
-    from phonon_ml_core.fitting.calibration import model_error_inflation
+    material = result.material
+    sim = simulator if simulator is not None else get_simulator(material, result.experiment, grid=spectrum.grid,
+                                                                 quantity=spectrum.quantity)
+    _, bounds = resolve_start_and_bounds(None, None, material, [])
+    theta = list(result.force_constants)
+    fit_lw = result.linewidth_std is not None
+    affine = result.linewidth_offset is not None
+    if fit_lw:
+        bounds = np.vstack([bounds, FIT_DEFAULTS.linewidth_bounds])
+        theta.append(result.linewidth)
+        if affine:
+            bounds = np.vstack([bounds, OFFSET_BOUNDS])
+            theta.append(result.linewidth_offset)
+    prior = None
+    if result.prior is not None:
+        d = result.prior
+        prior = GaussianPrior(tuple(d["names"]), tuple(d["mean"]),
+                              tuple(np.inf if s is None else s for s in d["sigma"]), d["weight"])
+    prob = FitProblem(sim, spectrum, result.temperature, result.lattice_parameter, bounds, fit_lw,
+                      None if fit_lw else result.linewidth, result.background is not None, names=material.names,
+                      linewidth_offset=affine, prior=prior)
+    return prob, np.asarray(theta, float)
 
-    if result.simulated is None:
-        raise ValueError("the fit result has no simulated spectrum: fit again (fit_spectrum keeps it)")
-    resid = np.asarray(result.simulated.intensity, float) - np.asarray(spectrum.intensity, float)
-    n_params = len(result.correlation) if result.correlation is not None else len(result.force_constants)
-    info = model_error_inflation(resid, spectrum.grid.mask, n_params=n_params, cap=cap)
-    return np.asarray(result.std, float) * info["std_factor"], info
+
+def model_error_uncertainty(result, spectrum, simulator=None) -> tuple[np.ndarray, dict]:
+    """Calibrated std of a finished single fit (:class:`~phonon_ml_core.fitting.results.FitResult`), N/m.
+
+    Recomputes the Jacobian at the optimum (one batched simulator call of 2P + 1 spectra) and applies
+    :func:`phonon_ml_core.fitting.calibration.calibrated_covariance` (lack of fit from the residual field, span
+    normalisation error). ``spectrum``: the (mean-normalised) spectrum that was fitted; ``simulator``: the fit's
+    (default: the cached factory's). Returns (std (K,), details: calibrated_covariance's dict plus "std_factor"
+    (K,) = calibrated / Gauss–Newton std, model_error_inflation's diagnostics ("inflation": the lag-one pixel
+    correlation alone, "rho_energy", ...), "covariance_constants" (K, K) (N/m)²).
+    """
+    prob, theta = problem_for_result(result, spectrum, simulator)
+    r0, jac, note = gauss_newton_jacobian(prob, theta)
+    k = result.material.n_constants
+    if note:
+        nan = np.full(k, np.nan)
+        return nan, {"std_factor": nan, "note": note, "meaning": STD_MEANING}
+    n_pix = int(prob.mask.sum())
+    mask = np.asarray(spectrum.grid.mask, bool)
+    model = r0[:n_pix] + prob.x.double().numpy()
+    out = calibrated_covariance(jac, r0, [slice(0, n_pix)], [mask], [model])
+    rmap = np.full(mask.shape, np.nan)
+    rmap[mask] = r0[:n_pix]
+    out.update(model_error_inflation(rmap, mask, n_params=jac.shape[1]))
+    cov = out["covariance"][:k, :k]
+    std = np.sqrt(np.clip(np.diag(cov), 0, None))
+    stat = np.sqrt(np.clip(np.diag(out["covariance_statistical"])[:k], 0, None))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["std_factor"] = std / stat
+    out["covariance_constants"] = cov
+    return std, out
 
 
 def covariance_from_curvature(curvature: np.ndarray, sigma2: float) -> tuple[np.ndarray, str]:
