@@ -76,6 +76,11 @@ def test_inflation_above_one_only_with_model_mismatch(grid):
     r3, (std3, info3) = _fit(sim3, np.concatenate([FC, [0.8, 0.5, -0.3, 0.2]]), sim, grid, 2)
     assert info3["inflation"] > 2.0 and info3["rho_energy"] > 0.3  # a missing third shell: smooth residuals
     assert np.all(std3 > 2.0 * r3.std)
+    # fit_spectrum reports the same calibrated std from the Jacobian it already has, and RESULT.json says what it is
+    assert np.allclose(r3.std_calibrated, std3, rtol=1e-6) and np.allclose(r.std_calibrated, std, rtol=1e-6)
+    d = r3.to_dict()
+    assert np.allclose(d["std_calibrated"], std3, rtol=1e-6) and d["std_calibrated_meaning"] == STD_MEANING
+    assert "lower bound" in d["std_meaning"]
     # the rule's parts: a smooth lack of fit (small white fraction) and a span error of the size of the noise
     assert info3["spectra"][0]["white_fraction"] < info["spectra"][0]["white_fraction"]
     assert 0.0 < info["spectra"][0]["span_rms"] < 0.1 and info["meaning"] == STD_MEANING

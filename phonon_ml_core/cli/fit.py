@@ -226,7 +226,9 @@ def run(args: argparse.Namespace) -> int:
         entries.append({**r.to_dict(), **src})
         idx = "" if src["index"] is None else f"[{src['index']}]"
         print(f"{src['input']}{idx}: {r.material.name}, T = {r.temperature:.0f} K, NMSE {r.nmse:.4f}, "
-              f"{dict(zip(r.names, np.round(r.force_constants, 3).tolist()))} ± {np.round(r.std, 3).tolist()} N/m, "
+              f"{dict(zip(r.names, np.round(r.force_constants, 3).tolist()))} ± {np.round(r.std, 3).tolist()} N/m"
+              + ("" if r.std_calibrated is None else
+                 f" (calibrated for model error ± {np.round(r.std_calibrated, 3).tolist()})") + ", "
               + ("" if r.background is None else f"background slope b1 {r.background[1]:.5f}/meV, ")
               + f"{r.evaluations} simulator calls, {r.seconds:.1f} s{'' if r.converged else ' (NOT converged)'}")
         if r.at_bounds:

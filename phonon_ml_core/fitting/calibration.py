@@ -37,8 +37,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-#: Kept for :mod:`.priors` (its default weight is FLOOR_NMSE / 45); no longer used by the calibration.
-INDEPENDENT_PIXEL_CAP = 45.0
 #: Largest lag-one correlation used by :func:`effective_pixels` (keeps n_eff ≥ n · 1e-4).
 RHO_MAX = 0.98
 #: Noise draws of :func:`span_error` (the relative error of its E[ε²] is ≈ sqrt(2/64) ≈ 18 % at worst, less for a

@@ -8,6 +8,7 @@ import numpy as np
 
 from phonon_ml_core.data.jsonio import to_jsonable
 from phonon_ml_core.data.spectrum import Spectrum
+from phonon_ml_core.fitting.calibration import STD_MEANING
 from phonon_ml_core.fitting.frequencies import frequency_fields
 from phonon_ml_core.fitting.problem import LINEWIDTH
 from phonon_ml_core.specs import ALUMINIUM, Experiment, Material
@@ -19,7 +20,10 @@ class FitResult:
 
     Attributes:
         force_constants: best constants, N/m, (K,) in the order of :attr:`names` (the material's).
-        std: one-sigma uncertainties of the constants, N/m, (K,) (NaN when the curvature is singular).
+        std: one-sigma uncertainties of the constants, N/m, (K,) (NaN when the curvature is singular): the
+            Gauss–Newton (statistical) std, a lower bound when the residual is dominated by model error.
+        std_calibrated: the std calibrated for model error (lack of fit, span normalisation; fitting.calibration,
+            :data:`~phonon_ml_core.fitting.calibration.STD_MEANING`), N/m, (K,); None when not computed.
         linewidth: fitted γ (HWHM = γ·E) when it was free, the fixed value given, or None.
         linewidth_std: its uncertainty when fitted, else None.
         nmse: NMSE of the simulated spectrum against the (normalised) input at the best point.
@@ -73,6 +77,7 @@ class FitResult:
     linewidth_offset: float | None = None
     linewidth_offset_std: float | None = None
     prior: dict | None = None
+    std_calibrated: np.ndarray | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -94,6 +99,11 @@ class FitResult:
         out = {
             "force_constants": [float(x) for x in self.force_constants],
             "std": [None if not np.isfinite(x) else float(x) for x in self.std],
+            "std_meaning": "one-sigma Gauss-Newton (statistical) std: a lower bound under model error; see "
+                           "std_calibrated",
+            "std_calibrated": None if self.std_calibrated is None
+            else [None if not np.isfinite(x) else float(x) for x in self.std_calibrated],
+            "std_calibrated_meaning": STD_MEANING,
             **spec_fields(self.material, self.experiment),
             "units": "N/m",
             "nmse": float(self.nmse),

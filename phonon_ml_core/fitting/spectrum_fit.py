@@ -37,7 +37,7 @@ from phonon_ml_core.fitting.nelder_mead import fit_nelder_mead
 from phonon_ml_core.fitting.priors import GaussianPrior
 from phonon_ml_core.fitting.problem import LINEWIDTH, UNSTABLE_PENALTY, FitProblem
 from phonon_ml_core.fitting.results import FitResult, parameters_at_bounds
-from phonon_ml_core.fitting.uncertainty import parameter_uncertainty
+from phonon_ml_core.fitting.uncertainty import calibrated_from_jacobian, gauss_newton_jacobian, gauss_newton_std
 from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.simulator.powder import PowderSimulator, SimulationSettings
 from phonon_ml_core.specs import Experiment, Material
@@ -223,9 +223,11 @@ def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, l
     if at_bounds:
         notes.append("at a bound: " + ", ".join(at_bounds))
     std = np.full(len(theta) + int(fit_background), np.nan)
-    corr = None
+    corr = std_calibrated = None
     if uncertainty:
-        std, corr, _, unote = parameter_uncertainty(prob, theta)
+        r0, jac, jnote = gauss_newton_jacobian(prob, theta)
+        std, corr, _, unote = gauss_newton_std(r0, jac, jnote)
+        std_calibrated = calibrated_from_jacobian(prob, r0, jac, jnote, k)[0]
         if unote:
             notes.append(unote)
     background = background_std = None
@@ -265,4 +267,4 @@ def _fit_spectrum(spectrum, method, start, bounds, fit_linewidth, temperature, l
                      background_std=background_std, background_energy_mean=prob.energy_mean, material=material,
                      experiment=experiment, at_bounds=at_bounds, linewidth_offset=offset,
                      linewidth_offset_std=float(std[k + 1]) if affine else None,
-                     prior=None if prior is None else prior.to_dict())
+                     prior=None if prior is None else prior.to_dict(), std_calibrated=std_calibrated)

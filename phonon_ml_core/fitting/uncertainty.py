@@ -71,7 +71,11 @@ def parameter_uncertainty(prob: FitProblem, theta: np.ndarray) -> tuple[np.ndarr
 
     Returns (std (P,), correlation (P, P), residual variance σ², note).
     """
-    r0, jac, note = gauss_newton_jacobian(prob, theta)
+    return gauss_newton_std(*gauss_newton_jacobian(prob, theta))
+
+
+def gauss_newton_std(r0: np.ndarray, jac: np.ndarray, note: str) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """:func:`parameter_uncertainty` from the residuals, Jacobian and note of :func:`gauss_newton_jacobian`."""
     n, p = jac.shape
     sigma2 = float((r0 ** 2).sum()) / max(n - p, 1)
     if note:
@@ -118,20 +122,30 @@ def model_error_uncertainty(result, spectrum, simulator=None) -> tuple[np.ndarra
     """Calibrated std of a finished single fit (:class:`~phonon_ml_core.fitting.results.FitResult`), N/m.
 
     Recomputes the Jacobian at the optimum (one batched simulator call of 2P + 1 spectra) and applies
-    :func:`phonon_ml_core.fitting.calibration.calibrated_covariance` (lack of fit from the residual field, span
-    normalisation error). ``spectrum``: the (mean-normalised) spectrum that was fitted; ``simulator``: the fit's
-    (default: the cached factory's). Returns (std (K,), details: calibrated_covariance's dict plus "std_factor"
-    (K,) = calibrated / Gauss–Newton std, model_error_inflation's diagnostics ("inflation": the lag-one pixel
-    correlation alone, "rho_energy", ...), "covariance_constants" (K, K) (N/m)²).
+    :func:`calibrated_from_jacobian`. ``spectrum``: the (mean-normalised) spectrum that was fitted; ``simulator``:
+    the fit's (default: the cached factory's). :func:`~phonon_ml_core.fitting.spectrum_fit.fit_spectrum` reports
+    the same figure as ``FitResult.std_calibrated`` from the Jacobian it already has.
     """
     prob, theta = problem_for_result(result, spectrum, simulator)
     r0, jac, note = gauss_newton_jacobian(prob, theta)
-    k = result.material.n_constants
+    return calibrated_from_jacobian(prob, r0, jac, note, result.material.n_constants)
+
+
+def calibrated_from_jacobian(prob: FitProblem, r0: np.ndarray, jac: np.ndarray, note: str,
+                             k: int) -> tuple[np.ndarray, dict]:
+    """Std of the first ``k`` parameters (the constants, N/m) calibrated for model error.
+
+    :func:`phonon_ml_core.fitting.calibration.calibrated_covariance` (lack of fit from the residual field, span
+    normalisation error) on the residuals ``r0`` and Jacobian ``jac`` of :func:`gauss_newton_jacobian`. Returns
+    (std (k,), details: calibrated_covariance's dict plus "std_factor" (k,) = calibrated / Gauss–Newton std,
+    model_error_inflation's diagnostics ("inflation": the lag-one pixel correlation alone, "rho_energy", ...),
+    "covariance_constants" (k, k) (N/m)²); NaN std and the note when the Jacobian is unavailable.
+    """
     if note:
         nan = np.full(k, np.nan)
         return nan, {"std_factor": nan, "note": note, "meaning": STD_MEANING}
     n_pix = int(prob.mask.sum())
-    mask = np.asarray(spectrum.grid.mask, bool)
+    mask = np.asarray(prob.mask_np, bool)
     model = r0[:n_pix] + prob.x.double().numpy()
     out = calibrated_covariance(jac, r0, [slice(0, n_pix)], [mask], [model])
     rmap = np.full(mask.shape, np.nan)
