@@ -8,8 +8,9 @@ to the output. While the workers compute, the client copies every finished chunk
 per spectrum, written directly). A rerun after an interruption reuses the finished chunks; the folder is removed
 once the output is written (atomically).
 
-Sizing. Without a scheduler, a LocalCluster of ONE worker process whose tasks use torch's default threads — the
-serial run's arithmetic, so the file equals the default serial file; on the 2-core development machine two
+Sizing. Without a scheduler, a LocalCluster of ONE worker whose tasks run in the main thread of one spawned
+process (:func:`_client`) with torch's default threads — the serial run's arithmetic, so the file equals the
+default serial file; on the 2-core development machine two
 single-threaded workers were 1.75× slower than one process with two threads (docs/scaling.md). ``workers`` and
 ``threads_per_worker`` choose otherwise. With a scheduler, each task uses one torch thread (the cluster's workers
 bring the parallelism), and the file records the thread count (``torch_threads``) whenever it differs from this
@@ -26,7 +27,8 @@ import math
 import os
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -60,9 +62,6 @@ DEFAULT_LOCAL_WORKERS = 1
 #: torch threads of each task on a remote cluster (``scheduler`` given) unless told otherwise: one per Dask thread.
 REMOTE_TASK_THREADS = 1
 
-#: Variables that Dask's nanny sets in every worker process by default and that a LocalCluster of ours leaves as
-#: they are in this process (``distributed.nanny.pre-spawn-environ``).
-WORKER_ENV_DEFAULTS = ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 #: What to install when Dask is missing.
 INSTALL_HINT = 'pip install "phonon-ml[scale]" (or pip install "dask[distributed]")'
@@ -94,9 +93,16 @@ def _require_dask() -> None:
 
 
 def _client(scheduler: str | None, workers: int | None):
-    """A Dask client of the scheduler at ``scheduler``, or of a LocalCluster of ``workers`` worker processes
-    (default :data:`DEFAULT_LOCAL_WORKERS`), each running one task at a time; ValueError naming the fix when Dask
-    is missing or the scheduler unreachable."""
+    """A Dask client of the scheduler at ``scheduler``, or of a LocalCluster of ``workers`` workers (default
+    :data:`DEFAULT_LOCAL_WORKERS`), each running one task at a time; ValueError naming the fix when Dask is missing
+    or the scheduler unreachable.
+
+    The LocalCluster's workers live in this process and hand their tasks to a pool of ``workers`` spawned processes
+    (Dask's documented ``Worker(executor=...)``), so that every task runs in the **main thread** of its process:
+    Dask's own workers run tasks in pool threads, where the simulator with two torch threads ran 1.6–2× slower
+    than in a main thread (docs/scaling.md). The pool's processes get this process's environment as it is (no
+    nanny: its MALLOC_TRIM_THRESHOLD_=65536 made the simulator 3.5× slower).
+    """
     _require_dask()
     from dask.distributed import Client, LocalCluster
 
@@ -106,15 +112,17 @@ def _client(scheduler: str | None, workers: int | None):
         except (OSError, TimeoutError) as exc:
             raise ValueError(f"cannot reach the Dask scheduler at {scheduler} ({exc}): start it (`dask scheduler`) "
                              "and its workers, or omit --scheduler for a cluster on this machine") from None
-    import dask
-
-    # the workers get this process's environment as it is: Dask's nanny would otherwise set OMP/MKL/OPENBLAS
-    # threads to 1 and MALLOC_TRIM_THRESHOLD_=65536, which fixes glibc's mmap threshold and makes every large
-    # temporary tensor a fresh mmap: the simulator ran 3.5× slower (13 vs 46 spectra/s, docs/scaling.md)
-    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{key}": None for key in WORKER_ENV_DEFAULTS}):
-        cluster = LocalCluster(n_workers=workers or DEFAULT_LOCAL_WORKERS, threads_per_worker=1, processes=True,
-                               dashboard_address=None)
-    return Client(cluster)
+    n = workers or DEFAULT_LOCAL_WORKERS
+    pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=False, dashboard_address=None,
+                               executor=pool)
+    except Exception:
+        pool.shutdown(cancel_futures=True)
+        raise
+    client = Client(cluster)
+    client._phonon_ml_pool = pool  # shut down with the cluster (_close)
+    return client
 
 
 def _simulate_chunk(path: str, rows: list[np.ndarray], force_constants: np.ndarray, temperature: np.ndarray,
@@ -218,10 +226,15 @@ def generate_dataset_dask(output: str | os.PathLike, n: int, config: SamplingCon
 
 
 def _ready_client(scheduler: str | None, workers: int | None, sim_args: dict, threads: int):
-    """:func:`_client`, its workers with their simulator built (``get_simulator`` caches it per process)."""
+    """:func:`_client`, its workers with their simulator built (``get_simulator`` caches it per process): on a
+    LocalCluster one warm-up task per pool process, on a remote cluster on every worker."""
     client = _client(scheduler, workers)
     try:
-        client.run(_build_simulator, sim_args, threads)
+        if scheduler is None:
+            n = workers or DEFAULT_LOCAL_WORKERS
+            client.gather([client.submit(_build_simulator, sim_args, threads, pure=False) for _ in range(n)])
+        else:
+            client.run(_build_simulator, sim_args, threads)
     except Exception:
         _close(client, scheduler)
         raise
@@ -291,9 +304,12 @@ def _collect(futures: dict, chunks: list[list[np.ndarray]], paths: list[Path], c
 def _close(client, scheduler: str | None) -> None:
     """Close the client, and the LocalCluster when this run started it (pending tasks are cancelled)."""
     cluster = client.cluster if scheduler is None else None
+    pool = getattr(client, "_phonon_ml_pool", None)
     client.close()
     if cluster is not None:
         cluster.close()
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _ChunkCopier:
