@@ -67,3 +67,25 @@ def tiny_sim(tiny_grid):
 
     return PowderSimulator(grid=tiny_grid, settings=SimulationSettings(method="sphere", n_per_bin=32, bz_grid=4),
                            dtype=torch.float64)
+
+
+@pytest.fixture
+def option_round_trip():
+    """:func:`_option_round_trip`, for the temperature-invariance options' tests."""
+    return _option_round_trip
+
+
+def _option_round_trip(result, grid, tmp_path: Path, field: str, value: float) -> None:
+    """A PipelineConfig option survives a bundle's save/load, configs written before it read as 0 (off), and a
+    negative weight is refused naming the field (the temperature-invariance options of tests/test_invariance*.py)."""
+    from phonon_ml_core.learn.bundle import bundle_from_training, load_bundle
+    from phonon_ml_core.learn.configs import PipelineConfig
+
+    bundle_from_training(result, grid).save(tmp_path / "b")
+    cfg = PipelineConfig.from_dict(load_bundle(tmp_path / "b").metadata["training"]["config"])
+    assert getattr(cfg, field) == value and cfg == result.config
+    old = result.config.to_dict()
+    del old[field]
+    assert getattr(PipelineConfig.from_dict(old), field) == 0.0
+    with pytest.raises(ValueError, match=field):
+        PipelineConfig(**{field: -1.0})

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from phonon_ml_core.learn.bundle import bundle_from_training, load_bundle
 from phonon_ml_core.learn.configs import PipelineConfig, StageConfig
 from phonon_ml_core.learn.consistency import TemperatureInvariance, consistency_loss, temperature_window_source
 from phonon_ml_core.learn.pipeline import TrainingResult, physics_simulator, train_pipeline
@@ -77,16 +76,9 @@ def test_invariance_reduces_the_response_to_temperature_alone(trained, labelled_
         assert torch.equal(a, b)
 
 
-def test_config_round_trips_through_the_bundle(trained, labelled_set: Spectrum, tmp_path: Path) -> None:
-    res = trained[10.0]
-    bundle_from_training(res, labelled_set.grid).save(tmp_path / "b")
-    cfg = PipelineConfig.from_dict(load_bundle(tmp_path / "b").metadata["training"]["config"])
-    assert cfg.temperature_invariance == 10.0 and cfg == res.config
-    old = res.config.to_dict()
-    del old["temperature_invariance"]                     # configs written before the option: off
-    assert PipelineConfig.from_dict(old).temperature_invariance == 0.0
-    with pytest.raises(ValueError, match="temperature_invariance"):
-        PipelineConfig(temperature_invariance=-1.0)
+def test_config_round_trips_through_the_bundle(trained, labelled_set: Spectrum, tmp_path: Path,
+                                                option_round_trip) -> None:
+    option_round_trip(trained[10.0], labelled_set.grid, tmp_path, "temperature_invariance", 10.0)
 
 
 def test_penalty_is_zero_for_a_regressor_that_ignores_its_input(labelled_set: Spectrum) -> None:

@@ -7,7 +7,6 @@ import numpy as np
 import pytest
 import torch
 
-from phonon_ml_core.learn.bundle import bundle_from_training, load_bundle
 from phonon_ml_core.learn.configs import PipelineConfig, StageConfig
 from phonon_ml_core.learn.consistency import INVARIANCE_LADDER, second_temperature_spectra
 from phonon_ml_core.learn.losses import autoencoder_loss, latent_invariance, latent_invariance_loss
@@ -92,16 +91,10 @@ def test_penalty_reduces_the_codes_response_to_temperature_alone(trained, probe_
     assert not any("train_latent_invariance" in r for r in trained[(0.0, SEEDS[0])].history)
 
 
-def test_config_round_trips_through_the_bundle(trained, labelled_set: Spectrum, tmp_path: Path) -> None:
-    res = trained[(WEIGHT, SEEDS[0])]
-    bundle_from_training(res, labelled_set.grid).save(tmp_path / "b")
-    cfg = PipelineConfig.from_dict(load_bundle(tmp_path / "b").metadata["training"]["config"])
-    assert cfg.latent_temperature_invariance == WEIGHT and cfg == res.config
-    old = res.config.to_dict()
-    del old["latent_temperature_invariance"]              # configs written before the option: off
-    assert PipelineConfig.from_dict(old).latent_temperature_invariance == 0.0
-    with pytest.raises(ValueError, match="latent_temperature_invariance"):
-        PipelineConfig(latent_temperature_invariance=-1.0)
+def test_config_round_trips_through_the_bundle(trained, labelled_set: Spectrum, tmp_path: Path,
+                                                option_round_trip) -> None:
+    option_round_trip(trained[(WEIGHT, SEEDS[0])], labelled_set.grid, tmp_path,
+                      "latent_temperature_invariance", WEIGHT)
 
 
 def test_refused_with_on_the_fly_pretraining(labelled_set: Spectrum) -> None:
