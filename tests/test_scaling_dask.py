@@ -92,6 +92,8 @@ def test_an_interrupted_dask_run_resumes_with_its_finished_chunks(tmp_path, sche
     (["--executor", "dask", "--shard", "0/2"], "drop --shard"),
     (["--scheduler", "tcp://127.0.0.1:1"], "belong to --executor dask"),
     (["--executor", "dask", "--workers", "0"], "at least 1"),
+    (["--threads-per-worker", "2"], "belong to --executor dask"),
+    (["--executor", "dask", "--threads-per-worker", "0"], "at least 1"),
 ])
 def test_dask_flag_errors(tmp_path, capsys, extra, message):
     assert main([*SET, "--output", str(tmp_path / "x.h5"), *extra]) == 2
@@ -184,13 +186,3 @@ def test_other_thread_counts_are_recorded_and_refused_on_resume(tmp_path, two_th
     generate_dataset(tmp_path / "serial1.h5", 13, CFG13, **KW13)
     with h5py.File(tmp_path / "serial1.h5", "r") as a, h5py.File(out, "r") as b:
         assert np.array_equal(a["intensity"][()], b["intensity"][()], equal_nan=True)  # one thread each
-
-
-@pytest.mark.parametrize("extra, message", [
-    (["--threads-per-worker", "2"], "belong to --executor dask"),
-    (["--executor", "dask", "--threads-per-worker", "0"], "at least 1"),
-])
-def test_threads_flag_errors(tmp_path, capsys, extra, message):
-    assert main([*SET13, "--output", str(tmp_path / "x.h5"), *extra]) == 2
-    assert message in capsys.readouterr().err
-    assert not list(tmp_path.iterdir())
