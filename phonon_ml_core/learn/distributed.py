@@ -13,7 +13,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -95,6 +98,29 @@ def process_group(device: str = "cpu") -> Iterator[dict[str, int] | None]:
         yield env
     finally:
         dist.destroy_process_group()
+
+
+@contextlib.contextmanager
+def checkpoint_folder(out: Path, checkpoint_dir: str | os.PathLike | None, resume: bool,
+                      clear_stale: Callable[[Path], None]) -> Iterator[Path]:
+    """The checkpoint folder of a training that writes ``out``: ``checkpoint_dir``, or a private temporary folder
+    beside ``out`` (removed on the way out, whatever happens). Without ``resume`` rank 0 first clears another run's
+    checkpoints from a given folder (``clear_stale``); after success, once every process is done, rank 0 removes
+    the folder. Call inside :func:`process_group`."""
+    private = checkpoint_dir is None
+    ckdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".checkpoints", dir=out.parent)) if private \
+        else Path(checkpoint_dir)
+    if is_main() and not resume and not private and ckdir.exists():
+        clear_stale(ckdir)
+    barrier()
+    try:
+        yield ckdir
+    finally:
+        if private:
+            shutil.rmtree(ckdir, ignore_errors=True)
+    barrier()
+    if is_main():
+        shutil.rmtree(ckdir, ignore_errors=True)
 
 
 def process_device(device: str) -> str:

@@ -106,15 +106,9 @@ def train_mixed(data: Sequence[str | os.PathLike], output: str | os.PathLike, op
     rows = np.cumsum([0] + [t.shape[0] for t in tensors])
     with distributed.process_group(device):
         writes = distributed.is_main()
-        private = checkpoint_dir is None
-        ckdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".checkpoints", dir=out.parent)) if private \
-            else Path(checkpoint_dir)
-        if writes and not resume and not private and ckdir.exists():
-            shutil.rmtree(ckdir)  # stale checkpoints of another run
-        distributed.barrier()
         dev = distributed.process_device(device)
         results = []
-        try:
+        with distributed.checkpoint_folder(out, checkpoint_dir, resume, shutil.rmtree) as ckdir:
             for k, member in enumerate(members):
                 shared = None if k == 0 else results[0].autoencoder
                 results.append(train_pipeline(member, cfg, workdir=ckdir / labels[k], resume=resume,
@@ -134,12 +128,6 @@ def train_mixed(data: Sequence[str | os.PathLike], output: str | os.PathLike, op
                        for r, s, n in zip(results, members, names)]
             if writes:
                 _write(out, bundles, labels, manifest, ckdir, overwrite, weights_dtype)
-        finally:
-            if private:
-                shutil.rmtree(ckdir, ignore_errors=True)
-        distributed.barrier()
-        if writes:
-            shutil.rmtree(ckdir, ignore_errors=True)
     return bundles, manifest
 
 

@@ -9,8 +9,6 @@ standard settings for sets that record none).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -137,14 +135,7 @@ def train_to_bundle(data: str | os.PathLike, output: str | os.PathLike, options:
     meas = fine_tuning_set(simulated, measured, measured_names)
     with distributed.process_group(device):  # under torchrun: all processes train, rank 0 writes (learn.distributed)
         writes = distributed.is_main()
-        private = checkpoint_dir is None
-        ckdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".checkpoints", dir=out.parent)) if private \
-            else Path(checkpoint_dir)
-        if writes and not resume and not private and ckdir.exists():
-            for f in ckdir.glob("*.pt"):
-                f.unlink()
-        distributed.barrier()
-        try:
+        with distributed.checkpoint_folder(out, checkpoint_dir, resume, _remove_checkpoints) as ckdir:
             result = train_pipeline(simulated, cfg, measured=meas, workdir=ckdir, resume=resume, progress=progress,
                                     on_epoch=on_epoch, device=distributed.process_device(device))
             provenance = list(measured_provenance) if measured_provenance is not None else \
@@ -159,10 +150,10 @@ def train_to_bundle(data: str | os.PathLike, output: str | os.PathLike, options:
                 bundle.save(out, overwrite=overwrite, weights_dtype=weights_dtype,
                             extra_files={"training_log.jsonl": ckdir / "training_log.jsonl",
                                          "loss_curve.png": ckdir / "loss_curve.png"})
-        finally:
-            if private:
-                shutil.rmtree(ckdir, ignore_errors=True)
-        distributed.barrier()
-        if writes:
-            shutil.rmtree(ckdir, ignore_errors=True)
     return bundle, result
+
+
+def _remove_checkpoints(folder: Path) -> None:
+    """Another run's checkpoints in a given ``--checkpoint-dir`` (its other files are kept)."""
+    for f in folder.glob("*.pt"):
+        f.unlink()
