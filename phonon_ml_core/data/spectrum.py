@@ -226,13 +226,7 @@ class Spectrum:
     def from_hdf5(cls, path: str | os.PathLike) -> Spectrum:
         """Read a file in the conventions §4 layout (the project's own and the shared real data)."""
         p = os.fspath(path)
-        if not os.path.exists(p):
-            raise FileNotFoundError(f"{p} does not exist")
-        try:
-            f = h5py.File(p, "r")
-        except OSError as exc:
-            raise ValueError(f"{p} is not a readable HDF5 file (truncated or another format?): {exc}") from exc
-        with f:
+        with open_hdf5(p) as f:
             return read_spectrum_group(f, source=p)
 
 
@@ -364,3 +358,14 @@ def _plain(v: Any) -> Any:
     if isinstance(v, np.ndarray):
         return v.tolist()
     return v
+
+
+def open_hdf5(path: str | os.PathLike) -> h5py.File:
+    """``path`` opened read-only; FileNotFoundError when it is missing, ValueError when it is not HDF5."""
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise FileNotFoundError(f"{p} does not exist")
+    try:
+        return h5py.File(p, "r")
+    except OSError as exc:
+        raise ValueError(f"{p} is not a readable HDF5 file (truncated or another format?): {exc}") from exc

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from phonon_ml_core.data.fileio import atomic_path, check_output_path
 from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.data.jsonio import json_default
-from phonon_ml_core.data.spectrum import Spectrum, read_spectrum_group, write_spectrum_group
+from phonon_ml_core.data.spectrum import Spectrum, open_hdf5, read_spectrum_group, write_spectrum_group
 from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.simulator.sampling import SampledParameters, SamplingConfig, sample_parameters
 from phonon_ml_core.simulator.settings import SimulationSettings
@@ -200,13 +200,7 @@ def read_set_head(path: str | os.PathLike) -> tuple[Spectrum, int]:
     """The set in ``path`` cut to its first spectrum (all axes, attributes and metadata, exactly as
     ``Spectrum.from_hdf5`` reads them) and its number of spectra, without loading the set."""
     p = os.fspath(path)
-    if not os.path.exists(p):
-        raise FileNotFoundError(f"{p} does not exist")
-    try:
-        src = h5py.File(p, "r")
-    except OSError as exc:
-        raise ValueError(f"{p} is not a readable HDF5 file (truncated or another format?): {exc}") from exc
-    with src, h5py.File(io.BytesIO(), "w") as head:
+    with open_hdf5(p) as src, h5py.File(io.BytesIO(), "w") as head:
         if "intensity" not in src or src["intensity"].ndim != 3:
             raise ValueError(f"{p} holds no set of spectra (an intensity of shape (N, n_E, n_Q)): merge data "
                              "sets written by generate_dataset / phonon-ml simulate --count")
