@@ -163,9 +163,10 @@ class FitForceConstantsNelderMead(PythonAlgorithm):
         entry = {"input": self.getPropertyValue("InputWorkspace"), "index": 0, "force_constants": r.force_constants,
                  "std": r.std, "NMSE": r.nmse, "Evaluations": r.evaluations, "Seconds": r.seconds,
                  "Temperature": r.temperature, "Converged": float(r.converged),
-                 "Linewidth": np.nan if r.linewidth is None else r.linewidth}
+                 "Linewidth": np.nan if r.linewidth is None else r.linewidth,
+                 "StdCalibrated": r.std_calibrated}  # per constant, N/m; None (no estimate): NaN
         table = ma.force_constants_table([entry], ("NMSE", "Evaluations", "Seconds", "Temperature", "Converged",
-                                                   "Linewidth"), names=material.names)
+                                                   "Linewidth", "StdCalibrated"), names=material.names)
         self.setProperty("OutputWorkspace", table)
         if self.getPropertyValue("OutputFrequencies"):
             from phonon_ml_core.fitting.frequencies import frequency_fields

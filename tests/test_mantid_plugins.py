@@ -195,6 +195,10 @@ def test_preprocess_validation(mantid, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------ FitForceConstantsNelderMead
+FIT_COLUMNS = ["Input", "Index", "Name", "Value", "Std", "Units", "NMSE", "Evaluations", "Seconds", "Temperature",
+               "Converged", "Linewidth", "StdCalibrated"]
+
+
 def test_fit_matches_core(mantid):
     from phonon_ml_core.fitting.spectrum_fit import fit_spectrum
     from phonon_ml_core.mantid_support.adapter import spectrum_to_workspace, workspace_to_spectrum
@@ -214,6 +218,9 @@ def test_fit_matches_core(mantid):
     np.testing.assert_allclose(std, ref.std, rtol=1e-6, equal_nan=True)
     assert table.column("NMSE")[0] == pytest.approx(ref.nmse, rel=1e-9)
     assert table.column("Evaluations")[0] == ref.evaluations
+    assert table.getColumnNames() == FIT_COLUMNS  # StdCalibrated appended: the older columns keep their places
+    assert ref.std_calibrated is not None
+    np.testing.assert_allclose(table.column("StdCalibrated"), ref.std_calibrated, rtol=1e-6, equal_nan=True)
     assert_sqw_layout(fitted, 7, 7)
     np.testing.assert_allclose(fitted.extractY(), ref.simulated.masked().intensity.T, rtol=1e-9, equal_nan=True)
 

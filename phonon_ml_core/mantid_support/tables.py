@@ -15,9 +15,11 @@ def force_constants_table(entries: Sequence[dict[str, Any]], extra_columns: Sequ
     """A TableWorkspace with one row per (input, constant): Input, Index, Name, Value, Std, Units, extras.
 
     ``entries``: dicts with ``input`` (str), ``index`` (int), ``force_constants`` (K,), ``std`` (K,), optional
-    ``names`` (K,) and a float for each name in ``extra_columns`` (e.g. "NMSE", "Evaluations"); extras repeat
-    on every row of an input. ``names`` (the material's) is used for entries without their own. NaN std
-    (singular curvature) is written as NaN. ValueError when a count of constants differs from the names.
+    ``names`` (K,) and, for each name in ``extra_columns`` (double columns, appended in that order), either a
+    float that repeats on every row of the input (e.g. "NMSE", "Evaluations") or K floats, one per constant
+    (e.g. "StdCalibrated", N/m); a missing or None extra is NaN. ``names`` (the material's) is used for entries
+    without their own. NaN std (singular curvature) is written as NaN. ValueError when a count of constants
+    differs from the names or from a per-constant extra.
     """
     from mantid.api import WorkspaceFactory
 
@@ -33,11 +35,24 @@ def force_constants_table(entries: Sequence[dict[str, Any]], extra_columns: Sequ
             raise ValueError(f"{fc.size} force constants but {len(labels)} names ({', '.join(labels)}): the result "
                              "does not belong to this material")
         std = np.asarray(entry.get("std", np.full(fc.size, np.nan)), dtype=float).reshape(-1)
+        extras = {c: _extra_values(entry, c, fc.size) for c in extra_columns}
         for k, label in enumerate(labels):
             row = [str(entry.get("input", "")), int(entry.get("index", 0)), label, float(fc[k]), float(std[k]), "N/m"]
-            row += [float(entry.get(c, np.nan)) for c in extra_columns]
+            row += [float(extras[c][k]) for c in extra_columns]
             table.addRow(row)
     return table
+
+
+def _extra_values(entry: dict[str, Any], column: str, count: int) -> np.ndarray:
+    """The ``count`` row values of one extra column for one entry: a scalar repeated, K values as they are, None NaN."""
+    value = entry.get(column)
+    values = np.full(count, np.nan) if value is None else np.asarray(value, dtype=float).reshape(-1)
+    if values.size == 1:
+        return np.full(count, values[0])
+    if values.size != count:
+        raise ValueError(f"column {column} has {values.size} values for {count} force constants: give one value per "
+                         "constant, a single value for every row, or None")
+    return values
 
 
 FREQUENCY_COLUMNS: tuple[tuple[str, str], ...] = (("str", "Input"), ("int", "Index"), ("str", "Point"),
