@@ -36,7 +36,7 @@ from phonon_ml_core.simulator.powder import SimulationSettings
 from phonon_ml_core.specs import Experiment, Material
 
 #: Levenberg–Marquardt hands over to the L-BFGS polish once an iteration gains less than this fraction of the
-#: objective. Each LM iteration costs a Jacobian of (K + 3)·N spectra, each polish evaluation N spectra with their
+#: objective. Each LM iteration costs a Jacobian of (K + 2)·N spectra, each polish evaluation N spectra with their
 #: gradient (about 10× less); the polish, whitened by the Gauss–Newton curvature, finishes the slow tail (on the
 #: shared aluminium series with four shells: 9 instead of 23 LM iterations to the same optimum with float64
 #: Jacobians; docs/fitting.md, "Speed").
@@ -92,7 +92,7 @@ def _wall_residuals(prob: JointProblem, theta: np.ndarray) -> tuple[np.ndarray, 
 def _levenberg_marquardt(prob: JointProblem, theta: np.ndarray, max_iter: int, max_calls: int,
                          tol: float | None = None) -> tuple[np.ndarray, float, str]:
     """Levenberg–Marquardt on Σ NMSE_i (+ N λ R for the free model) with the cheap per-spectrum Jacobian
-    (one batched call of (K + 3) × N spectra in the fast twins, float32 by default; no gradient): the large steps
+    (one batched call of (K + 2) × N spectra in the fast twins, float32 by default; no gradient): the large steps
     before the L-BFGS polish; stops when an iteration gains less than ``tol`` (default :data:`LM_RELATIVE_TOL`) of
     the objective."""
     tol = LM_RELATIVE_TOL if tol is None else tol

@@ -3,11 +3,12 @@ model error.
 
 Spectrum i depends only on its own constants fc_i = X_i C, its γ_i and its slope b1_i, so the Jacobian is built
 from the per-spectrum derivatives ∂r_i/∂(fc_i, γ_i, b1_i) (every spectrum perturbed in the same coordinate at once:
-2(K + 2) + 1 sets of N spectra in one batched call) and the chain rule ∂fc_i/∂C = X_i ⊗ 1. Residuals of each
-spectrum are divided by sqrt(Σx²) so that SSR = Σ NMSE_i. The free model's smoothness penalty enters as a prior
-curvature N·λ·½∇²R; the statistical cov = σ² (JᵀJ + N λ ½∇²R)⁻¹ with σ² = SSR / (n − P); the reported one is
-calibrated for model error by :func:`phonon_ml_core.fitting.calibration.calibrated_covariance` (lack of fit from
-each spectrum's residual field, each spectrum's span-normalisation error), as for a single fit.
+2(K + 1) + 1 sets of N spectra with a fitted γ in one batched call, central, K + 2 one-sided; the slope steps reuse
+the unperturbed spectra, since the slope acts after the simulator) and the chain rule ∂fc_i/∂C = X_i ⊗ 1.
+Residuals of each spectrum are divided by sqrt(Σx²) so that SSR = Σ NMSE_i. The free model's smoothness penalty
+enters as a prior curvature N·λ·½∇²R; the statistical cov = σ² (JᵀJ + N λ ½∇²R)⁻¹ with σ² = SSR / (n − P); the
+reported one is calibrated for model error by :func:`phonon_ml_core.fitting.calibration.calibrated_covariance`
+(lack of fit from each spectrum's residual field, each spectrum's span-normalisation error), as for a single fit.
 """
 from __future__ import annotations
 
@@ -49,25 +50,31 @@ def jacobian(prob: JointProblem, theta: np.ndarray, slopes: list, central: bool 
         local.append(("b", 0, None))
     signs = (1, -1) if central else (1,)
     fcs, lws = [fc], [lw]
+    rows_sim = [0]  # the simulated set behind each row of the batch: a slope step reuses the unperturbed one (0)
     sl = [[s[0]] for s in slopes]
     for kind, j, h in local:
         for sg in signs:
-            f2, l2 = fc.clone(), None if lw is None else lw.clone()
-            if kind == "fc":
-                f2[:, j] += sg * h
-            elif kind == "lw":
-                l2 = l2 + sg * h
-            fcs.append(f2)
-            lws.append(l2)
+            if kind == "b":
+                rows_sim.append(0)
+            else:
+                f2, l2 = fc.clone(), None if lw is None else lw.clone()
+                if kind == "fc":
+                    f2[:, j] += sg * h
+                else:
+                    l2 = l2 + sg * h
+                rows_sim.append(len(fcs))
+                fcs.append(f2)
+                lws.append(l2)
             for gi, g in enumerate(prob.groups):
                 hb = 1e-3 * (g.b_bounds[1] - g.b_bounds[0]) if kind == "b" else 0.0
                 sl[gi].append(slopes[gi][0] + sg * hb)
     fcb = torch.stack(fcs)
     lwb = None if lw is None else torch.stack(lws)
+    pick = torch.as_tensor(rows_sim)
     with torch.no_grad():
         parts = []
         for gi, g in enumerate(prob.groups):
-            m, _ = prob.model_pixels(g, prob.simulate(g, fcb, lwb), torch.stack(sl[gi]))
+            m, _ = prob.model_pixels(g, prob.simulate(g, fcb, lwb)[pick], torch.stack(sl[gi]))
             parts.append((m - g.x) / g.sum_x2.sqrt()[:, None])  # (B, N_g, n_pix)
     # per-spectrum local derivatives d[i] (n_i, L)
     steps = [h for _, _, h in local]
