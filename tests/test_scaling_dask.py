@@ -109,6 +109,46 @@ def test_missing_dask_names_the_extra(monkeypatch):
         dist._client(None, 1)
 
 
+def test_the_local_cluster_and_its_pool_close_with_the_client():
+    """``_client`` without a scheduler holds the LocalCluster it started and the process pool its workers use;
+    ``close`` shuts down all three (a closed pool takes no more work)."""
+    from dask.distributed import Status
+
+    from phonon_ml_core.simulator import distributed as dist
+
+    conn = dist._client(None, 1)
+    assert conn.cluster is conn.client.cluster and conn.pool is not None
+    assert conn.client.submit(sum, [1, 2], pure=False).result() == 3  # runs in the pool's spawned process
+    conn.close()
+    assert conn.client.status == "closed" and conn.cluster.status == Status.closed
+    with pytest.raises(RuntimeError, match="shutdown"):
+        conn.pool.submit(sum, [1, 2])
+
+
+def test_close_order_and_a_remote_scheduler_left_running():
+    """The client closes first, then the cluster, then the pool (pending work cancelled); for a scheduler this run
+    did not start only the client is closed."""
+    from phonon_ml_core.simulator import distributed as dist
+
+    calls: list = []
+
+    class Rec:
+        def __init__(self, name):
+            self.name = name
+
+        def close(self):
+            calls.append(self.name)
+
+        def shutdown(self, **kw):
+            calls.append((self.name, kw))
+
+    dist._DaskClient(Rec("client"), Rec("cluster"), Rec("pool")).close()
+    assert calls == ["client", "cluster", ("pool", {"wait": True, "cancel_futures": True})]
+    calls.clear()
+    dist._DaskClient(Rec("client")).close()
+    assert calls == ["client"]
+
+
 # 13 spectra in batches of 4: the last batch holds one spectrum, the case where torch's thread count can change
 # the last float32 bit (docs/scaling.md; with SET13 and CFG13, 2 vs 1 threads differ by ≤ 1.2e-7 here), so the
 # tests below tell the thread counts apart
@@ -133,7 +173,7 @@ def local_default(monkeypatch, scheduler):
     (one cluster start less; the real LocalCluster is started by the CLI test)."""
     from phonon_ml_core.simulator import distributed as dist
 
-    monkeypatch.setattr(dist, "_client", lambda address, workers: distributed.Client(scheduler))
+    monkeypatch.setattr(dist, "_client", lambda address, workers: dist._DaskClient(distributed.Client(scheduler)))
 
 
 def test_default_local_cluster_writes_the_default_serial_file(tmp_path, two_threads):

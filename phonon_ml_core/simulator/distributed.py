@@ -29,7 +29,9 @@ import shutil
 from collections.abc import Callable
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -92,10 +94,30 @@ def _require_dask() -> None:
         raise ValueError(f"--executor dask needs Dask: {INSTALL_HINT}") from None
 
 
-def _client(scheduler: str | None, workers: int | None):
+@dataclass
+class _DaskClient:
+    """A Dask client and what this run started for it: the LocalCluster and the process pool its workers hand their
+    tasks to (both None for a scheduler that was already running). :meth:`close` shuts down what it holds."""
+
+    client: Any                              # dask.distributed.Client
+    cluster: Any | None = None               # dask.distributed.LocalCluster started by this run
+    pool: ProcessPoolExecutor | None = None  # the LocalCluster's executor
+
+    def close(self) -> None:
+        """Close the client, then the LocalCluster and its pool when this run started them (pending tasks are
+        cancelled)."""
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _client(scheduler: str | None, workers: int | None) -> _DaskClient:
     """A Dask client of the scheduler at ``scheduler``, or of a LocalCluster of ``workers`` workers (default
-    :data:`DEFAULT_LOCAL_WORKERS`), each running one task at a time; ValueError naming the fix when Dask is missing
-    or the scheduler unreachable.
+    :data:`DEFAULT_LOCAL_WORKERS`), each running one task at a time, held with what this run started
+    (:class:`_DaskClient`; close it with its ``close``); ValueError naming the fix when Dask is missing or the
+    scheduler unreachable.
 
     The LocalCluster's workers live in this process and hand their tasks to a pool of ``workers`` spawned processes
     (Dask's documented ``Worker(executor=...)``), so that every task runs in the **main thread** of its process:
@@ -108,7 +130,7 @@ def _client(scheduler: str | None, workers: int | None):
 
     if scheduler is not None:
         try:
-            return Client(scheduler, timeout="20s")
+            return _DaskClient(Client(scheduler, timeout="20s"))
         except (OSError, TimeoutError) as exc:
             raise ValueError(f"cannot reach the Dask scheduler at {scheduler} ({exc}): start it (`dask scheduler`) "
                              "and its workers, or omit --scheduler for a cluster on this machine") from None
@@ -120,9 +142,7 @@ def _client(scheduler: str | None, workers: int | None):
     except Exception:
         pool.shutdown(cancel_futures=True)
         raise
-    client = Client(cluster)
-    client._phonon_ml_pool = pool  # shut down with the cluster (_close)
-    return client
+    return _DaskClient(Client(cluster), cluster, pool)
 
 
 def _simulate_chunk(path: str, rows: list[np.ndarray], force_constants: np.ndarray, temperature: np.ndarray,
@@ -183,7 +203,7 @@ def generate_dataset_dask(output: str | os.PathLike, n: int, config: SamplingCon
     starting = ThreadPoolExecutor(1, thread_name_prefix="dask-start")
     client_future = starting.submit(_ready_client, scheduler, workers, sim_args, threads)
     starting.shutdown(wait=False)
-    client = None
+    conn: _DaskClient | None = None
     try:
         sim = get_simulator(**sim_args)
         params = sample_parameters(n, config, material=material)
@@ -202,9 +222,9 @@ def generate_dataset_dask(output: str | os.PathLike, n: int, config: SamplingCon
             log.info("reusing %d finished chunks of %d in %s", len(chunks) - len(todo), len(chunks), work)
         task = {"params": params, "linewidth": config.linewidth_range is not None, "sim_args": sim_args,
                 "threads": threads}
-        client = client_future.result()
+        conn = client_future.result()
         with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
-            futures = _submit(client, todo, chunks, paths, task)  # the workers compute while the template is written
+            futures = _submit(conn.client, todo, chunks, paths, task)  # computed while the template is written
             write_dataset_template(f, material, settings, sim, params, np.arange(n), provenance, signature)
             if threads != torch.get_num_threads():
                 f.attrs["torch_threads"] = threads
@@ -214,21 +234,22 @@ def generate_dataset_dask(output: str | os.PathLike, n: int, config: SamplingCon
             _collect(futures, chunks, paths, copy, progress, on_chunk)
             f.attrs["completed"] = n
     finally:
-        if client is None:  # failed before the cluster was needed: wait for it to start, then close it
+        if conn is None:  # failed before the cluster was needed: wait for it to start, then close it
             try:
-                client = client_future.result()
+                conn = client_future.result()
             except Exception:  # noqa: BLE001 - the first error is the one to report
-                client = None
-        if client is not None:
-            _close(client, scheduler)
+                conn = None
+        if conn is not None:
+            conn.close()
     shutil.rmtree(work, ignore_errors=True)
     return out
 
 
-def _ready_client(scheduler: str | None, workers: int | None, sim_args: dict, threads: int):
+def _ready_client(scheduler: str | None, workers: int | None, sim_args: dict, threads: int) -> _DaskClient:
     """:func:`_client`, its workers with their simulator built (``get_simulator`` caches it per process): on a
     LocalCluster one warm-up task per pool process, on a remote cluster on every worker."""
-    client = _client(scheduler, workers)
+    conn = _client(scheduler, workers)
+    client = conn.client
     try:
         if scheduler is None:
             n = workers or DEFAULT_LOCAL_WORKERS
@@ -236,9 +257,9 @@ def _ready_client(scheduler: str | None, workers: int | None, sim_args: dict, th
         else:
             client.run(_build_simulator, sim_args, threads)
     except Exception:
-        _close(client, scheduler)
+        conn.close()
         raise
-    return client
+    return conn
 
 
 def _build_simulator(sim_args: dict, threads: int) -> None:
@@ -299,17 +320,6 @@ def _collect(futures: dict, chunks: list[list[np.ndarray]], paths: list[Path], c
             bar.update(sum(len(r) for r in chunks[i]))
             if on_chunk is not None:
                 on_chunk(i)
-
-
-def _close(client, scheduler: str | None) -> None:
-    """Close the client, and the LocalCluster when this run started it (pending tasks are cancelled)."""
-    cluster = client.cluster if scheduler is None else None
-    pool = getattr(client, "_phonon_ml_pool", None)
-    client.close()
-    if cluster is not None:
-        cluster.close()
-    if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _ChunkCopier:
