@@ -6,12 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from device_support import CUDA, cuda_set_fixture, needs_cuda, without_cuda  # noqa: F401
 from mantid_standin.harness import mantid_fixture  # noqa: F401
 from phonon_ml_core.cli import main
-
-CUDA = torch.cuda.is_available()
-needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device on this machine")
-without_cuda = pytest.mark.skipif(CUDA, reason="this machine has CUDA")
 
 
 @without_cuda
@@ -83,10 +80,8 @@ def test_simulator_on_cuda_matches_cpu():
 
 
 @needs_cuda
-def test_train_and_predict_on_cuda(tmp_path):
-    data = tmp_path / "set.h5"
-    assert main(["simulate", "--count", "24", "--mesh-density", "6", "--output", str(data), "--no-progress",
-                 "--device", "cuda"]) == 0
+def test_train_and_predict_on_cuda(tmp_path, cuda_set):
+    data = cuda_set
     assert main(["train", "--data", str(data), "--output", str(tmp_path / "b"), "--epochs", "2",
                  "--regressor-epochs", "2", "--physics-steps", "0", "--no-progress", "--device", "cuda"]) == 0
     from phonon_ml_core.data.spectrum import Spectrum

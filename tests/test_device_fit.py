@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from device_support import cuda_set_fixture, needs_cuda, without_cuda  # noqa: F401
 from mantid_standin.harness import mantid_fixture  # noqa: F401
 from phonon_ml_core.cli import main
 from phonon_ml_core.fitting.spectrum_fit import OnHost, fit_spectrum
@@ -14,9 +15,6 @@ from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.simulator.settings import SimulationSettings
 from phonon_ml_core.specs import ALUMINIUM
 
-CUDA = torch.cuda.is_available()
-needs_cuda = pytest.mark.skipif(not CUDA, reason="no CUDA device on this machine")
-without_cuda = pytest.mark.skipif(CUDA, reason="this machine has CUDA")
 SETTINGS = SimulationSettings(mesh_density=6, bz_grid=4, dos_grid=6)
 
 
@@ -87,11 +85,8 @@ def test_a_fit_on_cuda_matches_the_cpu_fit(spectrum, method):
 
 
 @needs_cuda
-def test_denoising_training_on_cuda(tmp_path):
+def test_denoising_training_on_cuda(tmp_path, cuda_set):
     """The augmentation draws its noise on the GPU, and the regressor trains there too."""
-    data = tmp_path / "set.h5"
-    assert main(["simulate", "--count", "24", "--mesh-density", "6", "--output", str(data), "--no-progress",
-                 "--device", "cuda"]) == 0
-    assert main(["train", "--data", str(data), "--output", str(tmp_path / "b"), "--epochs", "2",
+    assert main(["train", "--data", str(cuda_set), "--output", str(tmp_path / "b"), "--epochs", "2",
                  "--regressor-epochs", "2", "--physics-steps", "0", "--no-progress", "--device", "cuda",
                  "--augment-noise", "0.01", "--augment-background", "0.05"]) == 0
