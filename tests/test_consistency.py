@@ -252,3 +252,58 @@ def test_temperature_conditioned_regressor(nuisance_set: Spectrum, measured: Spe
     assert not (tmp_path / "r.json").exists()
     assert main(["predict", "--model", str(tmp_path / "b"), "--input", str(tmp_path / "noT.h5"),
                  "--output", str(tmp_path / "r.json"), "--samples", "5", "--temperature", "300"]) == 0
+
+
+@pytest.fixture(scope="module")
+def richer_set(nuisance_set: Spectrum) -> Spectrum:
+    """Six spectra of aluminium with three shells (third shell ±0.5 N/m): model error for a two-shell bundle."""
+    from phonon_ml_core.simulator.factory import get_simulator
+
+    al3 = ALUMINIUM.with_shells(3)
+    sim = get_simulator(al3, grid=nuisance_set.grid)
+    rng = np.random.default_rng(11)
+    fc = np.zeros((6, al3.n_constants))
+    fc[:, :5] = AL_REFERENCE_FC * rng.uniform(0.9, 1.1, (6, 5))
+    fc[:, 5:] = rng.uniform(-0.5, 0.5, (6, al3.n_constants - 5))
+    temps = np.linspace(100.0, 600.0, 6)
+    with torch.no_grad():
+        x = sim(torch.as_tensor(fc), torch.as_tensor(temps), linewidth=0.02).numpy()
+    return Spectrum(intensity=x, grid=nuisance_set.grid, temperature=temps, normalization="mean",
+                    force_constants=fc, linewidth=np.full(6, 0.02), material=al3)
+
+
+def test_model_error_adaptation_learns_from_spectra_of_a_richer_model(nuisance_set: Spectrum, measured: Spectrum,
+                                                                     richer_set: Spectrum, base_result) -> None:
+    """Spectra simulated with more shells are unlabelled data for a two-shell bundle: accepted (labels dropped),
+    the adaptation lowers their two-shell misfit and records the richer model; other crystals stay refused."""
+    from dataclasses import replace
+
+    from phonon_ml_core.learn.adaptation import adaptation_inputs, finetune_bundle
+    from phonon_ml_core.learn.matching import is_richer_model
+    from phonon_ml_core.specs import get_material
+
+    assert is_richer_model(ALUMINIUM, ALUMINIUM.with_shells(4))
+    assert not is_richer_model(ALUMINIUM, ALUMINIUM) and not is_richer_model(ALUMINIUM, None)
+    assert not is_richer_model(ALUMINIUM, get_material("Cu", n_shells=4))
+    bundle = bundle_from_training(base_result, nuisance_set.grid)
+    sim = physics_simulator(nuisance_set)
+    unlabelled = replace(richer_set, material=None, force_constants=None)
+    before = _measured_nmse(bundle.autoencoder, bundle.regressor, bundle.target_mean, bundle.target_std,
+                            bundle.targets, sim, unlabelled)
+    adapted = finetune_bundle(bundle, richer_set, steps=12, lr=3e-3, progress=False)
+    after = _measured_nmse(adapted.autoencoder, adapted.regressor, adapted.target_mean, adapted.target_std,
+                           adapted.targets, sim, unlabelled)
+    assert after < 0.9 * before, (before, after)
+    rec = adapted.metadata["adaptation"][-1]
+    assert rec["model_error_shells"] == 3 and rec["n_spectra"] == 6
+    # measured spectra and a richer set together: one set of 3 + 6 spectra
+    both, shells = adaptation_inputs(bundle, [measured, richer_set])
+    assert both.n_spectra == 9 and shells == 3 and both.material is None and both.force_constants is None
+    assert adaptation_inputs(bundle, measured)[1] is None
+    # fewer shells, or another crystal, are not a richer model of the bundle's: refused with the reason
+    with pytest.raises(ValueError, match="n_shells 2 ≠ 1"):
+        finetune_bundle(bundle, replace(richer_set, material=ALUMINIUM.with_shells(1), force_constants=None),
+                        steps=1, progress=False)
+    with pytest.raises(ValueError, match="element 'Al' ≠ 'Cu'"):
+        finetune_bundle(bundle, replace(richer_set, material=get_material("Cu", n_shells=3)), steps=1,
+                        progress=False)

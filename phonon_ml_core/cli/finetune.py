@@ -14,7 +14,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                    "predictions match the given measured spectra (autoencoder frozen; needs only "
                                    "the measured spectra and their temperatures). Writes a new bundle.")
     p.add_argument("--model", help="model bundle to start from (default: the bundle shipped in models/)")
-    p.add_argument("--input", "-i", nargs="+", required=True, help="measured spectra on the bundle's grid (.h5)")
+    p.add_argument("--input", "-i", nargs="+", required=True,
+                   help="measured spectra on the bundle's grid (.h5), or sets simulated with more shells than the "
+                        "bundle's model (`phonon-ml simulate --shells N --count M`): model-error adaptation")
     p.add_argument("--output", "-o", required=True, help="the adapted bundle (a directory)")
     p.add_argument("--temperature", type=float, help="override the temperature in the input files, K")
     p.add_argument("--steps", type=int, default=100, help="Adam steps (default 100)")
@@ -32,14 +34,13 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from phonon_ml_core.data.spectrum import Spectrum
     from phonon_ml_core.learn.adaptation import adapt_to_file
     from phonon_ml_core.prediction.predict import read_inputs_on_grid, resolve_bundle
 
     out = check_bundle_output(args.output, args.overwrite)
     bundle = resolve_bundle(args.model)
     spectra, _ = read_inputs_on_grid(args.input, bundle.grid, args.temperature)
-    adapted = adapt_to_file(bundle, Spectrum.stack(spectra), out, overwrite=args.overwrite,
+    adapted = adapt_to_file(bundle, spectra, out, overwrite=args.overwrite,
                             weights_dtype=args.weights_dtype, resume=args.resume, steps=args.steps, lr=args.lr,
                             seed=args.seed, progress=not args.no_progress, trainable=args.layers,
                             background=args.background, sources=[str(Path(p).resolve()) for p in args.input])

@@ -11,6 +11,7 @@ leave-one-out NMSE).
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 import time
 from pathlib import Path
 from typing import Any
@@ -25,21 +26,51 @@ from phonon_ml_core.learn.consistency import (consistency_loss, consistency_simu
                                               temperature_window_source)
 from phonon_ml_core.learn.inputs import spectra_tensor
 from phonon_ml_core.learn.loop import fit
+from phonon_ml_core.learn.matching import check_matches, is_richer_model
 
 
-def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: float = 3e-4, batch: int = 32,
+def adaptation_inputs(bundle: Bundle, spectra: Spectrum | list[Spectrum]) -> tuple[Spectrum, int | None]:
+    """The spectra an adaptation of ``bundle`` learns from, as one set, and the number of shells of the richer model
+    they were simulated with (None for measured spectra).
+
+    Spectra of the bundle's material (or recording none) are taken as they are; spectra simulated with a richer model
+    of the same crystal (more neighbour shells, :func:`~phonon_ml_core.learn.matching.is_richer_model`) lose their
+    labels and material: under the bundle's model their misfit is model error, and the regressor learns to give the
+    constants that fit them best (model-error adaptation, docs/training.md). Any other material, or another
+    experiment, is refused with the reason."""
+    parts, shells = [], []
+    for s in [spectra] if isinstance(spectra, Spectrum) else list(spectra):
+        if is_richer_model(bundle.material, s.material):
+            check_matches(bundle.material, bundle.experiment, replace(s, material=None), "the model bundle",
+                          "the input spectra")
+            shells.append(s.material.n_shells)
+            s = replace(s, material=None, force_constants=None, linewidth=None)
+        else:
+            bundle.check_data(s, "the input spectra")
+        parts.append(s)
+    if not parts:
+        raise ValueError("no spectra to adapt to: give measured spectra (or a set simulated with more shells)")
+    if shells:  # one material (none) for the whole set
+        parts = [replace(s, material=None, force_constants=None, linewidth=None) for s in parts]
+    return (parts[0] if len(parts) == 1 else Spectrum.stack(parts)), (max(shells) if shells else None)
+
+
+def finetune_bundle(bundle: Bundle, measured: Spectrum | list[Spectrum], steps: int = 100, lr: float = 3e-4,
+                    batch: int = 32,
                     seed: int = 0, workdir: str | Path | None = None, resume: bool = False, progress: bool = True,
                     settings: Any = None, sources: list[str] | None = None, trainable: str = "last",
                     background: bool = True, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> Bundle:
-    """A copy of ``bundle`` whose regressor is fine-tuned on ``measured`` (a set on the bundle grid, with
-    temperatures) for ``steps`` Adam steps at ``lr``; ``trainable``: "last" (the output layer only, default)
-    or "all" layers; ``settings`` are the simulator settings (default: the ones of the bundle's training
-    data); ``background``: compare with a profiled residual background slope, as the fits do.
-    ``workdir`` holds a checkpoint for ``resume``; ``on_epoch`` is called with each step's record."""
+    """A copy of ``bundle`` whose regressor is fine-tuned on ``measured`` (spectra or sets on the bundle grid,
+    with temperatures: measured, or simulated with more shells — :func:`adaptation_inputs`) for ``steps`` Adam
+    steps at ``lr``; ``trainable``: "last" (the output layer only, default) or "all" layers; ``settings`` are the
+    simulator settings (default: the ones of the bundle's training data); ``background``: compare with a profiled
+    residual background slope, as the fits do. ``workdir`` holds a checkpoint for ``resume``; ``on_epoch`` is
+    called with each step's record."""
     if int(steps) < 1:
         raise ValueError(f"steps must be ≥ 1, got {steps}")
     if not lr > 0:
         raise ValueError(f"the learning rate must be positive, got {lr}")
+    measured, richer = adaptation_inputs(bundle, measured)
     if not measured.grid.same_as(bundle.grid):
         raise ValueError("the measured spectra are not on the bundle's grid: preprocess them onto it first "
                          "(`phonon-ml preprocess`)")
@@ -50,7 +81,6 @@ def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: fl
     if measured.quantity != bundle.metadata.get("quantity", "chi''"):
         raise ValueError(f"the spectra are {measured.quantity!r}, the bundle was trained on "
                          f"{bundle.metadata.get('quantity')!r}: preprocess them to that quantity")
-    bundle.check_data(measured, "the measured spectra")
     x, keep = spectra_tensor(measured, bundle.grid, "measured spectra")
     # the simulator settings of the bundle's training data, unless ``settings`` are given
     data_meta = ((bundle.metadata.get("data") or {}).get("simulated") or {}).get("metadata")
@@ -82,6 +112,7 @@ def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: fl
         "method": "simulator-consistency fine-tuning of the regressor (autoencoder frozen)",
         "steps": int(steps), "lr": float(lr), "layers": trainable, "background_slope_profiled": bool(background),
         "seed": int(seed), "n_spectra": int(x.shape[0]),
+        "model_error_shells": richer,
         "temperatures_K": temps[keep].tolist(), "sources": list(sources or []),
         "loss_first": res.history[0]["train_loss"], "loss_last": res.history[-1]["train_loss"],
         "seconds": time.perf_counter() - t0})
@@ -90,7 +121,7 @@ def finetune_bundle(bundle: Bundle, measured: Spectrum, steps: int = 100, lr: fl
                   target_std=bundle.target_std.copy(), metadata=meta)
 
 
-def adapt_to_file(bundle: Bundle, measured: Spectrum, output: str | Path, overwrite: bool = False,
+def adapt_to_file(bundle: Bundle, measured: Spectrum | list[Spectrum], output: str | Path, overwrite: bool = False,
                   weights_dtype: str = "float32", resume: bool = False, **kwargs: Any) -> Bundle:
     """:func:`finetune_bundle` with its checkpoint beside ``output`` (``OUTPUT.checkpoints``, removed after
     success; kept for ``resume`` after an interruption), then the adapted bundle written to ``output``

@@ -92,6 +92,14 @@ def experiment_differences(expected: Experiment, given: Experiment) -> list[str]
     return out
 
 
+def is_richer_model(base: Material, given: Material | None) -> bool:
+    """True when ``given`` is ``base`` with more neighbour shells (same element and lattice, ``base``'s constant
+    names first): spectra simulated from it are unlabelled spectra for a model of ``base`` whose misfit is model
+    error (``phonon-ml finetune`` on such a set, docs/training.md "Model-error adaptation")."""
+    return (given is not None and given.element == base.element and given.lattice == base.lattice
+            and given.n_shells > base.n_shells and tuple(given.names[:base.n_constants]) == tuple(base.names))
+
+
 def check_matches(material: Material, experiment: Experiment, spectrum: Spectrum, model: str = "the model",
                   data: str = "the data", fix: str | None = None) -> None:
     """Refuse (ValueError) ``spectrum`` when the material or experiment it records differs from ``material`` /
