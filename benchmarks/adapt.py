@@ -27,6 +27,14 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "al_arcs_ei50"
 TEMPERATURES = (50, 280, 350, 540, 640)
 
 
+def shared_spectra(data: str | Path = DATA) -> list[Spectrum]:
+    """The shared ARCS aluminium spectra at :data:`TEMPERATURES` (SystemExit when they are absent)."""
+    files = [Path(data) / f"al_{t}K.h5" for t in TEMPERATURES]
+    if not all(f.exists() for f in files):
+        raise SystemExit(f"the shared spectra are not in {data}")
+    return [Spectrum.from_hdf5(f) for f in files]
+
+
 def _score(bundle, spectra, samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     entries = predict_spectra(bundle, spectra, n_samples=samples)
     return (np.array([e["nmse_background_slope"] for e in entries]),
@@ -44,10 +52,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    files = [Path(args.data) / f"al_{t}K.h5" for t in TEMPERATURES]
-    if not all(f.exists() for f in files):
-        raise SystemExit(f"the shared spectra are not in {args.data}")
-    spectra = [Spectrum.from_hdf5(f) for f in files]
+    spectra = shared_spectra(args.data)
     bundle = resolve_bundle(args.model)
     print("| setting | transductive NMSE per T | mean | 1XX (N/m) | left-out NMSE per T | mean | left-out 1XX | s |")
     print("|---|---|---|---|---|---|---|---|")

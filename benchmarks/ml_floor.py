@@ -14,7 +14,6 @@ Run: ``PYTHONPATH=. python benchmarks/ml_floor.py [--model BUNDLE] [--threads 2]
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -23,8 +22,8 @@ from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.fitting import fit_spectrum
 from phonon_ml_core.prediction.predict import bundle_material, predict_spectra, resolve_bundle
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "al_arcs_ei50"
-TEMPERATURES = (50, 280, 350, 540, 640)
+from adapt import DATA, TEMPERATURES, shared_spectra  # benchmarks/adapt.py, beside this script
+
 #: Half-width (N/m) of the bounds that hold a constant at its predicted value.
 HOLD = 1e-3
 
@@ -45,10 +44,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    files = [Path(args.data) / f"al_{t}K.h5" for t in TEMPERATURES]
-    if not all(f.exists() for f in files):
-        raise SystemExit(f"the shared spectra are not in {args.data}")
-    spectra = [Spectrum.from_hdf5(f) for f in files]
+    spectra = shared_spectra(args.data)
     bundle = resolve_bundle(args.model)
     material = bundle_material(bundle)
     sampling = np.array(material.sampling_ranges, float)
