@@ -273,7 +273,8 @@ def richer_set(nuisance_set: Spectrum) -> Spectrum:
 
 
 def test_model_error_adaptation_learns_from_spectra_of_a_richer_model(nuisance_set: Spectrum, measured: Spectrum,
-                                                                     richer_set: Spectrum, base_result) -> None:
+                                                                     richer_set: Spectrum, base_result,
+                                                                     tmp_path: Path) -> None:
     """Spectra simulated with more shells are unlabelled data for a two-shell bundle: accepted (labels dropped),
     the adaptation lowers their two-shell misfit and records the richer model; other crystals stay refused."""
     from dataclasses import replace
@@ -300,6 +301,17 @@ def test_model_error_adaptation_learns_from_spectra_of_a_richer_model(nuisance_s
     both, shells = adaptation_inputs(bundle, [measured, richer_set])
     assert both.n_spectra == 9 and shells == 3 and both.material is None and both.force_constants is None
     assert adaptation_inputs(bundle, measured)[1] is None
+    # the command line takes the richer set's file beside a measured one
+    from phonon_ml_core.cli import main
+
+    bundle.save(tmp_path / "base")
+    richer_set.to_hdf5(tmp_path / "al3.h5")
+    measured.to_hdf5(tmp_path / "meas.h5")
+    assert main(["finetune", "--model", str(tmp_path / "base"), "--input", str(tmp_path / "al3.h5"),
+                 str(tmp_path / "meas.h5"), "--output", str(tmp_path / "me"), "--steps", "2", "--layers", "all",
+                 "--no-progress"]) == 0
+    rec = load_bundle(tmp_path / "me").metadata["adaptation"][-1]
+    assert rec["model_error_shells"] == 3 and rec["n_spectra"] == 9 and rec["layers"] == "all"
     # fewer shells, or another crystal, are not a richer model of the bundle's: refused with the reason
     with pytest.raises(ValueError, match="n_shells 2 ≠ 1"):
         finetune_bundle(bundle, replace(richer_set, material=ALUMINIUM.with_shells(1), force_constants=None),
