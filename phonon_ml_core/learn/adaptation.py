@@ -38,19 +38,18 @@ def adaptation_inputs(bundle: Bundle, spectra: Spectrum | list[Spectrum]) -> tup
     labels and material: under the bundle's model their misfit is model error, and the regressor learns to give the
     constants that fit them best (model-error adaptation, docs/training.md). Any other material, or another
     experiment, is refused with the reason."""
-    parts, shells = [], []
-    for s in [spectra] if isinstance(spectra, Spectrum) else list(spectra):
+    parts = [spectra] if isinstance(spectra, Spectrum) else list(spectra)
+    if not parts:
+        raise ValueError("no spectra to adapt to: give measured spectra (or a set simulated with more shells)")
+    shells = []
+    for s in parts:
         if is_richer_model(bundle.material, s.material):
             check_matches(bundle.material, bundle.experiment, replace(s, material=None), "the model bundle",
                           "the input spectra")
             shells.append(s.material.n_shells)
-            s = replace(s, material=None, force_constants=None, linewidth=None)
         else:
             bundle.check_data(s, "the input spectra")
-        parts.append(s)
-    if not parts:
-        raise ValueError("no spectra to adapt to: give measured spectra (or a set simulated with more shells)")
-    if shells:  # one material (none) for the whole set
+    if shells:  # unlabelled, and one material (none) for the whole set
         parts = [replace(s, material=None, force_constants=None, linewidth=None) for s in parts]
     return (parts[0] if len(parts) == 1 else Spectrum.stack(parts)), (max(shells) if shells else None)
 
