@@ -37,8 +37,9 @@ class AdaptPhononModel(PythonAlgorithm):
         self.declareProperty("Steps", 100, IntBoundedValidator(lower=1), doc="Adam steps")
         self.declareProperty("LearningRate", 3e-4, FloatBoundedValidator(lower=0.0, exclusive=True),
                              doc="Adam learning rate")
-        self.declareProperty("Layers", "last", StringListValidator(["last", "all"]),
-                             doc="regressor layers to train (last: the output layer only, generalises best)")
+        self.declareProperty("Layers", "last", StringListValidator(["last", "all", "bias"]),
+                             doc="regressor layers to train (last: the output layer only, generalises best; "
+                                 "bias: its bias only, a constant offset that keeps the trend in temperature)")
         self.declareProperty("ProfileBackground", True,
                              doc="compare with the best residual background slope added, as the fits do")
         self.declareProperty("WeightsDtype", "float32", StringListValidator(["float32", "float16"]),

@@ -214,6 +214,40 @@ def test_finetune_command_adapts_a_bundle_without_simulated_data(nuisance_set: S
         finetune_bundle(bundle, no_t, steps=2, progress=False)
 
 
+def test_bias_adaptation_shifts_every_prediction_by_one_offset(nuisance_set: Spectrum, measured: Spectrum,
+                                                                base_result, tmp_path: Path) -> None:
+    """layers="bias" trains the output layer's bias only: the standardised outputs of every spectrum move by the
+    same vector, so the differences between spectra (a trend in temperature) are kept exactly, and the misfit of
+    the adaptation spectra still falls."""
+    from phonon_ml_core.learn.adaptation import finetune_bundle
+    from phonon_ml_core.cli import main
+
+    bundle = bundle_from_training(base_result, nuisance_set.grid)
+    sim = physics_simulator(nuisance_set)
+    before = _measured_nmse(bundle.autoencoder, bundle.regressor, bundle.target_mean, bundle.target_std, bundle.targets,
+                            sim, measured)
+    adapted = finetune_bundle(bundle, measured, steps=12, lr=3e-3, trainable="bias", progress=False)
+    after = _measured_nmse(adapted.autoencoder, adapted.regressor, adapted.target_mean, adapted.target_std,
+                           adapted.targets, sim, measured)
+    assert after < before, (before, after)
+    bias = f"net.{len(bundle.regressor.net) - 1}.bias"
+    for (k, v), (_, w) in zip(bundle.regressor.state_dict().items(), adapted.regressor.state_dict().items()):
+        assert torch.equal(v, w) != (k == bias), k
+    others = Spectrum(intensity=nuisance_set.intensity[:6], grid=nuisance_set.grid, normalization="mean")
+    with torch.no_grad():
+        mu = bundle.autoencoder.encode(torch.as_tensor(others.intensity, dtype=torch.float32))[0]
+        shift = adapted.regressor(mu) - bundle.regressor(mu)
+    assert float(shift.abs().max()) > 1e-3                      # it moved
+    torch.testing.assert_close(shift, shift[:1].expand_as(shift), atol=1e-5, rtol=0)   # by one offset for all
+    bundle.save(tmp_path / "base")
+    measured.to_hdf5(tmp_path / "meas.h5")
+    assert main(["finetune", "--model", str(tmp_path / "base"), "--input", str(tmp_path / "meas.h5"),
+                 "--output", str(tmp_path / "adapted"), "--steps", "2", "--layers", "bias", "--no-progress"]) == 0
+    assert load_bundle(tmp_path / "adapted").metadata["adaptation"][-1]["layers"] == "bias"
+    with pytest.raises(ValueError, match="layers must be one of"):
+        finetune_bundle(bundle, measured, steps=1, trainable="first", progress=False)
+
+
 def test_temperature_conditioned_regressor(nuisance_set: Spectrum, measured: Spectrum, tmp_path: Path) -> None:
     """``regressor_temperature``: T (K) is a regressor input through training, physics stages, the bundle round
     trip and prediction; a prediction without a temperature is a clear error, and T changes the prediction."""

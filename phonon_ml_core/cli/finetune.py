@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from phonon_ml_core.cli.choices import TRAINABLE_LAYERS
 from phonon_ml_core.cli.options import add_bundle_output_options
 from phonon_ml_core.data.fileio import check_bundle_output
 
@@ -21,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, help="override the temperature in the input files, K")
     p.add_argument("--steps", type=int, default=100, help="Adam steps (default 100)")
     p.add_argument("--lr", type=float, default=3e-4, help="learning rate (default 3e-4)")
-    p.add_argument("--layers", choices=("last", "all"), default="last",
-                   help="regressor layers to train (default: the output layer only, which generalises best)")
+    p.add_argument("--layers", choices=TRAINABLE_LAYERS, default="last",
+                   help="regressor layers to train (default: the output layer only, which generalises best; "
+                        "bias: its bias only, a constant offset that keeps the trend in temperature)")
     p.add_argument("--no-background", dest="background", action="store_false",
                    help="compare without the profiled residual background slope that the fits use")
     p.add_argument("--seed", type=int, default=0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from phonon_ml_core.cli.choices import FAMILIES, TRAINING_DEFAULTS
+from phonon_ml_core.cli.choices import FAMILIES, TRAINABLE_LAYERS, TRAINING_DEFAULTS
 from phonon_ml_core.cli.options import add_bundle_output_options
 
 
@@ -79,8 +79,9 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--physics-finetune-lr", type=float, default=d["physics_finetune_lr"],
                    help="learning rate of the physics stage on the --finetune spectra "
                         f"(default {d['physics_finetune_lr']:g})")
-    p.add_argument("--physics-finetune-layers", choices=("last", "all"), default=d["physics_finetune_layers"],
-                   help="regressor layers trained on the --finetune spectra (default: the output layer only)")
+    p.add_argument("--physics-finetune-layers", choices=TRAINABLE_LAYERS, default=d["physics_finetune_layers"],
+                   help="regressor layers trained on the --finetune spectra (default: the output layer only; "
+                        "bias: its bias only)")
     p.add_argument("--regressor-temperature", action="store_true",
                    help="the regressor also takes the sample temperature (K) as an input; predictions then need it")
     p.add_argument("--temperature-invariance", type=_non_negative, metavar="WEIGHT",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from phonon_ml_core.learn.defaults import DEFAULT_FAMILY, DEFAULT_KL_WEIGHT, DEFAULT_LATENT_DIM
+from phonon_ml_core.learn.defaults import DEFAULT_FAMILY, DEFAULT_KL_WEIGHT, DEFAULT_LATENT_DIM, TRAINABLE_LAYERS
 
 STAGES = ("pretrain", "finetune", "extended", "regressor", "physics", "physics-finetune")
 #: The stages that train the autoencoder (the others train the regressor).
@@ -107,7 +107,8 @@ class PipelineConfig:
         physics_lr: Adam learning rate of the ``physics`` stage (all regressor layers).
         physics_finetune_lr, physics_finetune_layers: learning rate of the ``physics-finetune`` stage and which
             regressor layers it trains: "last" (the output layer only, default: generalises to spectra left
-            out of the fine-tuning) or "all".
+            out of the fine-tuning), "all", or "bias" (the output layer's bias: a constant offset that keeps the
+            trend in T).
         physics_background: both physics stages compare with a profiled residual background slope, as the
             fits do by default (:mod:`phonon_ml_core.fitting.residual_background`): the regressor is not pushed to
             mimic a smooth background with the force constants.
@@ -166,8 +167,9 @@ class PipelineConfig:
             raise ValueError("physics_steps and physics_finetune_steps must be ≥ 0 and physics_batch ≥ 1")
         if not (self.physics_lr > 0 and self.physics_finetune_lr > 0):
             raise ValueError("physics_lr and physics_finetune_lr must be positive")
-        if self.physics_finetune_layers not in ("last", "all"):
-            raise ValueError(f"physics_finetune_layers must be 'last' or 'all', got {self.physics_finetune_layers!r}")
+        if self.physics_finetune_layers not in TRAINABLE_LAYERS:
+            raise ValueError(f"physics_finetune_layers must be one of {', '.join(TRAINABLE_LAYERS)}, got "
+                             f"{self.physics_finetune_layers!r}")
         if not self.temperature_invariance >= 0:
             raise ValueError(f"temperature_invariance must be ≥ 0 (0 = off), got {self.temperature_invariance}")
         if not self.latent_temperature_invariance >= 0:

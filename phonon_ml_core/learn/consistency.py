@@ -33,6 +33,7 @@ from phonon_ml_core.data.normalization import mean_normalize
 from phonon_ml_core.specs.grid import Grid
 from phonon_ml_core.fitting.residual_background import centred_energy, default_slope_bounds, profile
 from phonon_ml_core.learn.configs import StageConfig
+from phonon_ml_core.learn.defaults import TRAINABLE_LAYERS
 from phonon_ml_core.learn.targets import Targets
 from phonon_ml_core.simulator import PowderSimulator, SimulationSettings
 from phonon_ml_core.specs import ALUMINIUM, Experiment, Material
@@ -212,15 +213,18 @@ def consistency_simulator(grid: Grid, quantity: str, data_metadata: dict[str, An
 
 
 def consistency_stage(regressor: torch.nn.Module, steps: int, batch: int, lr: float, layers: str = "all"):
-    """Make the ``layers`` of ``regressor`` trainable ("all", or "last": the output layer only) and return the
+    """Make the ``layers`` of ``regressor`` trainable ("all"; "last": the output layer only; "bias": the output
+    layer's bias only, a constant offset of every standardised output, which keeps any trend in T) and return the
     :class:`~phonon_ml_core.learn.configs.StageConfig` of a physics stage: ``steps`` Adam steps (one per "epoch"),
     constant ``lr``, no validation or early stopping, ten checkpoints."""
-    if layers not in ("all", "last"):
-        raise ValueError(f"layers must be 'all' or 'last' (the output layer only), got {layers!r}")
+    if layers not in TRAINABLE_LAYERS:
+        raise ValueError(f"layers must be one of {', '.join(TRAINABLE_LAYERS)} ('last': the output layer only, "
+                         f"'bias': its bias only), got {layers!r}")
     regressor.train()
     for p in regressor.parameters():
         p.requires_grad_(layers == "all")
-    for p in regressor.net[-1].parameters():
+    last = regressor.net[-1]
+    for p in ([last.bias] if layers == "bias" else last.parameters()):
         p.requires_grad_(True)
     return StageConfig(epochs=int(steps), batch_size=int(batch), lr=lr, patience=None, val_fraction=0.0,
                        schedule="constant", checkpoint_every=max(1, int(steps) // 10))

@@ -22,3 +22,7 @@ def check_latent_dim(latent_dim: int) -> int:
         raise ValueError(f"latent dimension must be a positive integer (the study used "
                          f"{LATENT_DIM_RANGE[0]}–{LATENT_DIM_RANGE[1]}), got {latent_dim!r}")
     return int(latent_dim)
+
+#: The regressor layers a physics stage may train: all of them, the output layer ("last"), or the output layer's
+#: bias only ("bias": a constant offset of every standardised output, which keeps the trend in T of the predictions).
+TRAINABLE_LAYERS = ("last", "all", "bias")
