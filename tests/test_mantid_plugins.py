@@ -396,6 +396,18 @@ def test_adapt_matches_core(mantid, tiny_dataset, tiny_bundle, tmp_path):
     assert not out.with_name("adapted.checkpoints").exists()
     with pytest.raises(ERRORS, match="already exists"):
         mantid.sapi.AdaptPhononModel(InputWorkspace="a0", ModelBundle=str(tiny_bundle), OutputBundle=str(out))
+    # Layers=bias: only the output layer's bias moves, as in the core; a value outside the list is refused
+    mantid.sapi.AdaptPhononModel(InputWorkspace="ag", ModelBundle=str(tiny_bundle), OutputBundle=str(tmp_path / "bias"),
+                                 Steps=3, LearningRate=1e-3, Layers="bias")
+    biased, base = load_bundle(tmp_path / "bias"), load_bundle(tiny_bundle)
+    assert biased.metadata["adaptation"][-1]["layers"] == "bias"
+    moved = [k for (k, v), (_, w) in zip(base.regressor.state_dict().items(), biased.regressor.state_dict().items())
+             if not torch.equal(v, w)]
+    assert moved == [f"net.{len(base.regressor.net) - 1}.bias"], moved
+    with pytest.raises(ERRORS):
+        mantid.sapi.AdaptPhononModel(InputWorkspace="ag", ModelBundle=str(tiny_bundle),
+                                     OutputBundle=str(tmp_path / "b3"), Layers="first")
+    assert not (tmp_path / "b3").exists()
     ws = spectrum_to_workspace(Spectrum(intensity=data[0].intensity, grid=data.grid, normalization="mean"))
     mantid.api.mtd.addOrReplace("noT", ws)
     with pytest.raises(ERRORS, match="temperature"):
