@@ -35,6 +35,18 @@ def shared_spectra(data: str | Path = DATA) -> list[Spectrum]:
     return [Spectrum.from_hdf5(f) for f in files]
 
 
+def bundle_and_spectra(ap: argparse.ArgumentParser, samples: int, threads: int):
+    """Add the options every shared-spectra benchmark takes (--model, --data, --samples, --threads) to ``ap``,
+    parse them, set torch's threads and return (args, the shared spectra, the bundle)."""
+    ap.add_argument("--model", default=None, help="bundle (default: the shipped one)")
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--samples", type=int, default=samples)
+    ap.add_argument("--threads", type=int, default=threads)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    return args, shared_spectra(args.data), resolve_bundle(args.model)
+
+
 def _score(bundle, spectra, samples: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     entries = predict_spectra(bundle, spectra, n_samples=samples)
     return (np.array([e["nmse_background_slope"] for e in entries]),
@@ -44,16 +56,9 @@ def _score(bundle, spectra, samples: int) -> tuple[np.ndarray, np.ndarray, np.nd
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", default=None, help="bundle (default: the shipped one)")
-    ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--settings", default="none,last:3e-4:100,last:1e-3:100,all:3e-5:100,all:3e-5:150",
                     help="comma-separated layers:lr:steps ('none' = the bundle as it is)")
-    ap.add_argument("--samples", type=int, default=1000)
-    ap.add_argument("--threads", type=int, default=1)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    spectra = shared_spectra(args.data)
-    bundle = resolve_bundle(args.model)
+    args, spectra, bundle = bundle_and_spectra(ap, samples=1000, threads=1)
     print("| setting | transductive NMSE per T | mean | 1XX (N/m) | left-out NMSE per T | mean | left-out 1XX | s |")
     print("|---|---|---|---|---|---|---|---|")
     for setting in args.settings.split(","):

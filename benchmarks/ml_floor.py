@@ -16,13 +16,12 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
 
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.fitting import fit_spectrum
-from phonon_ml_core.prediction.predict import bundle_material, predict_spectra, resolve_bundle
+from phonon_ml_core.prediction.predict import bundle_material, predict_spectra
 
-from adapt import DATA, TEMPERATURES, shared_spectra  # benchmarks/adapt.py, beside this script
+from adapt import TEMPERATURES, bundle_and_spectra  # benchmarks/adapt.py, beside this script
 
 #: Half-width (N/m) of the bounds that hold a constant at its predicted value.
 HOLD = 1e-3
@@ -37,15 +36,7 @@ def held_bounds(pred: np.ndarray, ranges: np.ndarray, free: list[int]) -> np.nda
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", default=None, help="bundle (default: the shipped one)")
-    ap.add_argument("--data", default=str(DATA))
-    ap.add_argument("--samples", type=int, default=500)
-    ap.add_argument("--threads", type=int, default=2)
-    args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    spectra = shared_spectra(args.data)
-    bundle = resolve_bundle(args.model)
+    args, spectra, bundle = bundle_and_spectra(argparse.ArgumentParser(description=__doc__), samples=500, threads=2)
     material = bundle_material(bundle)
     sampling = np.array(material.sampling_ranges, float)
     first = [k for k, n in enumerate(material.names) if n.startswith("1")]
