@@ -61,7 +61,8 @@ def finetune_bundle(bundle: Bundle, measured: Spectrum | list[Spectrum], steps: 
                     background: bool = True, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> Bundle:
     """A copy of ``bundle`` whose regressor is fine-tuned on ``measured`` (spectra or sets on the bundle grid,
     with temperatures: measured, or simulated with more shells — :func:`adaptation_inputs`) for ``steps`` Adam
-    steps at ``lr``; ``trainable``: "last" (the output layer only, default) or "all" layers; ``settings`` are the
+    steps at ``lr``; ``trainable``: "last" (the output layer only, default), "all" layers or "bias"
+    (the output layer's bias: one offset for every spectrum, keeping the trend in T); ``settings`` are the
     simulator settings (default: the ones of the bundle's training data); ``background``: compare with a profiled
     residual background slope, as the fits do. ``workdir`` holds a checkpoint for ``resume``; ``on_epoch`` is
     called with each step's record."""

@@ -15,6 +15,10 @@ LATENT_DIM_RANGE: tuple[int, int] = (3, 30)
 LATENT_ACTIVE_THRESHOLD = 0.01
 LATENT_SENSITIVITY_DELTA = 0.5
 
+#: The regressor layers a physics stage may train: all of them, the output layer ("last"), or the output layer's
+#: bias only ("bias": a constant offset of every standardised output, which keeps the trend in T of the predictions).
+TRAINABLE_LAYERS = ("last", "all", "bias")
+
 
 def check_latent_dim(latent_dim: int) -> int:
     """Validate a latent dimension (an integer ≥ 1; the study used 3–30)."""
@@ -22,7 +26,3 @@ def check_latent_dim(latent_dim: int) -> int:
         raise ValueError(f"latent dimension must be a positive integer (the study used "
                          f"{LATENT_DIM_RANGE[0]}–{LATENT_DIM_RANGE[1]}), got {latent_dim!r}")
     return int(latent_dim)
-
-#: The regressor layers a physics stage may train: all of them, the output layer ("last"), or the output layer's
-#: bias only ("bias": a constant offset of every standardised output, which keeps the trend in T of the predictions).
-TRAINABLE_LAYERS = ("last", "all", "bias")
