@@ -313,3 +313,32 @@ def test_spectrum_comparison_with_a_fit_names_method_nmse_and_constants(pinned_f
     text = _texts(figs[-1])
     assert f"fit (nelder-mead): NMSE {r.nmse:.4f}" in text and "2XX = 1.20 N/m" in text, text
     _assert_units_on_every_panel(figs[-1])
+
+
+def test_model_by_shipped_name_from_any_folder(tmp_path, monkeypatch, capsys):
+    """`--model NAME` finds a shipped bundle by its folder name from any working folder; an unknown name is refused
+    before any work with the shipped names listed; a folder path still wins."""
+    from phonon_ml_core.cli.app import main
+    from phonon_ml_core.data.normalization import mean_normalize
+    from phonon_ml_core.prediction.predict import bundle_location, shipped_bundle_names, shipped_bundle_path
+    from phonon_ml_core.specs.grid import standard_grid
+
+    names = shipped_bundle_names()
+    assert "al_arcs_ei50_fcvae" in names and len(names) >= 2, names
+    other = next(n for n in names if n != "al_arcs_ei50_fcvae")
+    monkeypatch.chdir(tmp_path)
+    assert bundle_location(other) == shipped_bundle_path(other)
+    g = standard_grid()
+    Spectrum(intensity=np.asarray(mean_normalize(np.random.default_rng(1).random(g.shape), g.mask)), grid=g,
+             temperature=300.0, normalization="mean").to_hdf5(tmp_path / "x.h5")
+    assert main(["predict", "--model", other, "--input", "x.h5", "-o", "r.json", "--samples", "5"]) == 0
+    rec = json.loads((tmp_path / "r.json").read_text())[0]
+    from phonon_ml_core.learn.bundle import load_bundle
+    assert rec["names"] == list(load_bundle(shipped_bundle_path(other)).names)
+    capsys.readouterr()
+    assert main(["predict", "--model", "no_such_bundle", "--input", "x.h5", "-o", "r2.json"]) == 2
+    err = capsys.readouterr().err
+    assert "--model no_such_bundle" in err and "al_arcs_ei50_fcvae" in err and not (tmp_path / "r2.json").exists()
+    (tmp_path / other).mkdir()  # a local folder of that name is what the user means: it is used (and refused)
+    assert main(["predict", "--model", other, "--input", "x.h5", "-o", "r3.json"]) == 2
+    assert not (tmp_path / "r3.json").exists()

@@ -90,6 +90,10 @@ def check_arguments(args: argparse.Namespace) -> None:
     for dest, allow_dir in INPUT_RULES.items():
         if values.get(dest) is None:
             continue
+        if dest == "model":  # a shipped bundle's name stands for its folder
+            from phonon_ml_core.prediction.predict import bundle_location
+
+            values[dest] = str(bundle_location(values[dest]))
         for item in _as_list(values[dest]):
             inputs.append(check_input_file(item, flag(dest), allow_dir=allow_dir).resolve())
     if isinstance(values.get("material"), str) and _looks_like_path(values["material"]):

@@ -14,7 +14,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                        description="Fine-tune the regressor of a bundle so that the spectra simulated from its "
                                    "predictions match the given measured spectra (autoencoder frozen; needs only "
                                    "the measured spectra and their temperatures). Writes a new bundle.")
-    p.add_argument("--model", help="model bundle to start from (default: the bundle shipped in models/)")
+    p.add_argument("--model", help="model bundle to start from: a folder or a shipped bundle's name "
+                   "(default: the bundle shipped in models/)")
     p.add_argument("--input", "-i", nargs="+", required=True,
                    help="measured spectra on the bundle's grid (.h5), or sets simulated with more shells than the "
                         "bundle's model (`phonon-ml simulate --shells N --count M`): model-error adaptation")

@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                     "(numbers and maps: the study's Fig. S2–S5), and Pearson correlations of the latent means with "
                     "the force constants (when the data are labelled) and between dimensions. Writes CSV tables, "
                     "PNG figures and latent_summary.json into --output-dir (docs/evaluation.md).")
-    p.add_argument("--model", help="model bundle (default: the bundle shipped in models/)")
+    p.add_argument("--model", help="model bundle: a folder or a shipped bundle's name, e.g. al_arcs_ei50_fcvae30 "
+                   "(default: the bundle shipped in models/)")
     p.add_argument("--data", "-i", nargs="+", required=True,
                    help="spectra on the bundle's grid (our .h5; sets or single spectra, concatenated)")
     p.add_argument("--output-dir", "-o", required=True, help="folder for the tables and figures (created)")

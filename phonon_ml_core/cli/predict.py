@@ -16,7 +16,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="predict force constants from spectra with a model bundle",
                        description="Force constants (mean and standard deviation over latent samples), the "
                                    "spectrum simulated from them and its NMSE against each input spectrum.")
-    p.add_argument("--model", help="model bundle (default: the bundle shipped in models/)")
+    p.add_argument("--model", help="model bundle: a folder or a shipped bundle's name, e.g. al_arcs_ei50_fcvae30 "
+                   "(default: the bundle shipped in models/)")
     p.add_argument("--input", "-i", nargs="+", required=True,
                    help="spectra on the bundle's grid (our .h5; one spectrum or a set per file) or reduced files "
                         "(Mantid .nxs from SofQW, .nxspe), preprocessed onto the bundle's grid")

@@ -44,13 +44,39 @@ def bundle_search_paths(name: str = SHIPPED_BUNDLE_NAME) -> list[Path]:
     return out
 
 
-def shipped_bundle_path() -> Path | None:
-    """Path of the shipped pretrained bundle, or None when none is installed (:func:`bundle_search_paths`)."""
-    return next((p for p in bundle_search_paths() if (p / "metadata.json").is_file()), None)
+def shipped_bundle_path(name: str = SHIPPED_BUNDLE_NAME) -> Path | None:
+    """Path of the shipped bundle ``name`` (default: the default bundle), or None when it is not installed
+    (:func:`bundle_search_paths`)."""
+    return next((p for p in bundle_search_paths(name) if (p / "metadata.json").is_file()), None)
+
+
+def shipped_bundle_names() -> list[str]:
+    """Names of the shipped bundles installed (folders with a metadata.json beside the default bundle)."""
+    names = set()
+    for p in bundle_search_paths():
+        if p.parent.is_dir():
+            names.update(d.name for d in p.parent.iterdir() if (d / "metadata.json").is_file())
+    return sorted(names)
+
+
+def bundle_location(model: str | os.PathLike) -> Path:
+    """``model`` as a path: itself when it exists, else the shipped bundle of that name (``--model
+    al_arcs_ei50_fcvae4`` works from any folder and after ``pip install .``); a missing one is an error naming the
+    shipped bundles."""
+    p = Path(model)
+    if p.exists() or os.sep in str(model) or (os.altsep and os.altsep in str(model)):
+        return p
+    found = shipped_bundle_path(str(model))
+    if found is None:
+        raise FileNotFoundError(f"--model {model}: no such bundle folder, and no shipped bundle of that name (shipped: "
+                                f"{', '.join(shipped_bundle_names()) or 'none installed'}): give a bundle folder's "
+                                "path or a shipped bundle's name")
+    return found
 
 
 def resolve_bundle(path: str | os.PathLike | None):
-    """Load the bundle at ``path`` (the shipped one when None), with a clear error when absent."""
+    """Load the bundle at ``path`` (a folder, or a shipped bundle's name; the default bundle when None), with a
+    clear error when absent."""
     from phonon_ml_core.learn.bundle import load_bundle
 
     if path is None:
@@ -60,7 +86,7 @@ def resolve_bundle(path: str | os.PathLike | None):
                                     + ", ".join(str(p) for p in bundle_search_paths()) + "): reinstall phonon-ml "
                                     "from its repository (pip install .), or train one with `phonon-ml train` "
                                     "and pass --model BUNDLE")
-    return load_bundle(path)
+    return load_bundle(bundle_location(path))
 
 
 
