@@ -86,14 +86,14 @@ class AdaptPhononModel(PythonAlgorithm):
     def PyExec(self):
         ma = _core()
         from phonon_ml_core.learn.adaptation import adapt_to_file
-        from phonon_ml_core.learn.bundle import load_bundle
+        from phonon_ml_core.learn.ensemble import load_model
         from phonon_ml_core.data.spectrum import Spectrum
 
         members = ma.group_members(self.getProperty("InputWorkspace").value)
         steps = int(self.getProperty("Steps").value)
         progress = Progress(self, 0.0, 1.0, steps + 2)
         progress.report("loading the model bundle")
-        bundle = load_bundle(ma.bundle_path_or_default(self.getPropertyValue("ModelBundle")))
+        bundle = load_model(ma.bundle_path_or_default(self.getPropertyValue("ModelBundle")))
         t = None if self.getProperty("Temperature").isDefault else float(self.getProperty("Temperature").value)
         input_name = self.getPropertyValue("InputWorkspace")
         spectra = [ma.on_grid(ma.workspace_to_spectrum(member, temperature=t,

@@ -1,4 +1,4 @@
-# phonon-ml Mantid algorithm: a thin adapter to phonon_ml_core.learn.bundle (load_bundle, Bundle.predict) and the
+# phonon-ml Mantid algorithm: a thin adapter to phonon_ml_core.learn.ensemble.load_model (bundle or ensemble) and the
 # simulator for the NMSE (docs/mantid.md). Heavy imports (torch, phonon_ml_core) happen inside validateInputs/PyExec.
 from mantid.api import (AlgorithmFactory, ITableWorkspaceProperty, MatrixWorkspaceProperty, Progress, PropertyMode,
                         PythonAlgorithm, WorkspaceProperty)
@@ -115,14 +115,14 @@ class PredictForceConstants(PythonAlgorithm):
 
     def PyExec(self):
         ma = _core()
-        from phonon_ml_core.learn.bundle import load_bundle
+        from phonon_ml_core.learn.ensemble import load_model
 
         ws = self.getProperty("InputWorkspace").value
         members = ma.group_members(ws)
         progress = Progress(self, 0.0, 1.0, len(members) + 2)
         progress.report("loading the model bundle")
         path = ma.bundle_path_or_default(self.getPropertyValue("ModelBundle"))
-        bundle = load_bundle(path)
+        bundle = load_model(path)
         material = ma.bundle_grid_description(path)["material"]
         t = None if self.getProperty("Temperature").isDefault else float(self.getProperty("Temperature").value)
         entries, recs = [], []

@@ -119,9 +119,9 @@ class PreprocessForML(PythonAlgorithm):
                                             temperature_log=self.getPropertyValue("TemperatureLog"))
         progress.report("reading the target grid")
         if self.getPropertyValue("ModelBundle"):
-            from phonon_ml_core.learn.bundle import load_bundle
+            from phonon_ml_core.learn.ensemble import load_model
 
-            grid = load_bundle(self.getPropertyValue("ModelBundle")).grid
+            grid = load_model(self.getPropertyValue("ModelBundle")).grid
             if abs(settings["ei_mev"] - grid.ei_mev) > 0.01 * grid.ei_mev:
                 self.log().warning(f"the data were measured at Ei = {settings['ei_mev']:g} meV but the model grid is "
                                    f"for Ei = {grid.ei_mev:g} meV: the coverage may differ")

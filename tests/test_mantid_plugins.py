@@ -414,3 +414,28 @@ def test_adapt_matches_core(mantid, tiny_dataset, tiny_bundle, tmp_path):
         mantid.sapi.AdaptPhononModel(InputWorkspace="noT", ModelBundle=str(tiny_bundle),
                                      OutputBundle=str(tmp_path / "b2"))
     assert not (tmp_path / "b2").exists()
+
+
+def test_predict_and_adapt_take_an_ensemble(mantid, tiny_dataset, tiny_bundle, tmp_path):
+    """ModelBundle may name an ensemble (learn/ensemble.py): the table holds the core ensemble's prediction, and
+    AdaptPhononModel writes an ensemble whose every member was adapted."""
+    from phonon_ml_core.learn.ensemble import EnsembleBundle, build_ensemble, load_model
+    from phonon_ml_core.mantid_support.adapter import spectrum_to_workspace
+    from phonon_ml_core.data.spectrum import Spectrum
+
+    build_ensemble([tiny_bundle, tiny_bundle]).save(tmp_path / "ens")
+    data = Spectrum.from_hdf5(tiny_dataset)
+    mantid.api.mtd.addOrReplace("pe", spectrum_to_workspace(data[0]))
+    table = mantid.sapi.PredictForceConstants(InputWorkspace="pe", ModelBundle=str(tmp_path / "ens"),
+                                              NumberOfSamples=64, ComputeNMSE=False, OutputWorkspace="prede")
+    ref = load_model(tmp_path / "ens").predict(data[0], n_samples=64, seed=0)
+    vals, std, _ = table_values(table)
+    np.testing.assert_allclose(vals, ref["mean"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(std, ref["std"], rtol=1e-4, atol=1e-6)
+    mantid.api.mtd.addOrReplace("pa", spectrum_to_workspace(data[1]))
+    mantid.sapi.GroupWorkspaces(InputWorkspaces="pe,pa", OutputWorkspace="pga")
+    mantid.sapi.AdaptPhononModel(InputWorkspace="pga", ModelBundle=str(tmp_path / "ens"), Steps=2,
+                                 OutputBundle=str(tmp_path / "ens2"))
+    adapted = load_model(tmp_path / "ens2")
+    assert isinstance(adapted, EnsembleBundle) and len(adapted.members) == 2
+    assert all(m.metadata["adaptation"][-1]["steps"] == 2 for m in adapted.members)

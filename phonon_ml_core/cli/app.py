@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 #: Subcommand modules in the order they appear in ``phonon-ml --help``.
-COMMANDS = ("materials", "simulate", "merge", "dispersion", "preprocess", "train", "predict", "finetune", "fit",
-            "evaluate", "latent_analysis", "demo", "mantid_register")
+COMMANDS = ("materials", "simulate", "merge", "dispersion", "preprocess", "train", "predict", "finetune", "ensemble",
+            "fit", "evaluate", "latent_analysis", "demo", "mantid_register")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -57,7 +57,7 @@ NUMBER_RULES: dict[str, dict[str, Any]] = {
 
 #: dest → whether the input may be a folder (model bundles are folders).
 INPUT_RULES: dict[str, bool] = {"input": False, "data": False, "finetune": False, "measured": False,
-                                "result": False, "model": True}
+                                "result": False, "model": True, "members": True}
 
 #: Optional extra outputs, checked with the main output before any work.
 EXTRA_OUTPUTS = ("plot", "csv")

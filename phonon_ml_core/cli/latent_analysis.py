@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from phonon_ml_core.cli.choices import LATENT_DELTA, LATENT_THRESHOLD
 
@@ -40,6 +41,9 @@ def run(args: argparse.Namespace) -> int:
 
     out = check_output_dir(args.output_dir)
     bundle = resolve_bundle(args.model)
+    if hasattr(bundle, "members"):
+        raise ValueError(f"--model {args.model} is an ensemble of {len(bundle.members)} bundles and each has its own "
+                         f"latent space: analyse one member, --model {Path(args.model) / 'member_0'}")
     sets = []
     for path in args.data:
         s = read_spectrum(path)

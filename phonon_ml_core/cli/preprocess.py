@@ -49,9 +49,9 @@ def run(args: argparse.Namespace) -> int:
     material = None if args.material is None else get_material(args.material)
     grid = None
     if args.model:
-        from phonon_ml_core.learn.bundle import load_bundle
+        from phonon_ml_core.learn.ensemble import load_model
 
-        grid = load_bundle(args.model).grid
+        grid = load_model(args.model).grid
     spectrum = read_measured(args.input, grid=grid, ei_mev=args.ei, instrument=args.instrument,
                              min_coverage=args.min_coverage)
     out, report = preprocess_with_report(spectrum, grid, temperature=args.temperature, background=args.background,

@@ -22,6 +22,7 @@ import torch
 
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.learn.bundle import Bundle
+from phonon_ml_core.learn.ensemble import EnsembleBundle
 from phonon_ml_core.learn.consistency import (consistency_loss, consistency_simulator, consistency_stage,
                                               temperature_window_source)
 from phonon_ml_core.learn.inputs import spectra_tensor
@@ -54,18 +55,31 @@ def adaptation_inputs(bundle: Bundle, spectra: Spectrum | list[Spectrum]) -> tup
     return (parts[0] if len(parts) == 1 else Spectrum.stack(parts)), (max(shells) if shells else None)
 
 
-def finetune_bundle(bundle: Bundle, measured: Spectrum | list[Spectrum], steps: int = 100, lr: float = 3e-4,
-                    batch: int = 32,
+def finetune_bundle(bundle: Bundle | EnsembleBundle, measured: Spectrum | list[Spectrum], steps: int = 100,
+                    lr: float = 3e-4, batch: int = 32,
                     seed: int = 0, workdir: str | Path | None = None, resume: bool = False, progress: bool = True,
                     settings: Any = None, sources: list[str] | None = None, trainable: str = "last",
-                    background: bool = True, on_epoch: Callable[[dict[str, Any]], None] | None = None) -> Bundle:
+                    background: bool = True,
+                    on_epoch: Callable[[dict[str, Any]], None] | None = None) -> Bundle | EnsembleBundle:
     """A copy of ``bundle`` whose regressor is fine-tuned on ``measured`` (spectra or sets on the bundle grid,
     with temperatures: measured, or simulated with more shells — :func:`adaptation_inputs`) for ``steps`` Adam
     steps at ``lr``; ``trainable``: "last" (the output layer only, default), "all" layers or "bias"
     (the output layer's bias: one offset for every spectrum, keeping the trend in T); ``settings`` are the
     simulator settings (default: the ones of the bundle's training data); ``background``: compare with a profiled
     residual background slope, as the fits do. ``workdir`` holds a checkpoint for ``resume``; ``on_epoch`` is
-    called with each step's record."""
+    called with each step's record. An ensemble (:mod:`.ensemble`) comes back with every member adapted alike."""
+    if isinstance(bundle, EnsembleBundle):  # every member adapted alike, each with its own checkpoint
+        opts = {"steps": steps, "lr": lr, "batch": batch, "seed": seed, "resume": resume, "progress": progress,
+                "settings": settings, "sources": sources, "trainable": trainable, "background": background,
+                "on_epoch": on_epoch}
+        members = [finetune_bundle(m, measured, workdir=None if workdir is None else Path(workdir) / f"member_{i}",
+                                   **opts) for i, m in enumerate(bundle.members)]
+        adapted = EnsembleBundle(members, copy.deepcopy(bundle.metadata))
+        recs = [m.metadata["adaptation"][-1] for m in members]
+        adapted.metadata.setdefault("adaptation", []).append(
+            {**recs[0], "members": len(recs), "seconds": sum(r["seconds"] for r in recs),
+             **{k: float(np.mean([r[k] for r in recs])) for k in ("loss_first", "loss_last")}})
+        return adapted
     if int(steps) < 1:
         raise ValueError(f"steps must be ≥ 1, got {steps}")
     if not lr > 0:
@@ -121,12 +135,13 @@ def finetune_bundle(bundle: Bundle, measured: Spectrum | list[Spectrum], steps: 
                   target_std=bundle.target_std.copy(), metadata=meta)
 
 
-def adapt_to_file(bundle: Bundle, measured: Spectrum | list[Spectrum], output: str | Path, overwrite: bool = False,
-                  weights_dtype: str = "float32", resume: bool = False, **kwargs: Any) -> Bundle:
+def adapt_to_file(bundle: Bundle | EnsembleBundle, measured: Spectrum | list[Spectrum], output: str | Path,
+                  overwrite: bool = False, weights_dtype: str = "float32", resume: bool = False,
+                  **kwargs: Any) -> Bundle | EnsembleBundle:
     """:func:`finetune_bundle` with its checkpoint beside ``output`` (``OUTPUT.checkpoints``, removed after
     success; kept for ``resume`` after an interruption), then the adapted bundle written to ``output``
-    (atomically, :meth:`Bundle.save`). ``kwargs`` go to :func:`finetune_bundle`. What ``phonon-ml finetune``
-    and the Mantid algorithm AdaptPhononModel run."""
+    (atomically, :meth:`Bundle.save`); an ensemble has every member adapted alike. ``kwargs`` go to
+    :func:`finetune_bundle`. What ``phonon-ml finetune`` and the Mantid algorithm AdaptPhononModel run."""
     import shutil
 
     from phonon_ml_core.data.fileio import check_bundle_output

@@ -316,6 +316,8 @@ def load_bundle(path: str | os.PathLike, grid: Grid | None = None, family: str |
     if meta.get("format_version") != BUNDLE_VERSION:
         raise ValueError(f"{p} has bundle format version {meta.get('format_version')}; this phonon-ml reads "
                          f"version {BUNDLE_VERSION}: retrain or upgrade phonon-ml")
+    if meta.get("kind") == "ensemble":
+        raise ValueError(f"{p} is an ensemble of bundles: load it with phonon_ml_core.learn.ensemble.load_model")
     if meta.get("kind") != BUNDLE_KIND:
         raise ValueError(f"{p} holds a {meta.get('kind')!r} model, expected {BUNDLE_KIND!r}")
     try:

@@ -78,15 +78,18 @@ def bundle_path_or_default(path: str) -> str | None:
 
 
 def bundle_grid_description(path: str | os.PathLike) -> dict[str, Any]:
-    """What a bundle's metadata.json says (no torch): grid (q, energy, ei_mev, mask_sha256), family,
-    whether it takes the temperature, and its material (:data:`ALUMINIUM` for bundles that record none).
+    """What a bundle's (or an ensemble's) metadata.json says (no torch): grid (q, energy, ei_mev, mask_sha256),
+    family, whether it takes the temperature, and its material (:data:`ALUMINIUM` for bundles that record none).
 
     FileNotFoundError / ValueError with the reason for a missing directory or a non-bundle.
     """
     from phonon_ml_core.learn.bundle_metadata import read_bundle_metadata
     from phonon_ml_core.specs import ALUMINIUM, Material
 
-    _, data = read_bundle_metadata(path)
+    root, data = read_bundle_metadata(path)
+    if data.get("kind") == "ensemble" and data.get("members"):  # family and conditions: those of its members
+        member = read_bundle_metadata(root / str(data["members"][0]))[1]
+        data = {**data, "autoencoder": member.get("autoencoder", {}), "regressor": member.get("regressor", {})}
     try:
         grid = data["grid"]
         material = data.get("material_spec") or data.get("material")

@@ -68,16 +68,16 @@ def bundle_location(model: str | os.PathLike) -> Path:
         return p
     found = shipped_bundle_path(str(model))
     if found is None:
-        raise FileNotFoundError(f"--model {model}: no such bundle folder, and no shipped bundle of that name (shipped: "
-                                f"{', '.join(shipped_bundle_names()) or 'none installed'}): give a bundle folder's "
-                                "path or a shipped bundle's name")
+        raise FileNotFoundError(f"--model {model} does not exist: no such bundle folder, and no shipped bundle of that "
+                                f"name (shipped: {', '.join(shipped_bundle_names()) or 'none installed'}): give a "
+                                "bundle folder's path or a shipped bundle's name")
     return found
 
 
 def resolve_bundle(path: str | os.PathLike | None):
     """Load the bundle at ``path`` (a folder, or a shipped bundle's name; the default bundle when None), with a
     clear error when absent."""
-    from phonon_ml_core.learn.bundle import load_bundle
+    from phonon_ml_core.learn.ensemble import load_model
 
     if path is None:
         path = shipped_bundle_path()
@@ -86,7 +86,7 @@ def resolve_bundle(path: str | os.PathLike | None):
                                     + ", ".join(str(p) for p in bundle_search_paths()) + "): reinstall phonon-ml "
                                     "from its repository (pip install .), or train one with `phonon-ml train` "
                                     "and pass --model BUNDLE")
-    return load_bundle(bundle_location(path))
+    return load_model(bundle_location(path))
 
 
 
@@ -127,7 +127,8 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
     Per spectrum: ``force_constants`` (mean over ``n_samples`` latent draws, N/m, in the order of ``names``, the
     bundle material's), ``std``, ``mean_code_prediction``, the predicted intrinsic linewidth ``linewidth`` (γ) and
     ``linewidth_std`` when the bundle predicts one (None otherwise), the zone-boundary ``frequencies_thz`` with
-    ``frequencies_std_thz`` (:mod:`phonon_ml_core.fitting.frequencies`) and, when ``simulate`` and the temperature
+    ``frequencies_std_thz`` (:mod:`phonon_ml_core.fitting.frequencies`), for an ensemble (:mod:`.learn.ensemble`)
+    ``member_spread`` (N/m, the between-member part of ``std``) and, when ``simulate`` and the temperature
     is known, ``reconstruction`` (the spectrum simulated from the constants and γ) and its ``nmse`` against the
     input, plus ``nmse_background_slope`` with the best residual background slope ``background_slope`` (per meV,
     :mod:`.residual_background`) added: the nuisance model of ``phonon-ml fit``, to compare with its NMSE.
@@ -160,6 +161,8 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
                                  "nmse_background_slope": float("nan"), "background_slope": float("nan")}
         if LINEWIDTH in pred:
             entry[LINEWIDTH], entry["linewidth_std"] = float(pred[LINEWIDTH]), float(pred["linewidth_std"])
+        if "member_spread" in pred:  # an ensemble: the spread between its members, part of ``std``
+            entry["member_spread"] = pred["member_spread"]
         entry.update(frequency_fields(material, fc, std=pred["std"]))
         if simulate and t is not None and np.isfinite(t):
             sim = get_simulator(material, experiment, grid=bundle.grid,
