@@ -31,7 +31,8 @@ class AdaptPhononModel(PythonAlgorithm):
         self.declareProperty(WorkspaceProperty("InputWorkspace", "", direction=Direction.Input),
                              doc="model-ready chi''(|Q|,E) (PreprocessForML output) or a group of them, with "
                                  "temperatures")
-        self.declareProperty("ModelBundle", "", doc="model bundle to adapt (default: the bundle shipped in models/)")
+        self.declareProperty("ModelBundle", "",
+                             doc="model bundle or ensemble to adapt (default: the bundle shipped in models/)")
         self.declareProperty("OutputBundle", "", doc="the adapted model bundle directory to write")
         self.declareProperty("Overwrite", False, doc="replace an existing bundle")
         self.declareProperty("Steps", 100, IntBoundedValidator(lower=1), doc="Adam steps")

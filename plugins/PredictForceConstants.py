@@ -33,7 +33,8 @@ class PredictForceConstants(PythonAlgorithm):
         ma = _core()
         self.declareProperty(WorkspaceProperty("InputWorkspace", "", direction=Direction.Input),
                              doc="model-ready chi''(|Q|,E) (PreprocessForML output) or a group of them")
-        self.declareProperty("ModelBundle", "", doc="model bundle directory (default: the bundle shipped in models/)")
+        self.declareProperty("ModelBundle", "",
+                             doc="model bundle or ensemble directory (default: the bundle shipped in models/)")
         self.declareProperty("Material", "",
                              doc="the sample: built-in element symbol or material file, checked against the bundle's "
                                  "(default: the material recorded on each workspace; none recorded: the bundle's)")
