@@ -3,10 +3,11 @@ from pathlib import Path
 
 from setuptools import find_packages, setup
 
-# the shipped model bundles (models/<name>/*) install under <prefix>/share/phonon-ml/models, where
-# phonon_ml_core.prediction.predict.shipped_bundle_path looks when the package is not an editable checkout
+# the shipped model bundles (models/<name>/*, and an ensemble's models/<name>/member_N/*) install under
+# <prefix>/share/phonon-ml/models, where phonon_ml_core.prediction.predict.shipped_bundle_path looks when the package
+# is not an editable checkout
 MODEL_FILES = [(f"share/phonon-ml/{d.as_posix()}", sorted(str(f.as_posix()) for f in d.iterdir() if f.is_file()))
-               for d in sorted(Path("models").glob("*/")) if d.is_dir()]
+               for d in sorted(p for p in Path("models").rglob("*") if p.is_dir() and not p.name.startswith("."))]
 
 setup(
     name="phonon-ml",

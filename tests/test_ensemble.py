@@ -170,3 +170,17 @@ def test_shipped_four_shell_ensemble_reads_clean_and_measured_spectra():
     n_default = np.array([d["nmse_background_slope"] for d in default])
     assert n_ours.mean() < n_default.mean() - 0.015 and np.all(n_ours < n_default + 0.005), (n_ours, n_default)
     assert np.all(np.diff([o["force_constants"][0] for o in ours]) < 0)  # 1XX softens from 50 to 640 K
+
+
+def test_setup_installs_every_shipped_model_file(monkeypatch):
+    """`pip install .` copies every file under models/, an ensemble's member folders included (setup.py
+    data_files), so that a shipped bundle's name resolves after a plain install too."""
+    text = (REPO / "setup.py").read_text(encoding="utf-8")
+    monkeypatch.chdir(REPO)
+    scope: dict = {}
+    exec(text.split("\nsetup(")[0], scope)  # the module-level data_files list, without running setup()
+    installed = {f for _, files in scope["MODEL_FILES"] for f in files}
+    shipped = {p.relative_to(REPO).as_posix() for p in (REPO / "models").glob("*/**/*")
+               if p.is_file() and not any(part.startswith(".") for part in p.parts)}  # the bundles, not README
+    assert shipped and shipped <= installed, sorted(shipped - installed)
+    assert any("/member_0/" in f for f in installed)
