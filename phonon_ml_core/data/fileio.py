@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 
 def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -69,3 +70,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
         raise
+
+
+def write_bundle_folder(path: str | os.PathLike, overwrite: bool, fill: Callable[[Path], None]) -> Path:
+    """Write a bundle-like folder atomically: ``fill(tmp)`` writes the content into a private sibling folder, which
+    then takes ``path``'s place by rename (an existing bundle only with ``overwrite``, also by rename), so the folder
+    is either complete or absent. Refuses to replace anything that is not a bundle."""
+    target = Path(path)
+    if target.exists() and not overwrite:
+        raise FileExistsError(f"{target} already exists: choose another output path or pass --overwrite")
+    if target.exists() and not (target / "metadata.json").exists() and \
+            (not target.is_dir() or any(target.iterdir())):
+        raise ValueError(f"{target} exists and is not a phonon-ml bundle: refusing to replace it")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"the output folder {parent} does not exist: create it first")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        fill(tmp)
+        for f in tmp.rglob("*"):  # mkdtemp/mkstemp-style private modes → the usual umask modes
+            f.chmod((0o777 if f.is_dir() else 0o666) & ~umask)
+        tmp.chmod(0o777 & ~umask)
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
+            os.replace(target, old / "bundle")
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

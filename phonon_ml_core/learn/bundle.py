@@ -22,7 +22,6 @@ import datetime as _dt
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from phonon_ml_core.specs.grid import Grid
+from phonon_ml_core.data.fileio import write_bundle_folder
 from phonon_ml_core.data.jsonio import json_default
 from phonon_ml_core.data.spectrum import Spectrum
 from phonon_ml_core.learn.bundle_metadata import (metadata_experiment, metadata_material, metadata_targets,
@@ -240,34 +240,22 @@ class Bundle:
         if weights_dtype not in WEIGHT_DTYPES:
             raise ValueError(f"weights_dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {weights_dtype!r}")
         store = WEIGHT_DTYPES[weights_dtype]
-        target = Path(path)
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"{target} already exists: choose another output path or pass --overwrite")
-        if target.exists() and not (target / "metadata.json").exists() and \
-                (not target.is_dir() or any(target.iterdir())):
-            raise ValueError(f"{target} exists and is not a phonon-ml bundle: refusing to replace it")
-        parent = target.parent if str(target.parent) else Path(".")
-        if not parent.is_dir():
-            raise FileNotFoundError(f"the output folder {parent} does not exist: create it first")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
-        umask = os.umask(0)
-        os.umask(umask)
-        try:
-            def stored(module: torch.nn.Module) -> dict[str, torch.Tensor]:
-                """Trained parameters in the storage precision; buffers (mask, background basis) exact."""
-                params = {k for k, _ in module.named_parameters()}
-                out = {k: (v.detach().to(store) if k in params else v.detach()).contiguous()
-                       for k, v in module.state_dict().items()}
-                bad = [k for k in params if not torch.isfinite(out[k]).all()]
-                if bad:
-                    raise ValueError(f"weights {', '.join(bad)} do not fit in {weights_dtype} (|w| too large or "
-                                     "non-finite): save with weights_dtype='float32'")
-                return out
+        written: dict[str, Any] = {}
 
-            ae_state = stored(self.autoencoder)
-            save_file(ae_state, tmp / WEIGHT_FILES[0], metadata={"format": BUNDLE_FORMAT})
-            reg_state = stored(self.regressor)
-            save_file(reg_state, tmp / WEIGHT_FILES[1], metadata={"format": BUNDLE_FORMAT})
+        def stored(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+            """Trained parameters in the storage precision; buffers (mask, background basis) exact."""
+            params = {k for k, _ in module.named_parameters()}
+            out = {k: (v.detach().to(store) if k in params else v.detach()).contiguous()
+                   for k, v in module.state_dict().items()}
+            bad = [k for k in params if not torch.isfinite(out[k]).all()]
+            if bad:
+                raise ValueError(f"weights {', '.join(bad)} do not fit in {weights_dtype} (|w| too large or "
+                                 "non-finite): save with weights_dtype='float32'")
+            return out
+
+        def fill(tmp: Path) -> None:
+            save_file(stored(self.autoencoder), tmp / WEIGHT_FILES[0], metadata={"format": BUNDLE_FORMAT})
+            save_file(stored(self.regressor), tmp / WEIGHT_FILES[1], metadata={"format": BUNDLE_FORMAT})
             for name, src in (extra_files or {}).items():
                 if name not in OPTIONAL_FILES:
                     raise ValueError(f"unexpected extra bundle file {name!r}; allowed: {OPTIONAL_FILES}")
@@ -281,24 +269,19 @@ class Bundle:
                 "target_standardisation": {"mean": self.target_mean.tolist(), "std": self.target_std.tolist(),
                                            "units": "N/m"},
                 "weights_sha256": {n: sha256_file(tmp / n) for n in WEIGHT_FILES}, "weights_dtype": weights_dtype})
-            meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-            meta.setdefault("library_versions", library_versions())
-            (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=json_default))
-            for f in tmp.iterdir():  # mkdtemp/mkstemp-style private modes → the usual umask modes
-                f.chmod(0o666 & ~umask)
-            tmp.chmod(0o777 & ~umask)
-            if target.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
-                os.replace(target, old / "bundle")
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        self.metadata = {k: v for k, v in meta.items() if k != "weights_dtype"}  # in memory: float32
+            write_metadata(tmp, meta)
+            written.update(meta)
+
+        target = write_bundle_folder(path, overwrite, fill)
+        self.metadata = {k: v for k, v in written.items() if k != "weights_dtype"}  # in memory: float32
         return target
+
+
+def write_metadata(folder: Path, meta: dict[str, Any]) -> None:
+    """``folder``/metadata.json from ``meta`` (with ``created`` and ``library_versions`` when absent)."""
+    meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    meta.setdefault("library_versions", library_versions())
+    (folder / "metadata.json").write_text(json.dumps(meta, indent=2, default=json_default))
 
 
 def load_bundle(path: str | os.PathLike, grid: Grid | None = None, family: str | None = None) -> Bundle:

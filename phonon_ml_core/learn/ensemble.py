@@ -16,21 +16,17 @@ on data unlike its training set; ``member_spread`` is the between-member part al
 from __future__ import annotations
 
 import copy
-import datetime as _dt
-import json
 import os
 import re
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from phonon_ml_core.data.jsonio import json_default
-from phonon_ml_core.learn.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, Bundle, load_bundle
-from phonon_ml_core.learn.bundle_metadata import library_versions, read_bundle_metadata
+from phonon_ml_core.data.fileio import write_bundle_folder
+from phonon_ml_core.learn.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, Bundle, load_bundle, write_metadata
+from phonon_ml_core.learn.bundle_metadata import read_bundle_metadata
 from phonon_ml_core.learn.targets import LINEWIDTH
 from phonon_ml_core.specs import Experiment, Material
 from phonon_ml_core.specs.grid import Grid
@@ -144,40 +140,15 @@ class EnsembleBundle:
     # -- persistence -------------------------------------------------------------------
     def save(self, path: str | os.PathLike, overwrite: bool = False, weights_dtype: str = "float32") -> Path:
         """Write the ensemble directory atomically (each member with :meth:`Bundle.save`)."""
-        target = Path(path)
-        if target.exists() and not overwrite:
-            raise FileExistsError(f"{target} already exists: choose another output path or pass --overwrite")
-        if target.exists() and not (target / "metadata.json").exists() and \
-                (not target.is_dir() or any(target.iterdir())):
-            raise ValueError(f"{target} exists and is not a phonon-ml bundle: refusing to replace it")
-        parent = target.parent if str(target.parent) else Path(".")
-        if not parent.is_dir():
-            raise FileNotFoundError(f"the output folder {parent} does not exist: create it first")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
-        try:
-            names = [f"member_{i}" for i in range(len(self.members))]
+        names = [f"member_{i}" for i in range(len(self.members))]
+
+        def fill(tmp: Path) -> None:
             for name, m in zip(names, self.members):
                 m.save(tmp / name, weights_dtype=weights_dtype)
-            meta = dict(self.metadata)
-            meta.update({"format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION, "kind": ENSEMBLE_KIND,
-                         "members": names})
-            meta.setdefault("created", _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
-            meta.setdefault("library_versions", library_versions())
-            (tmp / "metadata.json").write_text(json.dumps(meta, indent=2, default=json_default))
-            umask = os.umask(0)
-            os.umask(umask)
-            (tmp / "metadata.json").chmod(0o666 & ~umask)
-            tmp.chmod(0o777 & ~umask)
-            if target.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
-                os.replace(target, old / "bundle")
-                os.replace(tmp, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            write_metadata(tmp, {**self.metadata, "format": BUNDLE_FORMAT, "format_version": BUNDLE_VERSION,
+                                 "kind": ENSEMBLE_KIND, "members": names})
+
+        target = write_bundle_folder(path, overwrite, fill)
         return target
 
 
