@@ -107,8 +107,10 @@ def test_cli_ensemble_predict_finetune_and_latent_refusal(tmp_path, capsys):
                  "--weights-dtype", "float16"]) == 0
     assert "an ensemble of 2 Al bundles" in capsys.readouterr().out
     assert main(["predict", "--model", str(tmp_path / "e"), "--input", str(tmp_path / "x.h5"),
-                 "-o", str(tmp_path / "r.json"), "--samples", "20"]) == 0
+                 "-o", str(tmp_path / "r.json"), "--samples", "20", "--series-plot", str(tmp_path / "s.png")]) == 0
     recs = json.loads((tmp_path / "r.json").read_text())
+    from phonon_ml_core.report.ml_series import ml_label
+    assert (tmp_path / "s.png").stat().st_size > 0 and ml_label(recs).startswith("ML ensemble")
     assert len(recs) == 3 and all(len(r["force_constants"]) == 5 and len(r["member_spread"]) == 5 for r in recs)
     assert all(np.all(np.array(r["std"]) >= np.array(r["member_spread"])) and r["nmse"] > 0 for r in recs)
     assert main(["finetune", "--model", str(tmp_path / "e"), "--input", str(tmp_path / "x.h5"),

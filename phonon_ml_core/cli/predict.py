@@ -103,9 +103,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _series_plot(records: list[dict], compare: list[str], path: str, overwrite: bool) -> None:
-    from phonon_ml_core.report.ml_series import ml_series_figure, track_from_entries, tracks_from_result
+    from phonon_ml_core.report.ml_series import ml_label, ml_series_figure, track_from_entries, tracks_from_result
 
-    tracks = [track_from_entries(records, "ML (latent mean ± spread)", "band")]
+    tracks = [track_from_entries(records, ml_label(records), "band")]
     for f in compare:
         tracks += tracks_from_result(f)
     ml_series_figure(tracks, path, overwrite=overwrite, title=f"{records[0]['material']}: ML predictions"

@@ -73,11 +73,17 @@ def track_from_entries(entries: Sequence[dict], label: str, style: str = "points
                        style).sorted()
 
 
+def ml_label(entries: Sequence[dict]) -> str:
+    """The legend of predict's track: an ensemble's band also holds its members' disagreement."""
+    return ("ML ensemble (members' mean ± total spread)" if any(e.get("member_spread") is not None for e in entries)
+            else "ML (latent mean ± spread)")
+
+
 def tracks_from_result(path: str | Path) -> list[SeriesTrack]:
     """Tracks in a RESULT.json: predict (a list: "ML"), fit (independent fits), fit --joint (joint, + independent)."""
     doc = json.loads(Path(path).read_text())
     if isinstance(doc, list):
-        return [track_from_entries(doc, "ML (latent mean ± spread)", "band")]
+        return [track_from_entries(doc, ml_label(doc), "band")]
     if not isinstance(doc, dict) or "results" not in doc:
         raise ValueError(f"{path} is not a RESULT.json of phonon-ml predict or fit")
     if str(doc.get("method", "")).startswith("joint"):
