@@ -27,7 +27,7 @@ import numpy as np
 from phonon_ml_core.data.fileio import write_bundle_folder
 from phonon_ml_core.learn.bundle import BUNDLE_FORMAT, BUNDLE_VERSION, Bundle, load_bundle, write_metadata
 from phonon_ml_core.learn.bundle_metadata import read_bundle_metadata
-from phonon_ml_core.learn.targets import LINEWIDTH
+from phonon_ml_core.learn.targets import LINEWIDTH, Targets
 from phonon_ml_core.specs import Experiment, Material
 from phonon_ml_core.specs.grid import Grid
 
@@ -90,7 +90,7 @@ class EnsembleBundle:
         return self.members[0].experiment
 
     @property
-    def targets(self):
+    def targets(self) -> Targets:
         return self.members[0].targets
 
     @property
