@@ -186,3 +186,31 @@ def test_setup_installs_every_shipped_model_file(monkeypatch):
                if p.is_file() and not any(part.startswith(".") for part in p.parts)}  # the bundles, not README
     assert shipped and shipped <= installed, sorted(shipped - installed)
     assert any("/member_0/" in f for f in installed)
+
+
+def test_measured_spectra_recording_two_shells_are_read_by_four_shell_models(tmp_path):
+    """A preprocessed measured file records its crystal (aluminium, two shells by default); how many shells
+    describe it is the reader's choice: a four-shell bundle predicts and adapts on it and `fit --shells 4` fits it.
+    Another crystal is still refused, and so is a labelled set whose constants belong to another shell count."""
+    from dataclasses import replace
+
+    from phonon_ml_core.fitting.inputs import resolve_material
+    from phonon_ml_core.learn.adaptation import finetune_bundle
+    from phonon_ml_core.learn.matching import check_matches
+    from phonon_ml_core.prediction.predict import predict_spectra
+
+    al4 = get_material("Al", 4)
+    measured = replace(spectra(1)[0], force_constants=None, linewidth=None, material=ALUMINIUM)
+    assert ALUMINIUM.same_crystal(al4) and not ALUMINIUM.same_crystal(get_material("Cu"))
+    b4 = random_bundle(0, al4)
+    (entry,) = predict_spectra(b4, [measured], n_samples=10)
+    assert entry["names"] == list(al4.names) and np.isfinite(entry["nmse"])
+    adapted = finetune_bundle(b4, [measured, measured], steps=2, progress=False)
+    assert adapted.metadata["adaptation"][-1]["n_spectra"] == 2
+    assert resolve_material(measured, al4) is al4
+    with pytest.raises(ValueError, match="holds a spectrum of Cu|belongs to Cu|material"):
+        predict_spectra(b4, [replace(measured, material=get_material("Cu"))], n_samples=10)
+    labelled = replace(spectra(1)[0], material=ALUMINIUM)  # its constants are two-shell ones
+    assert labelled.force_constants is not None
+    with pytest.raises(ValueError, match="n_shells 4 ≠ 2"):
+        check_matches(al4, b4.experiment, labelled)

@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
                                          material=None if args.material is None else material, ei_mev=args.ei)
     for s, name in zip(spectra, names):
         own = s.material
-        if own is not None and not own.same_as(material):
+        if own is not None and not (own.same_as(material) or own.same_crystal(material)):
             raise ValueError(f"{name} holds a spectrum of {own.name} ({own.lattice}, constants {', '.join(own.names)}) "
                              f"but the model bundle was trained for {material.name} ({material.lattice}, "
                              f"{', '.join(material.names)}): give --model a bundle trained for {own.name} "

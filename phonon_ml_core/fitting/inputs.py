@@ -46,7 +46,7 @@ def resolve_material(spectrum: Spectrum, material: Material | None) -> Material:
     if not isinstance(material, Material):
         raise TypeError(f"material must be a phonon_ml_core.specs.Material (get_material('Fe')), got "
                         f"{type(material).__name__}")
-    if own is not None and not own.same_as(material):
+    if own is not None and not (own.same_as(material) or own.same_crystal(material)):  # shells: the fit's choice
         raise ValueError(f"the spectrum belongs to {own.name} ({own.lattice}, {own.n_constants} constants) but the fit "
                          f"was asked for {material.name} ({material.lattice}, {material.n_constants} constants): "
                          f"fit it as {own.name} (omit the material) or use a spectrum of {material.name}")

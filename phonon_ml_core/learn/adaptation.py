@@ -48,8 +48,11 @@ def adaptation_inputs(bundle: Bundle, spectra: Spectrum | list[Spectrum]) -> tup
             check_matches(bundle.material, bundle.experiment, replace(s, material=None), "the model bundle",
                           "the input spectra")
             shells.append(s.material.n_shells)
-        else:
+        else:  # measured spectra of the bundle's crystal pass whatever shells their file records
             bundle.check_data(s, "the input spectra")
+    if any(s.force_constants is None and s.material is not None and not s.material.same_as(bundle.material)
+           for s in parts):  # one set: the crystal is checked, the model (shells) is the bundle's
+        parts = [replace(s, material=None) if s.force_constants is None else s for s in parts]
     if shells:  # unlabelled, and one material (none) for the whole set
         parts = [replace(s, material=None, force_constants=None, linewidth=None) for s in parts]
     return (parts[0] if len(parts) == 1 else Spectrum.stack(parts)), (max(shells) if shells else None)

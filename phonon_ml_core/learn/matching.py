@@ -103,9 +103,11 @@ def is_richer_model(base: Material, given: Material | None) -> bool:
 def check_matches(material: Material, experiment: Experiment, spectrum: Spectrum, model: str = "the model",
                   data: str = "the data", fix: str | None = None) -> None:
     """Refuse (ValueError) ``spectrum`` when the material or experiment it records differs from ``material`` /
-    ``experiment`` (those of ``model``); the message says what differs and what to do (``fix``)."""
+    ``experiment`` (those of ``model``); the message says what differs and what to do (``fix``). An unlabelled
+    spectrum (no force constants: measured) of the same crystal passes whatever its recorded number of shells."""
     problems = []
-    if spectrum.material is not None:
+    unlabelled = spectrum.force_constants is None  # measured: its crystal counts, the shells are the model's
+    if spectrum.material is not None and not (unlabelled and spectrum.material.same_crystal(material)):
         problems += [f"material: {d}" for d in material_differences(material, spectrum.material)]
     if spectrum.experiment is not None:
         problems += [f"experiment: {d}" for d in experiment_differences(experiment, spectrum.experiment)]

@@ -187,8 +187,9 @@ def record_specs(ws: Any, material: Material | None, experiment: Experiment | No
 
 
 def material_mismatch(expected: Material, got: Material, what: str) -> str | None:
-    """A message when ``got`` (the input's material) differs from ``expected`` (e.g. a bundle's), else None."""
-    if expected.same_as(got):
+    """A message when ``got`` (the input's material) differs from ``expected`` (e.g. a bundle's), else None; the same
+    crystal with another number of shells is no difference (:meth:`Material.same_crystal`)."""
+    if expected.same_as(got) or expected.same_crystal(got):
         return None
     return (f"{what} is for {expected.name} ({expected.lattice}, {', '.join(expected.names)}) but the input is "
             f"{got.name} ({got.lattice}, {', '.join(got.names)}): use a model bundle trained for {got.name} "

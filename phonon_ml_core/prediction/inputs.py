@@ -81,9 +81,10 @@ def _ei_of(raw: Spectrum, ei_mev: float | None, path: str) -> float:
 
 
 def check_material(spectrum: Spectrum, material: Material | None, path: str) -> None:
-    """Refuse a file whose recorded material differs from ``material`` (what differs, and what to do)."""
+    """Refuse a file whose recorded material differs from ``material`` (what differs, and what to do). The same
+    crystal with another number of shells is accepted: the shells are the reader's model, not the sample's."""
     own = spectrum.material
-    if material is None or own is None or own.same_as(material):
+    if material is None or own is None or own.same_as(material) or own.same_crystal(material):
         return
     raise ValueError(f"{path} holds spectra of {own.name} ({own.lattice}, constants {', '.join(own.names)}) but "
                      f"{material.name} was asked for ({material.lattice}, {', '.join(material.names)}): use "

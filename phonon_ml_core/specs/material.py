@@ -239,6 +239,16 @@ class Material(Serialisable):
         """True when every field is equal (floats exactly)."""
         return isinstance(other, Material) and self.to_dict() == other.to_dict()
 
+    def same_crystal(self, other: Material) -> bool:
+        """True when ``other`` is this crystal, whatever the number of shells of its force-constant model: same
+        element, lattice, mass, scattering lengths and a(T). A measured spectrum records the crystal; how many
+        shells describe it is the choice of the fit or model that reads it (`fit --shells 4`, a four-shell bundle)."""
+        keys = ("element", "lattice", "mass_u", "b_coh_fm", "sigma_coh_barn", "sigma_inc_barn", "lattice_parameter")
+        if not isinstance(other, Material):
+            return False
+        a, b = self.to_dict(), other.to_dict()
+        return all(a.get(k) == b.get(k) for k in keys)
+
     def describe(self) -> str:
         """A few human-readable lines."""
         a293 = self.lattice_parameter_at(293.0)
