@@ -346,10 +346,12 @@ def test_model_error_adaptation_learns_from_spectra_of_a_richer_model(nuisance_s
                  "--no-progress"]) == 0
     rec = load_bundle(tmp_path / "me").metadata["adaptation"][-1]
     assert rec["model_error_shells"] == 3 and rec["n_spectra"] == 9 and rec["layers"] == "all"
-    # fewer shells, or another crystal, are not a richer model of the bundle's: refused with the reason
+    # simulated with fewer shells, or another crystal, is not a richer model of the bundle's: refused with the
+    # reason; a measurement (no labels, no simulator record) names only its crystal and is taken
+    fewer = replace(richer_set, material=ALUMINIUM.with_shells(1), force_constants=None)
     with pytest.raises(ValueError, match="n_shells 2 ≠ 1"):
-        finetune_bundle(bundle, replace(richer_set, material=ALUMINIUM.with_shells(1), force_constants=None),
-                        steps=1, progress=False)
+        finetune_bundle(bundle, replace(fewer, metadata={"simulated": True}), steps=1, progress=False)
+    assert finetune_bundle(bundle, fewer, steps=1, progress=False).metadata["adaptation"][-1]["n_spectra"] == 6
     with pytest.raises(ValueError, match="element 'Al' ≠ 'Cu'"):
         finetune_bundle(bundle, replace(richer_set, material=get_material("Cu", n_shells=3)), steps=1,
                         progress=False)

@@ -200,7 +200,7 @@ def test_measured_spectra_recording_two_shells_are_read_by_four_shell_models(tmp
     from phonon_ml_core.prediction.predict import predict_spectra
 
     al4 = get_material("Al", 4)
-    measured = replace(spectra(1)[0], force_constants=None, linewidth=None, material=ALUMINIUM)
+    measured = replace(spectra(1)[0], force_constants=None, linewidth=None, material=ALUMINIUM, metadata={})
     assert ALUMINIUM.same_crystal(al4) and not ALUMINIUM.same_crystal(get_material("Cu"))
     b4 = random_bundle(0, al4)
     (entry,) = predict_spectra(b4, [measured], n_samples=10)

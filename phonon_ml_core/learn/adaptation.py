@@ -27,7 +27,7 @@ from phonon_ml_core.learn.consistency import (consistency_loss, consistency_simu
                                               temperature_window_source)
 from phonon_ml_core.learn.inputs import spectra_tensor
 from phonon_ml_core.learn.loop import fit
-from phonon_ml_core.learn.matching import check_matches, is_richer_model
+from phonon_ml_core.learn.matching import check_matches, is_measurement, is_richer_model
 
 
 def adaptation_inputs(bundle: Bundle, spectra: Spectrum | list[Spectrum]) -> tuple[Spectrum, int | None]:
@@ -50,9 +50,9 @@ def adaptation_inputs(bundle: Bundle, spectra: Spectrum | list[Spectrum]) -> tup
             shells.append(s.material.n_shells)
         else:  # measured spectra of the bundle's crystal pass whatever shells their file records
             bundle.check_data(s, "the input spectra")
-    if any(s.force_constants is None and s.material is not None and not s.material.same_as(bundle.material)
+    if any(is_measurement(s) and s.material is not None and not s.material.same_as(bundle.material)
            for s in parts):  # one set: the crystal is checked, the model (shells) is the bundle's
-        parts = [replace(s, material=None) if s.force_constants is None else s for s in parts]
+        parts = [replace(s, material=None) if is_measurement(s) else s for s in parts]
     if shells:  # unlabelled, and one material (none) for the whole set
         parts = [replace(s, material=None, force_constants=None, linewidth=None) for s in parts]
     return (parts[0] if len(parts) == 1 else Spectrum.stack(parts)), (max(shells) if shells else None)

@@ -100,14 +100,20 @@ def is_richer_model(base: Material, given: Material | None) -> bool:
             and given.n_shells > base.n_shells and tuple(given.names[:base.n_constants]) == tuple(base.names))
 
 
+def is_measurement(spectrum: Spectrum) -> bool:
+    """True for a measured spectrum: no force-constant labels and no simulator record. Its recorded material names
+    the crystal; how many shells describe it is the model's choice (:meth:`Material.same_crystal`)."""
+    meta = spectrum.metadata if isinstance(spectrum.metadata, dict) else {}
+    return spectrum.force_constants is None and not (meta.get("simulator") or meta.get("simulated"))
+
+
 def check_matches(material: Material, experiment: Experiment, spectrum: Spectrum, model: str = "the model",
                   data: str = "the data", fix: str | None = None) -> None:
     """Refuse (ValueError) ``spectrum`` when the material or experiment it records differs from ``material`` /
-    ``experiment`` (those of ``model``); the message says what differs and what to do (``fix``). An unlabelled
-    spectrum (no force constants: measured) of the same crystal passes whatever its recorded number of shells."""
+    ``experiment`` (those of ``model``); the message says what differs and what to do (``fix``). A measured
+    spectrum (:func:`is_measurement`) of the same crystal passes whatever its recorded number of shells."""
     problems = []
-    unlabelled = spectrum.force_constants is None  # measured: its crystal counts, the shells are the model's
-    if spectrum.material is not None and not (unlabelled and spectrum.material.same_crystal(material)):
+    if spectrum.material is not None and not (is_measurement(spectrum) and spectrum.material.same_crystal(material)):
         problems += [f"material: {d}" for d in material_differences(material, spectrum.material)]
     if spectrum.experiment is not None:
         problems += [f"experiment: {d}" for d in experiment_differences(experiment, spectrum.experiment)]
