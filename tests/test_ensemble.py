@@ -113,6 +113,7 @@ def test_cli_ensemble_predict_finetune_and_latent_refusal(tmp_path, capsys):
     assert (tmp_path / "s.png").stat().st_size > 0 and ml_label(recs).startswith("ML ensemble")
     assert len(recs) == 3 and all(len(r["force_constants"]) == 5 and len(r["member_spread"]) == 5 for r in recs)
     assert all(np.all(np.array(r["std"]) >= np.array(r["member_spread"])) and r["nmse"] > 0 for r in recs)
+    assert all(r["std_meaning"].startswith("members' latent spread and their disagreement") for r in recs)
     assert main(["finetune", "--model", str(tmp_path / "e"), "--input", str(tmp_path / "x.h5"),
                  "-o", str(tmp_path / "e2"), "--steps", "3", "--no-progress"]) == 0
     before, after = load_model(tmp_path / "e"), load_model(tmp_path / "e2")

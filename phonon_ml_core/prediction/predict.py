@@ -25,6 +25,13 @@ from phonon_ml_core.prediction.inputs import check_material, read_inputs
 from phonon_ml_core.simulator.factory import get_simulator
 from phonon_ml_core.specs import ALUMINIUM, Experiment, Material
 
+#: What a prediction's ``std`` is, recorded with it in RESULT.json.
+STD_MEANING = {
+    "bundle": "spread of the regressor over latent draws (the model's uncertainty given the spectrum's code): a lower "
+              "bound, not a full error bar; it does not see how far the spectrum lies from the training set",
+    "ensemble": "members' latent spread and their disagreement (law of total variance); member_spread is the "
+                "disagreement alone, large where the spectrum lies off the simulated training set"}
+
 #: The bundle shipped with the package (models/ in the repository).
 SHIPPED_BUNDLE_NAME = "al_arcs_ei50_fcvae"
 
@@ -128,7 +135,8 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
     bundle material's), ``std``, ``mean_code_prediction``, the predicted intrinsic linewidth ``linewidth`` (γ) and
     ``linewidth_std`` when the bundle predicts one (None otherwise), the zone-boundary ``frequencies_thz`` with
     ``frequencies_std_thz`` (:mod:`phonon_ml_core.fitting.frequencies`), for an ensemble (:mod:`.learn.ensemble`)
-    ``member_spread`` (N/m, the between-member part of ``std``) and, when ``simulate`` and the temperature
+    ``member_spread`` (N/m, the between-member part of ``std``), ``std_meaning`` (:data:`STD_MEANING`) and, when
+    ``simulate`` and the temperature
     is known, ``reconstruction`` (the spectrum simulated from the constants and γ) and its ``nmse`` against the
     input, plus ``nmse_background_slope`` with the best residual background slope ``background_slope`` (per meV,
     :mod:`.residual_background`) added: the nuisance model of ``phonon-ml fit``, to compare with its NMSE.
@@ -161,6 +169,7 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
                                  "nmse_background_slope": float("nan"), "background_slope": float("nan")}
         if LINEWIDTH in pred:
             entry[LINEWIDTH], entry["linewidth_std"] = float(pred[LINEWIDTH]), float(pred["linewidth_std"])
+        entry["std_meaning"] = STD_MEANING["ensemble" if "member_spread" in pred else "bundle"]
         if "member_spread" in pred:  # an ensemble: the spread between its members, part of ``std``
             entry["member_spread"] = pred["member_spread"]
         entry.update(frequency_fields(material, fc, std=pred["std"]))
