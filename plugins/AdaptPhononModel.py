@@ -4,6 +4,10 @@ from mantid.api import AlgorithmFactory, Progress, PythonAlgorithm, WorkspacePro
 from mantid.kernel import Direction, FloatBoundedValidator, IntBoundedValidator, Property, StringListValidator
 
 
+#: = phonon_ml_core.learn.defaults.TRAINABLE_LAYERS (default first); checked by tests/test_mantid_plugins.py.
+LAYERS = ["last", "all", "bias"]
+
+
 def _core():
     try:
         from phonon_ml_core.mantid_support import adapter as mantid_adapter
@@ -38,7 +42,7 @@ class AdaptPhononModel(PythonAlgorithm):
         self.declareProperty("Steps", 100, IntBoundedValidator(lower=1), doc="Adam steps")
         self.declareProperty("LearningRate", 3e-4, FloatBoundedValidator(lower=0.0, exclusive=True),
                              doc="Adam learning rate")
-        self.declareProperty("Layers", "last", StringListValidator(["last", "all", "bias"]),
+        self.declareProperty("Layers", "last", StringListValidator(LAYERS),
                              doc="regressor layers to train (last: the output layer only, generalises best; "
                                  "bias: its bias only, a constant offset that keeps the trend in temperature)")
         self.declareProperty("ProfileBackground", True,

@@ -61,6 +61,9 @@ def test_plugin_literals_match_core(mantid):
     from phonon_ml_core.preprocess.background import DEFAULT_BACKGROUND
     assert literal("PreprocessForML", "BACKGROUNDS")[0] == DEFAULT_BACKGROUND
     assert literal("TrainPhononVAE", "FAMILIES") == list(FAMILIES)
+    from phonon_ml_core.learn.defaults import TRAINABLE_LAYERS
+    assert literal("AdaptPhononModel", "LAYERS") == list(TRAINABLE_LAYERS)
+    assert mantid.api.AlgorithmManager.create("AdaptPhononModel").getProperty("Layers").value == TRAINABLE_LAYERS[0]
 
 
 def test_train_defaults_are_the_cores(mantid):

@@ -68,8 +68,8 @@ def shipped_bundle_names() -> list[str]:
 
 def bundle_location(model: str | os.PathLike) -> Path:
     """``model`` as a path: itself when it exists, else the shipped bundle of that name (``--model
-    al_arcs_ei50_fcvae4`` works from any folder and after ``pip install .``); a missing one is an error naming the
-    shipped bundles."""
+    al_arcs_ei50_fcvae4_ensemble`` works from any folder and after ``pip install .``); a missing one is an error
+    naming the shipped bundles."""
     p = Path(model)
     if p.exists() or os.sep in str(model) or (os.altsep and os.altsep in str(model)):
         return p
