@@ -35,10 +35,11 @@ def shared_spectra(data: str | Path = DATA) -> list[Spectrum]:
     return [Spectrum.from_hdf5(f) for f in files]
 
 
-def bundle_and_spectra(ap: argparse.ArgumentParser, samples: int, threads: int):
+def bundle_and_spectra(ap: argparse.ArgumentParser, samples: int, threads: int, model: str | None = None):
     """Add the options every shared-spectra benchmark takes (--model, --data, --samples, --threads) to ``ap``,
-    parse them, set torch's threads and return (args, the shared spectra, the bundle)."""
-    ap.add_argument("--model", default=None, help="bundle (default: the shipped one)")
+    parse them, set torch's threads and return (args, the shared spectra, the bundle). ``model``: the default
+    --model (None: the shipped default bundle)."""
+    ap.add_argument("--model", default=model, help=f"bundle (default: {model or 'the shipped one'})")
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--samples", type=int, default=samples)
     ap.add_argument("--threads", type=int, default=threads)

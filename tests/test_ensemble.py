@@ -209,7 +209,7 @@ def test_measured_spectra_recording_two_shells_are_read_by_four_shell_models(tmp
     adapted = finetune_bundle(b4, [measured, measured], steps=2, progress=False)
     assert adapted.metadata["adaptation"][-1]["n_spectra"] == 2
     assert resolve_material(measured, al4) is al4
-    with pytest.raises(ValueError, match="holds a spectrum of Cu|belongs to Cu|material"):
+    with pytest.raises(ValueError, match="holds spectra of Cu .* the model bundle was trained for Al"):
         predict_spectra(b4, [replace(measured, material=get_material("Cu"))], n_samples=10)
     labelled = replace(spectra(1)[0], material=ALUMINIUM)  # its constants are two-shell ones
     assert labelled.force_constants is not None

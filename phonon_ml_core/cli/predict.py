@@ -42,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from phonon_ml_core.prediction.inputs import check_material
     from phonon_ml_core.prediction.predict import (
         bundle_experiment,
         bundle_material,
@@ -74,13 +75,7 @@ def run(args: argparse.Namespace) -> int:
     spectra, names = read_inputs_on_grid(args.input, bundle.grid, args.temperature,
                                          material=None if args.material is None else material, ei_mev=args.ei)
     for s, name in zip(spectra, names):
-        own = s.material
-        if own is not None and not (own.same_as(material) or own.same_crystal(material)):
-            raise ValueError(f"{name} holds a spectrum of {own.name} ({own.lattice}, constants {', '.join(own.names)}) "
-                             f"but the model bundle was trained for {material.name} ({material.lattice}, "
-                             f"{', '.join(material.names)}): give --model a bundle trained for {own.name} "
-                             f"(`phonon-ml train` on a set simulated with --material {own.element}), or use "
-                             f"`phonon-ml fit --material {own.element}`")
+        check_material(s, material, name, by_model=True)
     if not spectra:
         raise ValueError(f"the inputs {', '.join(args.input)} hold zero spectra: nothing to predict")
     for s, name in zip(spectra, names):

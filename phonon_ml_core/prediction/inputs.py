@@ -80,15 +80,21 @@ def _ei_of(raw: Spectrum, ei_mev: float | None, path: str) -> float:
     return float(raw.grid.ei_mev)
 
 
-def check_material(spectrum: Spectrum, material: Material | None, path: str) -> None:
+def check_material(spectrum: Spectrum, material: Material | None, path: str, by_model: bool = False) -> None:
     """Refuse a file whose recorded material differs from ``material`` (what differs, and what to do). The same
-    crystal with another number of shells is accepted: the shells are the reader's model, not the sample's."""
+    crystal with another number of shells is accepted: the shells are the reader's model, not the sample's.
+    ``by_model``: ``material`` is a model bundle's (the advice names a bundle for the file's material)."""
     own = spectrum.material
     if material is None or own is None or own.same_as(material) or own.same_crystal(material):
         return
-    raise ValueError(f"{path} holds spectra of {own.name} ({own.lattice}, constants {', '.join(own.names)}) but "
-                     f"{material.name} was asked for ({material.lattice}, {', '.join(material.names)}): use "
-                     f"--material {own.element} (or omit --material), or give spectra of {material.name}")
+    held = f"{path} holds spectra of {own.name} ({own.lattice}, constants {', '.join(own.names)})"
+    if by_model:
+        raise ValueError(f"{held} but the model bundle was trained for {material.name} ({material.lattice}, "
+                         f"{', '.join(material.names)}): give --model a bundle trained for {own.name} "
+                         f"(`phonon-ml train` on a set simulated with --material {own.element}), or use "
+                         f"`phonon-ml fit --material {own.element}`")
+    raise ValueError(f"{held} but {material.name} was asked for ({material.lattice}, {', '.join(material.names)}): "
+                     f"use --material {own.element} (or omit --material), or give spectra of {material.name}")
 
 
 def read_inputs(paths, grid: Grid | None = None, ei_mev: float | None = None, instrument: str | None = None,

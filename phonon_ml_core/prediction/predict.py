@@ -152,7 +152,7 @@ def predict_spectra(bundle: Any, spectra: Sequence[Spectrum], n_samples: int = 1
     check_number(n_samples, "n_samples", low=1, low_inclusive=True, integer=True)
     for i, s in enumerate(spectra):
         check_spectrum_values(s, f"spectrum {i}", need_temperature=simulate)
-        check_material(s, material, f"spectrum {i}")
+        check_material(s, material, f"spectrum {i}", by_model=True)
     out = []
     for s in spectra:
         s = onto_model_grid(s, bundle.grid)
