@@ -36,7 +36,8 @@ def main() -> None:
     sim = get_simulator(two, bundle_experiment(bundle), grid=bundle.grid, dtype=torch.float64)
     entries = predict_spectra(bundle, spectra, n_samples=args.samples)
     print(f"{args.model}: {material.n_shells} shells → 2 shells")
-    print("| T (K) | bundle NMSE | projected NMSE | projection misfit | 1XX bundle | 1XX projected | projected constants |")
+    print("| T (K) | bundle NMSE | projected NMSE | projection misfit | 1XX bundle | 1XX projected "
+          "| projected constants |")
     print("|---|---|---|---|---|---|---|")
     rows = []
     for s, e in zip(spectra, entries):

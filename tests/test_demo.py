@@ -12,12 +12,14 @@ from phonon_ml_core.prediction.predict import shipped_bundle_path
 from phonon_ml_core.readers import read_spectrum
 
 
-def test_demo_quick_runs_end_to_end(tmp_path, capsys):
-    """The reduced demo: one temperature, the shipped bundle's prediction and both fit methods on the
-    measured-like Mantid file (stated tolerances: prediction 1XX, 1XY and M⟨ω²⟩ within 10 %, models/README.md;
-    fits 1XX, 1XY within 5 % and M⟨ω²⟩ within 3 %)."""
-    out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--output-dir", str(out)]) == 0
+def test_demo_quick_runs_end_to_end(tmp_path, capsys, monkeypatch):
+    """The reduced demo in a fresh folder with its default output (the README's phonon_ml_output/demo, parent
+    created): one temperature, the shipped bundle's prediction and both fit methods on the measured-like Mantid
+    file (stated tolerances: prediction 1XX, 1XY and M⟨ω²⟩ within 10 %, models/README.md; fits 1XX, 1XY within
+    5 % and M⟨ω²⟩ within 3 %)."""
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "phonon_ml_output" / "demo"
+    assert main(["demo", "--quick"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["true_force_constants"] == DEMO_TRUE_FC.tolist()
     (rec,) = summary["spectra"]

@@ -305,6 +305,7 @@ CASES = [
     ("demo-input-missing", ["demo", "--output-dir", "dd", "--input", "nofile.nxs"], "does not exist"),
     ("demo-out-file", ["demo", "--output-dir", "{in}/afile"], "not a folder"),
     ("demo-out-nodir", ["demo", "--output-dir", "nodir/dd"], "does not exist"),
+    ("demo-out-under-file", ["demo", "--output-dir", "{in}/afile/dd"], "afile exists and is not a folder"),
     # materials
     ("mat-unknown", ["materials", "Xx"], "xx"),
     ("mat-missing-file", ["materials", "nofile.json"], "does not exist"),
@@ -335,6 +336,19 @@ def test_bad_input_is_refused(case_id, argv, phrase, inputs, tmp_path, monkeypat
     assert "Traceback" not in err
     assert _tree(tmp_path) == set(), f"{case_id}: left behind {_tree(tmp_path)}"
     assert _tree(inputs) == before, f"{case_id}: changed the inputs folder"
+
+
+def test_own_output_root_is_created_but_not_over_a_file(tmp_path, monkeypatch, capsys):
+    """--output-dir under phonon_ml_output/ (the demo's default) gets its parents made; a file in the way is refused."""
+    from phonon_ml_core.cli.checks import check_arguments
+    from phonon_ml_core.cli.app import build_parser
+
+    monkeypatch.chdir(tmp_path)
+    check_arguments(build_parser().parse_args(["demo", "--output-dir", "phonon_ml_output/a/b"]))  # no error
+    assert not (tmp_path / "phonon_ml_output").exists()  # the check makes nothing; the demo makes the folders
+    (tmp_path / "phonon_ml_output").write_text("x")
+    assert main(["demo"]) == 2
+    assert "phonon_ml_output exists and is not a folder" in capsys.readouterr().err
 
 
 def test_table_is_large_and_covers_every_command():

@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from phonon_ml_core.data.fileio import check_output_dir, check_output_path
+from phonon_ml_core.data.fileio import check_output_dir, check_output_path, nearest_existing
+from phonon_ml_core.cli.options import OWN_OUTPUT_ROOT
 from phonon_ml_core.data.validation import check_device, check_input_file, check_number, check_temperature
 
 #: dest → keyword arguments of :func:`check_number` (low bound, inclusive or not, integer, unit).
@@ -114,8 +115,9 @@ def check_arguments(args: argparse.Namespace) -> None:
             if p.suffix.lower() != ".png" and d == "plot":
                 raise ValueError(f"--plot {p}: the figure is a PNG; give a file name ending in .png")
     if isinstance(values.get("output_dir"), str):
-        out = check_output_dir(values["output_dir"])
-        target = out if out.exists() else out.parent if str(out.parent) else Path(".")
+        own = Path(values["output_dir"]).parts[:1] == (OWN_OUTPUT_ROOT,)
+        out = check_output_dir(values["output_dir"], create_parents=own)
+        target = out if out.exists() else nearest_existing(out.parent if str(out.parent) else Path("."))
         if not os.access(target, os.W_OK | os.X_OK):
             raise PermissionError(f"--output-dir {out}: cannot write to {target}: choose a writable folder")
 

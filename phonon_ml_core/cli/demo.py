@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from phonon_ml_core.cli.options import OWN_OUTPUT_ROOT
 
 
 def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -16,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--material", default=None, help="built-in material (element symbol) or material file (default Al)")
     p.add_argument("--instrument", default=None, help="instrument (default: ARCS, the standard experiment)")
     p.add_argument("--ei", type=float, default=None, help="incident energy, meV (default: the instrument's)")
-    p.add_argument("--output-dir", default="phonon_ml_output/demo", help="report folder (default %(default)s)")
+    p.add_argument("--output-dir", default=f"{OWN_OUTPUT_ROOT}/demo",
+                   help="report folder (default %(default)s, created with its parent)")
     p.add_argument("--input", nargs="+", help="run on these files instead of simulated data")
     p.add_argument("--noise", type=float, default=0.04,
                    help="relative counting noise of the simulated data (default 0.04)")

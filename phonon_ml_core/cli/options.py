@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import argparse
 
+#: The commands' own report folder (``phonon-ml demo`` writes ``phonon_ml_output/demo`` by default): output folders
+#: under it are created with their parents; any other --output-dir needs an existing parent (a typo is refused).
+OWN_OUTPUT_ROOT = "phonon_ml_output"
+
 
 def add_bundle_output_options(p: argparse.ArgumentParser) -> None:
     """The options of commands that write a model bundle (train, finetune)."""

@@ -42,15 +42,28 @@ def check_bundle_output(path: str | os.PathLike, overwrite: bool, overwrite_hint
     return out
 
 
-def check_output_dir(path: str | os.PathLike) -> Path:
-    """Validate an output folder before any work: not a file, and its parent exists."""
+def check_output_dir(path: str | os.PathLike, create_parents: bool = False) -> Path:
+    """Validate an output folder before any work: not a file, and its parent exists (or, with ``create_parents``,
+    will be created: then the nearest existing ancestor must be a folder)."""
     out = Path(path)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} exists and is not a folder: choose another output folder")
     parent = out.parent if str(out.parent) else Path(".")
+    if create_parents:
+        parent = nearest_existing(parent)
+    if parent.exists() and not parent.is_dir():
+        raise ValueError(f"{parent} exists and is not a folder: choose another output folder than {out}")
     if not parent.is_dir():
         raise FileNotFoundError(f"the parent folder {parent} of the output folder does not exist: create it first")
     return out
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (``.`` for a relative path none of whose parts exist)."""
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p if p.exists() else Path(".")
 
 
 @contextlib.contextmanager
