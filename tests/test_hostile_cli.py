@@ -6,6 +6,7 @@ behind. Every error must come before heavy work: nothing here trains, fits or si
 """
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -219,7 +220,7 @@ CASES = [
     ("fit-allnan", ["fit", "--input", "{in}/allnan.h5", "--output", "r.json"], "nan"),
     ("fit-notemp", ["fit", "--input", "{in}/notemp.h5", "--output", "r.json"], "temperature"),
     ("fit-material", ["fit", "--input", "{in}/good.h5", "--output", "r.json", "--material", "Xx"], "xx"),
-    ("fit-shells", ["fit", "--input", "{in}/good.h5", "--output", "r.json", "--shells", "2"], "--material"),
+    ("fit-shells-0", ["fit", "--input", "{in}/good.h5", "--output", "r.json", "--shells", "0"], "--shells"),
     ("fit-instrument", ["fit", "--input", "{in}/good.h5", "--output", "r.json", "--instrument", "NOPE"], "nope"),
     ("fit-plot-suffix", ["fit", "--input", "{in}/good.h5", "--output", "r.json", "--plot", "p.jpg.h5"], ".png"),
     ("fit-out-same", ["fit", "--input", "{in}/good.h5", "--output", "{in}/good.h5", "--overwrite"], "also an input"),
@@ -336,6 +337,20 @@ def test_bad_input_is_refused(case_id, argv, phrase, inputs, tmp_path, monkeypat
     assert "Traceback" not in err
     assert _tree(tmp_path) == set(), f"{case_id}: left behind {_tree(tmp_path)}"
     assert _tree(inputs) == before, f"{case_id}: changed the inputs folder"
+
+
+def test_fit_shells_alone_takes_the_inputs_material(inputs, tmp_path, monkeypatch):
+    """`fit --shells N` without --material (the README's example) fits each input's recorded material (aluminium
+    when none) with N shells, as `simulate --shells` and `dispersion --shells` take aluminium."""
+    from phonon_ml_core.specs import get_material
+
+    monkeypatch.chdir(tmp_path)
+    for name, element in (("good.h5", "Al"), ("cu.h5", "Cu")):
+        assert main(["fit", "--input", str(inputs / name), "--output", f"{element}.json", "--shells", "3",
+                     "--method", "gradient", "--max-evaluations", "5"]) == 0
+        doc = json.loads((tmp_path / f"{element}.json").read_text())
+        assert doc["names"] == list(get_material(element, 3).names) and len(doc["names"]) > 5
+        assert doc["results"][0]["material_spec"]["element"] == element
 
 
 def test_own_output_root_is_created_but_not_over_a_file(tmp_path, monkeypatch, capsys):

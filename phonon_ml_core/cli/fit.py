@@ -42,14 +42,22 @@ def add_material_options(p: argparse.ArgumentParser) -> None:
 
 
 def material_from_args(args: argparse.Namespace) -> Material | None:
-    """The material named by --material/--shells, or None when not given (clear error for an unknown one)."""
+    """The material named by --material/--shells, or None when --material is not given (each input's recorded
+    material, else aluminium, with --shells applied by :func:`input_material`; clear error for an unknown one)."""
     from phonon_ml_core.specs import get_material
 
     if args.material is None:
-        if args.shells is not None:
-            raise ValueError("--shells needs --material")
         return None
     return get_material(args.material, n_shells=args.shells)
+
+
+def input_material(spectrum, material: Material | None, shells: int | None) -> Material:
+    """What one input is fitted with: ``material`` (--material) when given, else the material the input records
+    (aluminium when none), with ``shells`` (--shells) neighbour shells when given."""
+    from phonon_ml_core.fitting.inputs import resolve_material
+
+    m = resolve_material(spectrum, material)
+    return m if material is not None or shells is None else m.with_shells(shells)
 
 
 def experiment_for(spectrum, args: argparse.Namespace) -> Experiment | None:
@@ -163,7 +171,7 @@ def parse_constants(text: str | None, material: Material, flag: str) -> np.ndarr
 
 
 def run(args: argparse.Namespace) -> int:
-    from phonon_ml_core.fitting.inputs import resolve_experiment, resolve_material
+    from phonon_ml_core.fitting.inputs import resolve_experiment
     from phonon_ml_core.prediction.inputs import read_inputs
 
     apply_fit_defaults(args)
@@ -190,7 +198,7 @@ def run(args: argparse.Namespace) -> int:
     items, sources, experiments, materials = [], [], [], []
     for inp in inputs:
         for i, member in enumerate(inp.spectrum):
-            m = resolve_material(member, material)
+            m = input_material(member, material, args.shells)
             e = resolve_experiment(member, experiment_for(member, args))  # errors here, before any fit
             items.append(member)
             materials.append(m)
