@@ -41,7 +41,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     rows = []
     for s, e in zip(spectra, entries):
-        n_shells = len(e["force_constants"])
+        n_constants = len(e["force_constants"])
         r = fit_spectrum(e["reconstruction"], method="gradient", material=two, fit_background=False,
                          uncertainty=False, start=np.asarray(e["force_constants"][:two.n_constants]),
                          linewidth=e["linewidth"], experiment=bundle_experiment(bundle))
@@ -51,7 +51,7 @@ def main() -> None:
         rows.append((e["nmse_background_slope"], e["nmse"], bg, raw, e["force_constants"][0], r.force_constants[0]))
         print(f"| {s.temperature:.0f} | {rows[-1][0]:.4f} ({rows[-1][1]:.4f}) | {bg:.4f} ({raw:.4f}) | {r.nmse:.4f} "
               f"| {rows[-1][4]:.2f} | {rows[-1][5]:.2f} | {np.round(r.force_constants, 2).tolist()} |"
-              + ("" if n_shells > two.n_constants else " (already two shells)"))
+              + ("" if n_constants > two.n_constants else " (already two shells)"))
     a = np.array(rows)
     falls = ["↓" if np.all(np.diff(a[:, k]) < 0) else "✗" for k in (4, 5)]
     print(f"| mean | {a[:, 0].mean():.4f} ({a[:, 1].mean():.4f}) | {a[:, 2].mean():.4f} ({a[:, 3].mean():.4f}) | "
